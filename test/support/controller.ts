@@ -1,0 +1,134 @@
+/**
+ * Starts the real controller (the built CLI, `failoverctl serve`) as a child process on loopback
+ * with a temporary config, for black-box tests and benchmarks. Requires `npm run build` first.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+import { stringify } from 'yaml';
+
+export const REPO_ROOT = resolve(new URL('../..', import.meta.url).pathname);
+export const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'failoverctl.js');
+
+/** A port free for both UDP and TCP on the given loopback address. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await new Promise<number>((res, rej) => {
+      const s = createServer();
+      s.once('error', rej);
+      s.listen(0, host, () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => res(p));
+      });
+    });
+    const udpFree = await new Promise<boolean>((res) => {
+      const u = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+      u.once('error', () => res(false));
+      u.bind(port, host, () => u.close(() => res(true)));
+    });
+    if (udpFree) return port;
+  }
+  throw new Error('no free port found');
+}
+
+export interface ControllerOptions {
+  /** Directory of <zone>.zone master files. */
+  zonesDir: string;
+  /** Extra config merged at top level (e.g. { dns: {...} } keys are merged into dns). */
+  extra?: Record<string, Record<string, unknown>>;
+  /** Extra environment. */
+  env?: Record<string, string>;
+  /** Pin to CPUs with taskset (e.g. "0"). */
+  cpus?: string;
+  /** Node options, e.g. ["--max-old-space-size=2048"]. */
+  nodeArgs?: string[];
+}
+
+export interface ControllerHandle {
+  dnsPort: number;
+  apiPort: number;
+  token: string;
+  dir: string;
+  configPath: string;
+  proc: ChildProcess;
+  /** Everything the process wrote to stdout and stderr so far (pino JSON lines). */
+  output(): string;
+  /** GET on the API; returns status and body text. */
+  get(path: string, auth?: boolean): Promise<{ status: number; body: string }>;
+  /** Sends SIGHUP (zone reload). */
+  reload(): void;
+  /** Stops the process (SIGTERM, then SIGKILL after 5 s) and removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+export async function startController(opts: ControllerOptions): Promise<ControllerHandle> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
+  const dir = mkdtempSync(join(tmpdir(), 'fc-ctl-'));
+  const dnsPort = await freePort();
+  const apiPort = await freePort();
+  const token = 'test-token-' + Math.random().toString(36).slice(2);
+  const base: Record<string, Record<string, unknown>> = {
+    dns: { listen: [`127.0.0.1:${dnsPort}`], zones: opts.zonesDir },
+    api: { listen: `127.0.0.1:${apiPort}`, token_env: 'FC_TEST_TOKEN' },
+    log: { level: 'info' },
+  };
+  for (const [k, v] of Object.entries(opts.extra ?? {})) base[k] = { ...(base[k] ?? {}), ...v };
+  const configPath = join(dir, 'config.yaml');
+  writeFileSync(configPath, stringify(base));
+  const argv = [...(opts.nodeArgs ?? []), CLI, 'serve', '--config', configPath];
+  const cmd = opts.cpus ? 'taskset' : process.execPath;
+  const args = opts.cpus ? ['-c', opts.cpus, process.execPath, ...argv] : argv;
+  const proc = spawn(cmd, args, {
+    env: { ...process.env, FC_TEST_TOKEN: token, ...(opts.env ?? {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  let exited: number | null = null;
+  proc.on('exit', (code) => (exited = code ?? -1));
+
+  const get = async (path: string, auth = true) => {
+    const r = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
+      headers: auth ? { authorization: `Bearer ${token}` } : {},
+    });
+    return { status: r.status, body: await r.text() };
+  };
+  const handle: ControllerHandle = {
+    dnsPort, apiPort, token, dir, configPath, proc,
+    output: () => out,
+    get,
+    reload: () => proc.kill('SIGHUP'),
+    stop: async () => {
+      if (exited === null) {
+        const done = new Promise<void>((res) => proc.once('exit', () => res()));
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        await done;
+        clearTimeout(t);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`controller exited with ${exited} before it was ready:\n${out}`);
+    }
+    try {
+      const r = await get('/readyz', false);
+      if (r.status === 200) return handle;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      await handle.stop();
+      throw new Error(`controller not ready after 60 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
