@@ -1,0 +1,95 @@
+/**
+ * The HTTP API (express 5): /healthz, /readyz and /metrics without authentication; everything
+ * under /v1 behind a bearer token compared in constant time. Errors are JSON with stable codes.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { ApiError, errorBody, ERROR_STATUS } from './errors.js';
+
+/** What the API reads from the running controller. */
+export interface ApiDeps {
+  registry: Registry;
+  logger: Logger;
+  /** The bearer token required under /v1. */
+  token: string;
+  /** Ready: zones loaded and listeners bound. */
+  ready(): boolean;
+  /** Served zones, for GET /v1/zones. */
+  zones(): { zone: string; serial: number; records: number }[];
+  /** Zone files that failed at the last load. */
+  zoneErrors(): { file: string; line?: number; reason: string; keptPrevious: boolean }[];
+}
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/** Express middleware: 401 unless `Authorization: Bearer <token>` matches exactly. */
+export function bearerAuth(token: string) {
+  const expected = digest(token);
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const h = req.headers.authorization;
+    const m = typeof h === 'string' ? /^Bearer ([^\s]+)$/.exec(h) : null;
+    // hash both sides so the comparison takes the same time whatever the length
+    if (!m || !timingSafeEqual(digest(m[1]), expected)) {
+      next(new ApiError('UNAUTHORIZED', 'a valid bearer token is required'));
+      return;
+    }
+    next();
+  };
+}
+
+/** Builds the express application (not listening). */
+export function createApiApp(deps: ApiDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req, res) => {
+    const ready = deps.ready();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'starting' });
+  });
+  app.get('/metrics', async (_req, res, next) => {
+    try {
+      const body = await deps.registry.metrics();
+      res.type(deps.registry.contentType).send(body);
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  const v1 = express.Router();
+  v1.use(bearerAuth(deps.token));
+  v1.use(express.json({ limit: '1mb', type: () => true }));
+  v1.get('/zones', (_req, res) => {
+    res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
+  });
+  app.use('/v1', v1);
+
+  app.use((req, _res, next) => next(new ApiError('NOT_FOUND', `no route for ${req.method} ${req.path}`)));
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let status: number = ERROR_STATUS.INTERNAL;
+    let code = 'INTERNAL';
+    let message = 'internal error';
+    if (err instanceof ApiError) {
+      status = err.status;
+      code = err.code;
+      message = err.message;
+    } else if (isHttpError(err)) {
+      status = err.status;
+      code = err.type === 'entity.too.large' ? 'PAYLOAD_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST';
+      message = err.type === 'entity.parse.failed' ? 'the body is not valid JSON' : err.message;
+    } else {
+      deps.logger.error({ err, method: req.method, path: req.path }, 'api internal error');
+    }
+    if (status >= 500 || status === 401) deps.logger.warn({ method: req.method, path: req.path, status, code }, 'api request failed');
+    res.status(status).json(errorBody(code, message));
+  });
+  return app;
+}
+
+function isHttpError(e: unknown): e is { status: number; type?: string; message: string } {
+  return typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'number' && (e as { status: number }).status < 500;
+}

@@ -1,0 +1,25 @@
+/** The API's error catalogue: stable codes, one HTTP status each. Bodies: {"error":{"code","message"}}. */
+export const ERROR_STATUS = {
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL: 500,
+  NOT_READY: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** An error that the API reports as-is. */
+export class ApiError extends Error {
+  constructor(readonly code: ErrorCode, message: string, readonly status: number = ERROR_STATUS[code]) {
+    super(message);
+  }
+}
+
+/** The JSON body of an error response. */
+export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
+  return { error: { code, message } };
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+/**
+ * failoverctl: the controller's command line. Exit codes: 0 ok, 1 failed, 2 usage or config error.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/config.js';
+import { startController } from '../main.js';
+
+const USAGE = `failoverctl: DNS and IP failover controller
+
+Usage:
+  failoverctl serve --config FILE   run the controller (authoritative DNS + HTTP API)
+  failoverctl help [COMMAND]        show help
+
+Options for every command:
+  -h, --help                        show help for the command
+
+Exit codes: 0 ok, 1 failed, 2 usage or config error.
+`;
+
+const HELP: Record<string, string> = {
+  serve: `Usage: failoverctl serve --config FILE
+
+Runs the controller: loads the zones of dns.zones, answers DNS on every dns.listen address
+(UDP and TCP) and serves the HTTP API on api.listen. SIGHUP reloads the zones; SIGTERM or
+SIGINT stop gracefully.
+
+Options:
+  -c, --config FILE   the YAML configuration (required)
+  --check             validate the configuration and the zones, print the result, and exit
+  -h, --help          show this help
+
+Exit codes: 0 stopped cleanly (or --check passed), 1 failed at run time, 2 usage or config error.
+`,
+};
+
+/** Thrown for a command line that cannot be run; exit code 2. */
+class UsageError extends Error {}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(HELP.serve);
+    return 0;
+  }
+  if (!values.config) throw new UsageError('serve: --config FILE is required');
+  const config = loadConfig(values.config);
+  if (values.check) {
+    const { ZoneDirectory } = await import('../dns/zone/zone-loader.js');
+    const r = await new ZoneDirectory(config.dns.zones).load();
+    for (const z of r.zones) process.stdout.write(`ok    ${z.origin} serial ${z.serial}, ${z.recordCount} records\n`);
+    for (const e of r.errors) process.stdout.write(`error ${e.file}${e.line ? ':' + e.line : ''}: ${e.reason}\n`);
+    return r.errors.length > 0 ? 1 : 0;
+  }
+  const ctl = await startController(config);
+  const log = ctl.logger.child({ component: 'main' });
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading zones');
+    ctl.reload().catch((err) => log.error({ err }, 'zone reload failed'));
+  });
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, 'stopping');
+      const force = setTimeout(() => resolveExit(1), 10_000);
+      force.unref();
+      ctl.stop().then(() => resolveExit(0), (err) => {
+        log.error({ err }, 'error while stopping');
+        resolveExit(1);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '-h' || cmd === '--help') {
+    process.stdout.write(USAGE);
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === 'help') {
+    const topic = rest[0];
+    process.stdout.write(topic && HELP[topic] ? HELP[topic] : USAGE);
+    return topic && !HELP[topic] ? 2 : 0;
+  }
+  switch (cmd) {
+    case 'serve':
+      return serve(rest);
+    default:
+      throw new UsageError(`unknown command "${cmd}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`failoverctl: invalid configuration:\n${err.message}\n`);
+      process.exit(2);
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`failoverctl: ${(err as Error).message}\nRun "failoverctl --help" for usage.\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`failoverctl: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,177 @@
+/**
+ * UDP and TCP listeners (node:dgram, node:net) in front of a Responder. TCP: 2-byte length
+ * framing (RFC 1035 4.2.2), pipelining, idle timeout, connection cap, output backpressure.
+ * Nothing a client sends can stop the listeners: errors are logged (rate-limited) and counted.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Responder } from './responder.js';
+
+/** A listen address as validated by the config. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+  family: 4 | 6;
+}
+
+export interface DnsServerOptions {
+  listen: ListenAddress[];
+  responder: Responder;
+  logger: Logger;
+  /** Close a TCP connection idle this long (default 10 s). */
+  tcpIdleTimeoutMs?: number;
+  /** At most this many TCP connections at once, over all listeners (default 1000). */
+  tcpMaxConnections?: number;
+}
+
+/** Counters kept by the listeners. */
+export interface ListenerStats {
+  tcpConnections: number;
+  tcpRejected: number;
+  tcpIdleClosed: number;
+  socketErrors: number;
+}
+
+export interface DnsServer {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  readonly stats: ListenerStats;
+}
+
+/** Logs at most `perSecond` messages a second; counts the rest. */
+function rateLimited(logger: Logger, perSecond = 10): (obj: object, msg: string) => void {
+  let windowStart = 0;
+  let inWindow = 0;
+  let suppressed = 0;
+  return (obj, msg) => {
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      if (suppressed > 0) logger.warn({ suppressed }, 'log messages suppressed');
+      windowStart = now;
+      inWindow = 0;
+      suppressed = 0;
+    }
+    if (inWindow++ < perSecond) logger.warn(obj, msg);
+    else suppressed++;
+  };
+}
+
+const MAX_PENDING_OUTPUT = 1 << 20;
+
+/** Creates the listeners; nothing is bound until start(). */
+export function createDnsServer(opts: DnsServerOptions): DnsServer {
+  const log = opts.logger;
+  const warn = rateLimited(log);
+  const idleMs = opts.tcpIdleTimeoutMs ?? 10_000;
+  const maxConn = opts.tcpMaxConnections ?? 1000;
+  const responder = opts.responder;
+  const stats: ListenerStats = { tcpConnections: 0, tcpRejected: 0, tcpIdleClosed: 0, socketErrors: 0 };
+  const udp: UdpSocket[] = [];
+  const tcp: Server[] = [];
+  const conns = new Set<Socket>();
+
+  function onUdpSocket(sock: UdpSocket): void {
+    sock.on('message', (msg, rinfo) => {
+      const out = responder.respond(msg, false);
+      if (out) sock.send(out, rinfo.port, rinfo.address);
+    });
+    sock.on('error', (err) => {
+      stats.socketErrors++;
+      warn({ err: err.message }, 'udp socket error');
+    });
+  }
+
+  function onTcpConnection(sock: Socket): void {
+    if (conns.size >= maxConn) {
+      stats.tcpRejected++;
+      sock.destroy();
+      return;
+    }
+    conns.add(sock);
+    stats.tcpConnections = conns.size;
+    sock.setNoDelay(true);
+    sock.setTimeout(idleMs, () => {
+      stats.tcpIdleClosed++;
+      sock.destroy();
+    });
+    let pending: Buffer = Buffer.alloc(0);
+    sock.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      const replies: Buffer[] = [];
+      while (pending.length >= 2) {
+        const len = pending.readUInt16BE(0);
+        if (len < 12) {
+          // cannot be a DNS message: the stream is out of sync, close it
+          sock.destroy();
+          return;
+        }
+        if (pending.length < 2 + len) break;
+        const msg = pending.subarray(2, 2 + len);
+        pending = pending.subarray(2 + len);
+        const out = responder.respond(msg, true);
+        if (!out) continue;
+        const frame = Buffer.allocUnsafe(2 + out.length);
+        frame.writeUInt16BE(out.length, 0);
+        out.copy(frame, 2);
+        replies.push(frame);
+      }
+      if (pending.length > 0 && pending.byteOffset > 0) pending = Buffer.from(pending);
+      if (replies.length > 0) {
+        const ok = sock.write(replies.length === 1 ? replies[0] : Buffer.concat(replies));
+        if (!ok && sock.writableLength > MAX_PENDING_OUTPUT) {
+          sock.pause();
+          sock.once('drain', () => sock.resume());
+        }
+      }
+    });
+    sock.on('error', () => {
+      /* resets are normal; the socket is closed below */
+    });
+    sock.on('close', () => {
+      conns.delete(sock);
+      stats.tcpConnections = conns.size;
+    });
+  }
+
+  return {
+    stats,
+    async start() {
+      for (const a of opts.listen) {
+        const u = createSocket({
+          type: a.family === 6 ? 'udp6' : 'udp4',
+          ipv6Only: a.family === 6,
+          recvBufferSize: 8 << 20,
+          sendBufferSize: 8 << 20,
+        });
+        onUdpSocket(u);
+        await new Promise<void>((res, rej) => {
+          u.once('error', rej);
+          u.bind(a.port, a.host, () => {
+            u.off('error', rej);
+            res();
+          });
+        });
+        udp.push(u);
+        const t = createServer({ noDelay: true }, onTcpConnection);
+        t.on('error', (err) => warn({ err: err.message }, 'tcp listener error'));
+        await new Promise<void>((res, rej) => {
+          t.once('error', rej);
+          t.listen({ port: a.port, host: a.host, ipv6Only: a.family === 6, backlog: 1024 }, () => {
+            t.off('error', rej);
+            res();
+          });
+        });
+        tcp.push(t);
+        log.info({ address: a.host, port: a.port }, 'dns listening (udp, tcp)');
+      }
+    },
+    async stop() {
+      for (const u of udp) await new Promise<void>((res) => u.close(() => res()));
+      for (const c of conns) c.destroy();
+      for (const t of tcp) await new Promise<void>((res) => t.close(() => res()));
+      udp.length = 0;
+      tcp.length = 0;
+    },
+  };
+}

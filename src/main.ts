@@ -1,0 +1,172 @@
+/**
+ * Composition root: config → logger → metrics → zones → responder → DNS listeners → API.
+ * Handles SIGHUP (zone reload) and SIGTERM/SIGINT (graceful stop).
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import pino, { type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { createApiApp } from './api/app.js';
+import { type Config } from './config/config.js';
+import { ZoneSet } from './dns/engine/engine.js';
+import { createDnsServer, type DnsServer } from './dns/server/dns-server.js';
+import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './dns/server/responder.js';
+import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './dns/zone/zone-loader.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
+
+/** A running controller. */
+export interface Controller {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly responder: Responder;
+  /** Reloads the zone directory (as SIGHUP does). */
+  reload(): Promise<LoadResult>;
+  stop(): Promise<void>;
+}
+
+/** Returns the API token: from the environment, or generated and written to a 0600 file. */
+function apiToken(config: Config, log: Logger): string {
+  const fromEnv = process.env[config.api.tokenEnv];
+  if (fromEnv && fromEnv.length > 0) {
+    if (fromEnv.length < 16) log.warn({ env: config.api.tokenEnv }, 'the API token is shorter than 16 characters');
+    return fromEnv;
+  }
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(config.api.tokenFile, token + '\n', { mode: 0o600 });
+  chmodSync(config.api.tokenFile, 0o600);
+  log.warn({ env: config.api.tokenEnv, file: config.api.tokenFile },
+    'API token env var is unset: generated a token and wrote it to a file readable only by this user');
+  return token;
+}
+
+/** Builds and starts everything. Rejects when a listener cannot bind or the zone directory cannot be read. */
+export async function startController(config: Config, logger?: Logger): Promise<Controller> {
+  const log = logger ?? pino({ level: config.log.level, base: { service: 'failover-controller' } });
+  const mainLog = log.child({ component: 'main' });
+  const zoneLog = log.child({ component: 'zones' });
+  const dnsLog = log.child({ component: 'dns' });
+  const apiLog = log.child({ component: 'api' });
+  const registry = new Registry();
+  const metrics = createMetrics(registry);
+  const token = apiToken(config, mainLog);
+
+  let ready = false;
+  let lastErrors: ZoneLoadError[] = [];
+  const zoneDir = new ZoneDirectory(config.dns.zones);
+
+  const responder = new Responder(new ZoneSet([]), {
+    cacheEntries: config.dns.cacheEntries,
+    latency: (s) => metrics.dnsQueryDuration.observe(s),
+    onError: (err, query) => dnsLog.error({ err, query: query.subarray(0, 512).toString('base64') }, 'internal error answering a query'),
+  });
+
+  const applyLoad = (r: LoadResult): void => {
+    for (const e of r.errors) {
+      zoneLog.error({ file: e.file, line: e.line, reason: e.reason, keptPrevious: e.keptPrevious },
+        e.keptPrevious ? 'zone file rejected; the previous version stays served' : 'zone file rejected; zone not served');
+      metrics.dnsZoneLoadErrors.inc({ zone: zoneLabel(e.file) });
+    }
+    for (const w of r.warnings) zoneLog.warn({ file: w.file }, w.message);
+    for (const f of r.removed) zoneLog.info({ file: f }, 'zone file removed; zone no longer served');
+    lastErrors = r.errors;
+    if (r.parsed.length > 0 || r.removed.length > 0 || responder.zoneSet.size !== r.zones.length) {
+      responder.update({ zones: new ZoneSet(r.zones) });
+    }
+    metrics.dnsZonesLoaded.set(r.zones.length);
+    metrics.dnsZoneSerial.reset();
+    let records = 0;
+    for (const z of r.zones) {
+      metrics.dnsZoneSerial.set({ zone: z.origin }, z.serial);
+      records += z.recordCount;
+    }
+    metrics.dnsRecordsLoaded.set(records);
+    metrics.dnsZoneReloads.inc({ result: r.errors.length > 0 ? 'partial' : 'ok' });
+    zoneLog.info({ zones: r.zones.length, records, parsed: r.parsed.length, errors: r.errors.length }, 'zones loaded');
+  };
+
+  let reloading: Promise<LoadResult> | null = null;
+  let again = false;
+  const reload = async (): Promise<LoadResult> => {
+    if (reloading) {
+      again = true;
+      return reloading;
+    }
+    reloading = (async () => {
+      let r: LoadResult;
+      do {
+        again = false;
+        r = await zoneDir.load();
+        applyLoad(r);
+      } while (again);
+      return r;
+    })().finally(() => (reloading = null));
+    return reloading;
+  };
+
+  const t0 = Date.now();
+  await reload();
+  mainLog.info({ ms: Date.now() - t0 }, 'initial zone load finished');
+
+  const dns: DnsServer = createDnsServer({
+    listen: [...config.dns.listen],
+    responder,
+    logger: dnsLog,
+    tcpIdleTimeoutMs: config.dns.tcpIdleTimeoutMs,
+    tcpMaxConnections: config.dns.tcpMaxConnections,
+  });
+  metrics.sources.dns = {
+    queries: () => {
+      const out = [];
+      for (let t = 0; t < TRANSPORTS.length; t++) {
+        for (let r = 0; r < RCODE_LABELS.length; r++) {
+          out.push({ labels: { transport: TRANSPORTS[t], rcode: RCODE_LABELS[r] }, value: responder.stats.queries[t * RCODE_LABELS.length + r] });
+        }
+      }
+      return out;
+    },
+    dropped: () => DROP_REASONS.map((reason, i) => ({ labels: { reason }, value: responder.stats.dropped[i] })),
+    internalErrors: () => responder.stats.internalErrors,
+    tcpConnections: () => dns.stats.tcpConnections,
+    tcpRejected: () => dns.stats.tcpRejected,
+    cacheEntries: () => responder.cacheSize,
+  };
+  await dns.start();
+
+  const app = createApiApp({
+    registry,
+    logger: apiLog,
+    token,
+    ready: () => ready,
+    zones: () => [...responder.zoneSet.zones()].map((z) => ({ zone: z.origin, serial: z.serial, records: z.recordCount })),
+    zoneErrors: () => lastErrors,
+  });
+  const http: Server = await new Promise((res, rej) => {
+    const s = app.listen(config.api.listen.port, config.api.listen.host, (err?: Error) => (err ? rej(err) : res(s)));
+    s.once('error', rej);
+  });
+  http.requestTimeout = 30_000;
+  http.headersTimeout = 10_000;
+  apiLog.info({ address: config.api.listen.host, port: config.api.listen.port }, 'api listening');
+  ready = true;
+  mainLog.info('ready');
+
+  return {
+    logger: log,
+    metrics,
+    responder,
+    reload,
+    async stop() {
+      ready = false;
+      await new Promise<void>((res) => http.close(() => res()));
+      http.closeAllConnections();
+      await dns.stop();
+      mainLog.info('stopped');
+    },
+  };
+}
+
+function zoneLabel(file: string): string {
+  const base = file.split('/').pop() ?? file;
+  return base.endsWith('.zone') ? base.slice(0, -5) : base;
+}

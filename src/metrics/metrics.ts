@@ -1,0 +1,136 @@
+/**
+ * Every metric the controller exports, defined once, on an injected registry (never prom-client's
+ * global one). Hot-path counters are kept as plain numbers by their owners and read at scrape
+ * time through the `sources` set by the composition root. The README's metrics table lists them.
+ */
+import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+
+/** A labelled value read at scrape time. */
+export interface Sample<L extends string> {
+  labels: Record<L, string>;
+  value: number;
+}
+
+/** Read-outs provided by the DNS server at scrape time. */
+export interface DnsSource {
+  queries(): Sample<'transport' | 'rcode'>[];
+  dropped(): Sample<'reason'>[];
+  internalErrors(): number;
+  tcpConnections(): number;
+  tcpRejected(): number;
+  cacheEntries(): number;
+}
+
+export interface Metrics {
+  registry: Registry;
+  /** Set by main once the DNS server exists. */
+  sources: { dns?: DnsSource };
+  dnsQueryDuration: Histogram;
+  dnsZonesLoaded: Gauge;
+  dnsZoneLoadErrors: Counter<'zone'>;
+  dnsZoneSerial: Gauge<'zone'>;
+  dnsRecordsLoaded: Gauge;
+  dnsZoneReloads: Counter<'result'>;
+}
+
+/** Defines all metrics on `registry` (with Node's default process metrics). */
+export function createMetrics(registry: Registry): Metrics {
+  const sources: Metrics['sources'] = {};
+  collectDefaultMetrics({ register: registry });
+
+  new Counter({
+    name: 'failover_dns_queries_total',
+    help: 'DNS queries answered, by transport (udp, tcp) and response code.',
+    labelNames: ['transport', 'rcode'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources.dns?.queries() ?? []) if (s.value > 0) this.inc(s.labels, s.value);
+    },
+  });
+  new Counter({
+    name: 'failover_dns_dropped_total',
+    help: 'DNS packets deliberately left unanswered, by reason (short: under 12 bytes; response: QR=1).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources.dns?.dropped() ?? []) if (s.value > 0) this.inc(s.labels, s.value);
+    },
+  });
+  new Counter({
+    name: 'failover_dns_internal_errors_total',
+    help: 'Queries that hit an internal error and were answered SERVFAIL.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const v = sources.dns?.internalErrors() ?? 0;
+      if (v > 0) this.inc(v);
+    },
+  });
+  new Gauge({
+    name: 'failover_dns_tcp_connections',
+    help: 'Open DNS TCP connections.',
+    registers: [registry],
+    collect() {
+      this.set(sources.dns?.tcpConnections() ?? 0);
+    },
+  });
+  new Counter({
+    name: 'failover_dns_tcp_rejected_total',
+    help: 'DNS TCP connections closed at once because the connection cap was reached.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const v = sources.dns?.tcpRejected() ?? 0;
+      if (v > 0) this.inc(v);
+    },
+  });
+  new Gauge({
+    name: 'failover_dns_cache_entries',
+    help: 'Encoded answers held in the DNS wire cache.',
+    registers: [registry],
+    collect() {
+      this.set(sources.dns?.cacheEntries() ?? 0);
+    },
+  });
+
+  return {
+    registry,
+    sources,
+    dnsQueryDuration: new Histogram({
+      name: 'failover_dns_query_duration_seconds',
+      help: 'Time to answer a DNS query inside the server (1 in 64 queries sampled).',
+      buckets: [0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05],
+      registers: [registry],
+    }),
+    dnsZonesLoaded: new Gauge({
+      name: 'failover_dns_zones_loaded',
+      help: 'Zones currently served.',
+      registers: [registry],
+    }),
+    dnsZoneLoadErrors: new Counter({
+      name: 'failover_dns_zone_load_errors_total',
+      help: 'Zone files that failed to parse or check, at start or reload (zone: the file name without .zone).',
+      labelNames: ['zone'] as const,
+      registers: [registry],
+    }),
+    dnsZoneSerial: new Gauge({
+      name: 'failover_dns_zone_serial',
+      help: 'SOA serial of each served zone.',
+      labelNames: ['zone'] as const,
+      registers: [registry],
+    }),
+    dnsRecordsLoaded: new Gauge({
+      name: 'failover_dns_records_loaded',
+      help: 'Resource records held in all served zones.',
+      registers: [registry],
+    }),
+    dnsZoneReloads: new Counter({
+      name: 'failover_dns_zone_reloads_total',
+      help: 'Zone directory loads (start and SIGHUP), by result (ok, partial: some zones failed).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+  };
+}
