@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# npm test: installs what the suite needs, type-checks and builds, then runs every test.
+# As root it installs missing Debian packages itself; otherwise it names them and fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package providing it
+declare -A NEED=(
+  [nsd]=nsd                        # differential test: a reference authoritative server
+  [dig]=bind9-dnsutils             # differential test: an independent client
+  [named-compilezone]=bind9-utils  # zone parser checked against BIND's
+  [promtool]=prometheus            # metrics exposition checked by Prometheus' own linter
+  [dnsperf]=dnsperf                # bench:dns
+  [taskset]=util-linux             # bench:dns CPU pinning
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${NEED[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing Debian packages: $pkgs" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+  else
+    echo "test: missing Debian packages: $pkgs" >&2
+    echo "test: install them first:  sudo apt-get install -y $pkgs" >&2
+    exit 1
+  fi
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "test: the suite starts NSD and (later) network namespaces and must run as root." >&2
+  exit 1
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "test: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund
+fi
+
+echo "test: type-checking and building (tsc)" >&2
+npx tsc -p tsconfig.json
+mkdir -p .tmp dist && touch dist/.built
+
+status=0
+node --experimental-vm-modules node_modules/jest/bin/jest.js --json --outputFile=.tmp/jest-results.json "$@" || status=$?
+if [ -f .tmp/jest-results.json ]; then
+  node -e '
+    const r = require("./.tmp/jest-results.json");
+    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""));
+  '
+fi
+exit $status

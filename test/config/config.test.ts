@@ -1,0 +1,84 @@
+/** Config validation: every problem with its path, line and reason; defaults; frozen result. */
+import { describe, expect, test } from '@jest/globals';
+import { ConfigError, parseConfig, parseHostPort } from '../../src/config/config.js';
+
+const GOOD = `dns:
+  listen: ["127.0.0.1:5300", "[::1]:5300"]
+  zones: ./zones
+api:
+  listen: "127.0.0.1:8080"
+  token_env: FAILOVER_API_TOKEN
+`;
+
+function problems(text: string): string[] {
+  try {
+    parseConfig(text, '/etc/fc/config.yaml');
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split('\n');
+    throw err;
+  }
+  return [];
+}
+
+describe('config', () => {
+  test('a valid file gives absolute paths, parsed addresses and defaults, frozen', () => {
+    const c = parseConfig(GOOD, '/etc/fc/config.yaml');
+    expect(c.dns.listen).toEqual([{ host: '127.0.0.1', port: 5300, family: 4 }, { host: '::1', port: 5300, family: 6 }]);
+    expect(c.dns.zones).toBe('/etc/fc/zones');
+    expect(c.dns.tcpIdleTimeoutMs).toBe(10_000);
+    expect(c.dns.tcpMaxConnections).toBe(1000);
+    expect(c.api.tokenFile).toBe('/etc/fc/api-token');
+    expect(c.log.level).toBe('info');
+    expect(Object.isFrozen(c.dns.listen)).toBe(true);
+  });
+
+  test.each([
+    ['a listen entry without a port',
+      GOOD.replace('"[::1]:5300"', '"1.2.3.4"'),
+      ['/etc/fc/config.yaml:2: dns.listen[1]: "1.2.3.4" is not host:port (IPv6 as [addr]:port)']],
+    ['a host name where an IP literal is needed',
+      GOOD.replace('"127.0.0.1:8080"', '"localhost:8080"'),
+      ['/etc/fc/config.yaml:5: api.listen: "localhost:8080": "localhost" is not an IPv4 address (host names are not accepted)']],
+    ['a port out of range',
+      GOOD.replace('127.0.0.1:5300', '127.0.0.1:70000'),
+      ['/etc/fc/config.yaml:2: dns.listen[0]: "127.0.0.1:70000": port must be from 1 to 65535']],
+    ['a missing zones key and an unknown key, both reported',
+      GOOD.replace('  zones: ./zones\n', '  zone: ./zones\n'),
+      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries)',
+        '/etc/fc/config.yaml:2: dns.zones: is required']],
+    ['a duplicate listen address',
+      GOOD.replace('"[::1]:5300"', '"127.0.0.1:5300"'),
+      ['/etc/fc/config.yaml:2: dns.listen[1]: "127.0.0.1:5300" is already listed at dns.listen[0]']],
+    ['a bad env var name',
+      GOOD.replace('FAILOVER_API_TOKEN', 'NOT-A-NAME'),
+      ['/etc/fc/config.yaml:6: api.token_env: "NOT-A-NAME" is not an environment variable name']],
+    ['trailing blank lines are fine',
+      GOOD + '  \n',
+      []],
+    ['an integer setting of the wrong type',
+      GOOD.replace('  zones: ./zones\n', '  zones: ./zones\n  tcp_max_connections: lots\n'),
+      ['/etc/fc/config.yaml:4: dns.tcp_max_connections: must be an integer from 1 to 100000, not "lots"']],
+    ['a YAML syntax error', 'dns: [\n', ['/etc/fc/config.yaml:2: YAML: Flow sequence in block collection must be sufficiently indented and end with a ]']],
+    ['a top level that is not a mapping', '- a\n- b\n', ['/etc/fc/config.yaml:1: the top level must be a mapping']],
+    ['an empty file', '', ['/etc/fc/config.yaml: dns: is required', '/etc/fc/config.yaml: api: is required']],
+    ['a bad log level', GOOD + 'log:\n  level: loud\n', ['/etc/fc/config.yaml:8: log.level: must be one of fatal, error, warn, info, debug, trace, not "loud"']],
+  ])('%s', (_name, text, expected) => {
+    const got = problems(text);
+    if (expected.length === 1 && expected[0].includes('YAML')) {
+      expect(got[0]).toMatch(/^\/etc\/fc\/config\.yaml:\d+: YAML: /);
+    } else {
+      expect(got).toEqual(expected);
+    }
+  });
+
+  test.each([
+    ['127.0.0.1:53', { host: '127.0.0.1', port: 53, family: 4 }],
+    ['[2001:DB8:0::1]:53', { host: '2001:db8::1', port: 53, family: 6 }],
+    ['[::ffff:192.0.2.1]:53', { host: '::ffff:c000:201', port: 53, family: 6 }],
+    ['::1:53', '"::1:53" is not host:port (IPv6 as [addr]:port)'],
+    ['1.2.3:53', '"1.2.3:53": "1.2.3" is not an IPv4 address (host names are not accepted)'],
+    ['[fe80::1%eth0]:53', '"[fe80::1%eth0]:53": "fe80::1%eth0" is not an IPv6 address'],
+  ])('parseHostPort(%s)', (text, expected) => {
+    expect(parseHostPort(text)).toEqual(expected);
+  });
+});
