@@ -13,12 +13,12 @@ export const MAX_NAME_WIRE_LENGTH = 255;
 
 const SPECIAL = new Set<number>([0x2e /* . */, 0x5c /* \ */, 0x28, 0x29, 0x3b, 0x22, 0x40, 0x24, 0x20]);
 
-/** Appends the key form of one label (lower-cased, escaped) to `out`. */
-function labelKey(label: Uint8Array): string {
+/** The key form of one label (lower-cased unless `keepCase`, escaped). */
+function labelKey(label: Uint8Array, keepCase = false): string {
   let s = '';
   for (let i = 0; i < label.length; i++) {
     let b = label[i];
-    if (b >= 0x41 && b <= 0x5a) b |= 0x20;
+    if (!keepCase && b >= 0x41 && b <= 0x5a) b |= 0x20;
     if (b > 0x20 && b < 0x7f) {
       s += SPECIAL.has(b) ? '\\' + String.fromCharCode(b) : String.fromCharCode(b);
     } else {
@@ -33,6 +33,14 @@ export function labelsToKey(labels: Labels): string {
   if (labels.length === 0) return '.';
   let s = '';
   for (const l of labels) s += labelKey(l) + '.';
+  return s;
+}
+
+/** Presentation form of a name with its case kept (escaped, absolute; "." for the root). */
+export function labelsToText(labels: Labels): string {
+  if (labels.length === 0) return '.';
+  let s = '';
+  for (const l of labels) s += labelKey(l, true) + '.';
   return s;
 }
 
