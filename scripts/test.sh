@@ -38,7 +38,7 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "test: installing npm packages (npm ci)" >&2
-  npm ci --no-audit --no-fund
+  npm_config_build_from_source=true npm ci --no-audit --no-fund
 fi
 
 echo "test: type-checking and building (tsc)" >&2

@@ -37,6 +37,10 @@ export interface Metrics {
 export function createMetrics(registry: Registry): Metrics {
   const sources: Metrics['sources'] = {};
   collectDefaultMetrics({ register: registry });
+  // these three are gauges named like counters; promtool rejects them
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
 
   new Counter({
     name: 'failover_dns_queries_total',
@@ -77,8 +81,8 @@ export function createMetrics(registry: Registry): Metrics {
     },
   });
   new Counter({
-    name: 'failover_dns_tcp_rejected_total',
-    help: 'DNS TCP connections closed at once because the connection cap was reached.',
+    name: 'failover_dns_tcp_evicted_total',
+    help: 'DNS TCP connections closed because the connection cap was reached (the one idle the longest makes room for a new one, RFC 7766 6.2.3).',
     registers: [registry],
     collect() {
       this.reset();

@@ -69,7 +69,8 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
   const stats: ListenerStats = { tcpConnections: 0, tcpRejected: 0, tcpIdleClosed: 0, socketErrors: 0 };
   const udp: UdpSocket[] = [];
   const tcp: Server[] = [];
-  const conns = new Set<Socket>();
+  /** Open connections and when each last received data. */
+  const conns = new Map<Socket, number>();
 
   function onUdpSocket(sock: UdpSocket): void {
     sock.on('message', (msg, rinfo) => {
@@ -84,11 +85,24 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
 
   function onTcpConnection(sock: Socket): void {
     if (conns.size >= maxConn) {
+      // RFC 7766 6.2.3: at the cap, make room by closing the connection idle the longest
+      let oldest: Socket | undefined;
+      let oldestAt = Infinity;
+      for (const [c, at] of conns) {
+        if (at < oldestAt) {
+          oldestAt = at;
+          oldest = c;
+        }
+      }
       stats.tcpRejected++;
-      sock.destroy();
-      return;
+      if (!oldest) {
+        sock.destroy();
+        return;
+      }
+      conns.delete(oldest);
+      oldest.destroy();
     }
-    conns.add(sock);
+    conns.set(sock, Date.now());
     stats.tcpConnections = conns.size;
     sock.setNoDelay(true);
     sock.setTimeout(idleMs, () => {
@@ -97,6 +111,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     });
     let pending: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {
+      conns.set(sock, Date.now());
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       const replies: Buffer[] = [];
       while (pending.length >= 2) {
@@ -168,7 +183,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
     },
     async stop() {
       for (const u of udp) await new Promise<void>((res) => u.close(() => res()));
-      for (const c of conns) c.destroy();
+      for (const c of conns.keys()) c.destroy();
       for (const t of tcp) await new Promise<void>((res) => t.close(() => res()));
       udp.length = 0;
       tcp.length = 0;

@@ -45,19 +45,35 @@ export function questionNameEnd(msg: Buffer): number {
     if (len === 0) return o + 1;
     if (len > 63) return -1;
     o += 1 + len;
-    if (o - 12 > 255) return -1;
+    if (o - 12 > 254) return -1; // with the root byte, at most 255 bytes
   }
 }
 
-/** Walks one resource record from `o`; returns the offset after it or -1 when it runs past the end. */
+/**
+ * Skips a name at `o` (in the additional section); returns the offset after it or -1 when it is
+ * malformed. Compression pointers must point backwards to a well-formed name; chains are bounded.
+ */
 function skipName(msg: Buffer, o: number): number {
   const n = msg.length;
+  let end = -1;
+  let limit = o; // a pointer must point before the name that uses it
+  let total = 0;
   for (let guard = 0; guard < 128; guard++) {
     if (o >= n) return -1;
     const len = msg[o];
-    if (len === 0) return o + 1;
-    if ((len & 0xc0) === 0xc0) return o + 2 <= n ? o + 2 : -1;
+    if (len === 0) return end >= 0 ? end : o + 1;
+    if ((len & 0xc0) === 0xc0) {
+      if (o + 2 > n) return -1;
+      const target = ((len & 0x3f) << 8) | msg[o + 1];
+      if (end < 0) end = o + 2;
+      if (target < 12 || target >= limit) return -1;
+      limit = target;
+      o = target;
+      continue;
+    }
     if (len > 63) return -1;
+    total += 1 + len;
+    if (total > 254) return -1;
     o += 1 + len;
   }
   return -1;
