@@ -10,7 +10,9 @@ import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { stringify } from 'yaml';
 
-export const REPO_ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const HERE_ROOT = resolve(new URL('../..', import.meta.url).pathname);
+/** The repository root, also when this file runs compiled from dist/test/support. */
+export const REPO_ROOT = HERE_ROOT.endsWith('/dist') ? resolve(HERE_ROOT, '..') : HERE_ROOT;
 export const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'failoverctl.js');
 
 /** A port free for both UDP and TCP on the given loopback address. */

@@ -120,15 +120,19 @@ export function lookup(zones: ZoneSet, qname: string, qtype: number, opts: Looku
   const ans: Answer = { rcode: Rcode.NOERROR, aa: true, answer: [], authority: [], additional: [] };
   let zone = zones.find(qname);
   if (!zone) return { ...ans, rcode: Rcode.REFUSED, aa: false };
+  if (qtype === RRType.DS && zone.origin === qname && qname !== '.') {
+    // DS lives in the parent zone (RFC 4035 3.1.4.1): answer from it when we serve it too
+    const parent = zones.find(ancestorKeys(qname)[0]);
+    if (parent) zone = parent;
+  }
   let name = qname;
   const visited = new Set<string>();
   for (let hop = 0; ; hop++) {
     const cut = findCut(zone, name, qtype);
     if (cut) {
-      if (hop === 0) {
-        ans.aa = false;
-        referral(ans, zone, cut);
-      }
+      // a referral; after a CNAME the answer stays authoritative and the referral follows it
+      if (hop === 0) ans.aa = false;
+      referral(ans, zone, cut);
       break;
     }
     let sets = zone.nodes.get(name);

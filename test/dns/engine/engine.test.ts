@@ -34,6 +34,8 @@ ns.sub A 192.0.2.54
 ns.sub AAAA 2001:db8::54
 sub DS 12345 8 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 multi A 192.0.2.10
+todeleg CNAME host.sub
+child NS ns1
 multi A 192.0.2.11
 multi TXT "t"
 `;
@@ -44,7 +46,15 @@ $TTL 600
 host A 198.51.100.7
 `;
 
+const CHILD = `$ORIGIN child.example.test.
+$TTL 60
+@ SOA ns1.example.test. host.example.test. 3 3600 600 86400 30
+@ NS ns1.example.test.
+www A 192.0.2.44
+`;
+
 const zones = new ZoneSet([
+  buildZone(parseMasterFile(CHILD, { origin: 'child.example.test.', file: 'child.example.test.zone' })),
   buildZone(parseMasterFile(EXAMPLE, { origin: 'example.test.', file: 'example.test.zone' })),
   buildZone(parseMasterFile(SECOND, { origin: 'second.test.', file: 'second.test.zone' })),
 ]);
@@ -116,6 +126,22 @@ describe('engine lookup', () => {
     const a = ask('www.sub.example.test.', 'A');
     expect(show(a.authority)).toEqual(['sub.example.test. 3600 NS ns.elsewhere.test.', 'sub.example.test. 3600 NS ns.sub.example.test.']);
     expect(show(a.additional)).toEqual(['ns.sub.example.test. 3600 A 192.0.2.54', 'ns.sub.example.test. 3600 AAAA 2001:db8::54']);
+  });
+
+  test('a CNAME into a delegation: authoritative CNAME, then the referral (RFC 1034 4.3.2)', () => {
+    const a = ask('todeleg.example.test.', 'A');
+    expect(a.aa).toBe(true);
+    expect(show(a.answer)).toEqual(['todeleg.example.test. 3600 CNAME host.sub.example.test.']);
+    expect(a.authority.map((r) => r.owner)).toEqual(['sub.example.test.', 'sub.example.test.']);
+    expect(show(a.additional)).toContain('ns.sub.example.test. 3600 A 192.0.2.54');
+  });
+
+  test('DS at the apex of a child zone we also serve is answered from the parent (RFC 4035 3.1.4.1)', () => {
+    const a = ask('child.example.test.', 'DS');
+    expect(a.aa).toBe(true);
+    expect(a.authority.map((r) => r.owner)).toEqual(['example.test.']);
+    expect(ask('child.example.test.', 'SOA').answer[0].owner).toBe('child.example.test.');
+    expect(ask('www.child.example.test.', 'A').aa).toBe(true);
   });
 
   test('positive answers have empty authority and additional sections (minimal responses)', () => {
