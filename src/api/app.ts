@@ -6,7 +6,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { CutoverService } from '../controller/cutover-service.js';
 import { ApiError, errorBody, ERROR_STATUS } from './errors.js';
+import { cutoverRoutes } from './routes/cutover-routes.js';
 
 /** What the API reads from the running controller. */
 export interface ApiDeps {
@@ -20,6 +22,8 @@ export interface ApiDeps {
   zones(): { zone: string; serial: number; records: number }[];
   /** Zone files that failed at the last load. */
   zoneErrors(): { file: string; line?: number; reason: string; keptPrevious: boolean }[];
+  /** Cutover use cases (absent when no inventory is configured). */
+  cutover?: CutoverService;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -66,6 +70,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   v1.get('/zones', (_req, res) => {
     res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
   });
+  if (deps.cutover) v1.use(cutoverRoutes(deps.cutover));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new ApiError('NOT_FOUND', `no route for ${req.method} ${req.path}`)));

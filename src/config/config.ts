@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Address4, Address6 } from 'ip-address';
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
+import { parseAddress, type IpAddress } from '../core/addresses.js';
+import { HOST_NAME, pairAddresses, type Server, type Transit } from '../core/inventory.js';
 
 /** An IP literal and port to bind. */
 export interface HostPort {
@@ -34,6 +36,40 @@ export interface Config {
     readonly tokenFile: string;
   };
   readonly log: { readonly level: LogLevel };
+  readonly servers: readonly Server[];
+  readonly transits: readonly Transit[];
+  /** Cap on the TTL of records rewritten by a cutover overlay. */
+  readonly cutoverTtl: number;
+  readonly state: { readonly path: string };
+  readonly routing: RoutingConfig;
+}
+
+export type BackendName = 'dry-run' | 'linux-route' | 'linux-address' | 'http';
+
+/** routing.*: the backend and its settings, and the retry policy around it. */
+export interface RoutingConfig {
+  readonly backend: BackendName | null;
+  readonly retry: { readonly deadlineMs: number; readonly minDelayMs: number; readonly maxDelayMs: number };
+  readonly linuxRoute?: {
+    readonly router: readonly string[];
+    readonly nextHops: Readonly<Record<string, readonly string[]>>;
+    readonly hosts?: Readonly<Record<string, readonly string[]>>;
+    readonly device: string;
+  };
+  readonly linuxAddress?: {
+    readonly hosts: Readonly<Record<string, { readonly exec: readonly string[]; readonly device: string }>>;
+    readonly prefixLengthV4: number;
+    readonly prefixLengthV6: number;
+    readonly announceCount: number;
+    readonly announceIntervalMs: number;
+  };
+  readonly http?: {
+    readonly baseUrl: string;
+    readonly usernameEnv: string;
+    readonly passwordEnv: string;
+    readonly timeoutMs: number;
+    readonly serverIps: Readonly<Record<string, string>>;
+  };
 }
 
 /** One problem: `path: message` with the line when known. */
@@ -155,7 +191,7 @@ const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trac
 /** Validates a configuration text. `file` locates relative paths and names the file in messages. */
 export function parseConfig(text: string, file: string): Config {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(file, doc.errors.map((e) => ({
       path: '', message: `YAML: ${e.message.split('\n')[0]}`, line: e.linePos?.[0]?.line,
@@ -167,9 +203,10 @@ export function parseConfig(text: string, file: string): Config {
   const c = new Checker(doc, lines);
   const root = (doc.toJS() ?? {}) as Record<string, Json>;
   const base = dirname(resolve(file));
-  const top = c.object([], root, ['dns', 'api', 'log'])!;
+  const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'state', 'routing'])!;
 
-  const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries']);
+  const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries', 'cutover_ttl']);
+  const cutoverTtl = c.integer(['dns', 'cutover_ttl'], dns?.cutover_ttl, 60, 0, 86400);
   const listen: HostPort[] = [];
   if (dns) {
     const l = dns.listen;
@@ -209,13 +246,240 @@ export function parseConfig(text: string, file: string): Config {
     else c.fail(['log', 'level'], `must be one of ${LOG_LEVELS.join(', ')}, not ${describe(log.level)}`);
   }
 
+  const inv = checkInventory(c, top);
+  const st = c.object(['state'], top.state, ['path'], false);
+  const statePath = c.string(['state', 'path'], st?.path, './var/state.db');
+  const routing = checkRouting(c, top.routing, inv.servers, inv.transits);
+
   if (c.problems.length > 0) throw new ConfigError(file, c.problems);
   return deepFreeze({
     file: resolve(file),
     dns: { listen, zones: resolve(base, zones!), tcpIdleTimeoutMs: tcpIdle, tcpMaxConnections: tcpMax, cacheEntries },
     api: { listen: apiListen!, tokenEnv: tokenEnv!, tokenFile: resolve(base, tokenFile!) },
     log: { level },
+    servers: inv.servers,
+    transits: inv.transits,
+    cutoverTtl,
+    state: { path: resolve(base, statePath!) },
+    routing,
   });
+}
+
+type Path = (string | number)[];
+
+/** servers and transits: names, addresses (normalised), no address claimed twice, pairs that work. */
+function checkInventory(c: Checker, top: Record<string, Json>): { servers: Server[]; transits: Transit[] } {
+  const owner = new Map<string, string>(); // address -> "servers[0].addresses[1] (srv-42)"
+  const names = new Map<string, string>();
+  const hosts = (key: 'servers' | 'transits'): (Server & { path: Path })[] => {
+    const list = top[key];
+    if (list === undefined || list === null) return [];
+    if (!Array.isArray(list)) {
+      c.fail([key], 'must be a list');
+      return [];
+    }
+    const out: (Server & { path: Path })[] = [];
+    list.forEach((raw, i) => {
+      const path: Path = [key, i];
+      const h = c.object(path, raw, key === 'servers' ? ['name', 'addresses', 'pairs'] : ['name', 'addresses']);
+      if (!h) return;
+      const name = c.string([...path, 'name'], h.name);
+      if (name !== undefined) {
+        if (!HOST_NAME.test(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} is not a valid name (lower-case letters, digits and hyphens, at most 63)`);
+        else if (names.has(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} is already used by ${names.get(name)}`);
+        else names.set(name, fmtPath(path));
+      }
+      const addresses: IpAddress[] = [];
+      if (!Array.isArray(h.addresses) || h.addresses.length === 0) {
+        c.fail([...path, 'addresses'], 'must be a non-empty list of IP addresses');
+      } else {
+        h.addresses.forEach((a, j) => {
+          const ap: Path = [...path, 'addresses', j];
+          const parsed = parseAddress(typeof a === 'string' ? a : String(a));
+          if (typeof parsed === 'string') {
+            c.fail(ap, parsed);
+            return;
+          }
+          const other = owner.get(parsed.address);
+          if (other) c.fail(ap, `${parsed.address} is already listed at ${other}`);
+          else owner.set(parsed.address, `${fmtPath(ap)} (${name ?? '?'})`);
+          addresses.push(parsed);
+        });
+      }
+      let pairs: Record<string, Record<string, string>> | undefined;
+      if (h.pairs !== undefined) {
+        const p = c.object([...path, 'pairs'], h.pairs, Object.keys((h.pairs as object) ?? {}));
+        if (p) {
+          pairs = {};
+          for (const [transit, m] of Object.entries(p)) {
+            const mp = c.object([...path, 'pairs', transit], m, Object.keys((m as object) ?? {}));
+            if (!mp) continue;
+            pairs[transit] = {};
+            for (const [from, to] of Object.entries(mp)) {
+              const f = parseAddress(from);
+              const t = parseAddress(String(to));
+              if (typeof f === 'string') c.fail([...path, 'pairs', transit, from], f);
+              else if (typeof t === 'string') c.fail([...path, 'pairs', transit, from], t);
+              else pairs[transit][f.address] = t.address;
+            }
+          }
+        }
+      }
+      out.push({ name: name ?? `?${i}`, addresses, pairs, path });
+    });
+    return out;
+  };
+  const servers = hosts('servers');
+  const transits = hosts('transits');
+  for (const s of servers) {
+    for (const t of transits) {
+      const r = pairAddresses(s, t);
+      if (typeof r === 'string') c.fail([...s.path, s.pairs?.[t.name] ? 'pairs' : 'addresses'], `${r} (${fmtPath(t.path)})`);
+    }
+    for (const transit of Object.keys(s.pairs ?? {})) {
+      if (!transits.some((t) => t.name === transit)) c.fail([...s.path, 'pairs', transit], `no transit named ${JSON.stringify(transit)}`);
+    }
+  }
+  const strip = ({ path: _p, ...h }: Server & { path: Path }) => h;
+  return { servers: servers.map(strip), transits: transits.map((t) => ({ name: t.name, addresses: t.addresses })) };
+}
+
+const BACKENDS: BackendName[] = ['dry-run', 'linux-route', 'linux-address', 'http'];
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** routing: backend, retry policy and the chosen backend's settings. */
+function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transit[]): RoutingConfig {
+  const hosts = [...servers, ...transits];
+  const r = c.object(['routing'], raw, ['backend', 'retry', 'linux_route', 'linux_address', 'http'], hosts.length > 0);
+  let backend: BackendName | null = null;
+  if (r) {
+    if (r.backend === undefined) c.fail(['routing', 'backend'], `is required (one of ${BACKENDS.join(', ')})`);
+    else if (!BACKENDS.includes(r.backend as BackendName)) c.fail(['routing', 'backend'], `must be one of ${BACKENDS.join(', ')}, not ${describe(r.backend)}`);
+    else backend = r.backend as BackendName;
+  }
+  const rt = c.object(['routing', 'retry'], r?.retry, ['deadline_s', 'min_delay_ms', 'max_delay_ms'], false);
+  const retry = {
+    deadlineMs: c.integer(['routing', 'retry', 'deadline_s'], rt?.deadline_s, 120, 1, 86400) * 1000,
+    minDelayMs: c.integer(['routing', 'retry', 'min_delay_ms'], rt?.min_delay_ms, 200, 1, 600_000),
+    maxDelayMs: c.integer(['routing', 'retry', 'max_delay_ms'], rt?.max_delay_ms, 5000, 1, 3_600_000),
+  };
+  const argv = (path: Path, v: Json): string[] | undefined => {
+    if (!Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== 'string' || x.length === 0)) {
+      c.fail(path, 'must be a non-empty list of strings (a command and its arguments, no shell)');
+      return undefined;
+    }
+    return v as string[];
+  };
+  const hostMap = (path: Path, v: Json, required: boolean): Record<string, Json> | undefined => {
+    const m = c.object(path, v, hosts.map((h) => h.name), required);
+    return m;
+  };
+  const out: { -readonly [K in keyof RoutingConfig]: RoutingConfig[K] } = { backend, retry };
+  if (backend === 'linux-route' || r?.linux_route !== undefined) {
+    const p: Path = ['routing', 'linux_route'];
+    const lr = c.object(p, r?.linux_route, ['router', 'next_hops', 'hosts', 'device'], backend === 'linux-route');
+    if (lr) {
+      const router = argv([...p, 'router'], lr.router);
+      const nh = hostMap([...p, 'next_hops'], lr.next_hops, true);
+      const nextHops: Record<string, string[]> = {};
+      for (const h of hosts) {
+        const v = nh?.[h.name];
+        if (nh && v === undefined) {
+          c.fail([...p, 'next_hops'], `no next hop for ${h.name}`);
+          continue;
+        }
+        if (!nh) continue;
+        if (!Array.isArray(v)) {
+          c.fail([...p, 'next_hops', h.name], 'must be a list of IP addresses (one per family)');
+          continue;
+        }
+        const parsed = v.map((x, i) => {
+          const a = parseAddress(String(x));
+          if (typeof a === 'string') c.fail([...p, 'next_hops', h.name, i], a);
+          return a;
+        });
+        const ok = parsed.filter((a): a is IpAddress => typeof a !== 'string');
+        for (const fam of [4, 6] as const) {
+          if (h.addresses.some((a) => a.family === fam) && !ok.some((a) => a.family === fam)) {
+            c.fail([...p, 'next_hops', h.name], `${h.name} has IPv${fam} addresses but no IPv${fam} next hop`);
+          }
+        }
+        nextHops[h.name] = ok.map((a) => a.address);
+      }
+      let hostPrefixes: Record<string, string[]> | undefined;
+      if (lr.hosts !== undefined) {
+        const hm = hostMap([...p, 'hosts'], lr.hosts, false);
+        hostPrefixes = {};
+        for (const [name, v] of Object.entries(hm ?? {})) {
+          const a = argv([...p, 'hosts', name], v);
+          if (a) hostPrefixes[name] = a;
+        }
+      }
+      const device = c.string([...p, 'device'], lr.device, 'lo');
+      if (router) out.linuxRoute = { router, nextHops, hosts: hostPrefixes, device: device ?? 'lo' };
+    }
+  }
+  if (backend === 'linux-address' || r?.linux_address !== undefined) {
+    const p: Path = ['routing', 'linux_address'];
+    const la = c.object(p, r?.linux_address, ['hosts', 'prefix_length_v4', 'prefix_length_v6', 'announce_count', 'announce_interval_ms'], backend === 'linux-address');
+    if (la) {
+      const hm = hostMap([...p, 'hosts'], la.hosts, true);
+      const hostsOut: Record<string, { exec: string[]; device: string }> = {};
+      for (const h of hosts) {
+        const v = hm?.[h.name];
+        if (hm && v === undefined) {
+          c.fail([...p, 'hosts'], `no settings for ${h.name}`);
+          continue;
+        }
+        const o = hm ? c.object([...p, 'hosts', h.name], v, ['exec', 'device']) : undefined;
+        if (!o) continue;
+        const exec = argv([...p, 'hosts', h.name, 'exec'], o.exec);
+        const device = c.string([...p, 'hosts', h.name, 'device'], o.device);
+        if (device !== undefined && !/^[A-Za-z0-9_.@-]{1,15}$/.test(device)) c.fail([...p, 'hosts', h.name, 'device'], `${JSON.stringify(device)} is not an interface name`);
+        if (exec && device) hostsOut[h.name] = { exec, device };
+      }
+      out.linuxAddress = {
+        hosts: hostsOut,
+        prefixLengthV4: c.integer([...p, 'prefix_length_v4'], la.prefix_length_v4, 32, 1, 32),
+        prefixLengthV6: c.integer([...p, 'prefix_length_v6'], la.prefix_length_v6, 128, 1, 128),
+        announceCount: c.integer([...p, 'announce_count'], la.announce_count, 3, 1, 20),
+        announceIntervalMs: c.integer([...p, 'announce_interval_ms'], la.announce_interval_ms, 100, 0, 5000),
+      };
+    }
+  }
+  if (backend === 'http' || r?.http !== undefined) {
+    const p: Path = ['routing', 'http'];
+    const h = c.object(p, r?.http, ['base_url', 'username_env', 'password_env', 'timeout_ms', 'server_ips'], backend === 'http');
+    if (h) {
+      const baseUrl = c.string([...p, 'base_url'], h.base_url);
+      if (baseUrl !== undefined && !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(baseUrl)) c.fail([...p, 'base_url'], `${JSON.stringify(baseUrl)} is not an http(s) URL`);
+      const usernameEnv = c.string([...p, 'username_env'], h.username_env, 'FAILOVER_HTTP_USERNAME')!;
+      const passwordEnv = c.string([...p, 'password_env'], h.password_env, 'FAILOVER_HTTP_PASSWORD')!;
+      for (const [k, v] of [['username_env', usernameEnv], ['password_env', passwordEnv]] as const) {
+        if (v && !ENV_NAME.test(v)) c.fail([...p, k], `${JSON.stringify(v)} is not an environment variable name`);
+      }
+      const ips = hostMap([...p, 'server_ips'], h.server_ips, true);
+      const serverIps: Record<string, string> = {};
+      for (const host of hosts) {
+        const v = ips?.[host.name];
+        if (ips && v === undefined) {
+          c.fail([...p, 'server_ips'], `no main IP for ${host.name}`);
+          continue;
+        }
+        if (!ips) continue;
+        const a = parseAddress(String(v));
+        if (typeof a === 'string') c.fail([...p, 'server_ips', host.name], a);
+        else serverIps[host.name] = a.address;
+      }
+      out.http = {
+        baseUrl: (baseUrl ?? '').replace(/\/+$/, ''),
+        usernameEnv, passwordEnv,
+        timeoutMs: c.integer([...p, 'timeout_ms'], h.timeout_ms, 10_000, 100, 300_000),
+        serverIps,
+      };
+    }
+  }
+  return out;
 }
 
 /** Reads and validates a configuration file. Throws ConfigError. */

@@ -44,7 +44,7 @@ describe('config', () => {
       ['/etc/fc/config.yaml:2: dns.listen[0]: "127.0.0.1:70000": port must be from 1 to 65535']],
     ['a missing zones key and an unknown key, both reported',
       GOOD.replace('  zones: ./zones\n', '  zone: ./zones\n'),
-      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries)',
+      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries, cutover_ttl)',
         '/etc/fc/config.yaml:2: dns.zones: is required']],
     ['a duplicate listen address',
       GOOD.replace('"[::1]:5300"', '"127.0.0.1:5300"'),
@@ -80,5 +80,72 @@ describe('config', () => {
     ['[fe80::1%eth0]:53', '"[fe80::1%eth0]:53": "fe80::1%eth0" is not an IPv6 address'],
   ])('parseHostPort(%s)', (text, expected) => {
     expect(parseHostPort(text)).toEqual(expected);
+  });
+});
+
+const INVENTORY = `${GOOD}servers:
+  - name: srv-42
+    addresses: [203.0.113.10, 203.0.113.11, "2001:DB8:42:0::10"]
+transits:
+  - name: transit-3
+    addresses: [198.51.100.20, 198.51.100.21, "2001:db8:3::20"]
+state:
+  path: ./var/state.db
+routing:
+  backend: linux-route
+  linux_route:
+    router: ["ip", "netns", "exec", "lab-router"]
+    next_hops:
+      srv-42: [192.0.2.2, "2001:db8:ffff::2"]
+      transit-3: [192.0.2.3, "2001:db8:ffff::3"]
+    hosts:
+      srv-42: ["ip", "netns", "exec", "lab-origin"]
+      transit-3: ["ip", "netns", "exec", "lab-transit"]
+`;
+
+describe('config: inventory and routing', () => {
+  test('addresses are normalised; routing settings are read; defaults apply', () => {
+    const c = parseConfig(INVENTORY, '/etc/fc/config.yaml');
+    expect(c.servers[0].addresses.map((a) => a.address)).toEqual(['203.0.113.10', '203.0.113.11', '2001:db8:42::10']);
+    expect(c.cutoverTtl).toBe(60);
+    expect(c.state.path).toBe('/etc/fc/var/state.db');
+    expect(c.routing.backend).toBe('linux-route');
+    expect(c.routing.retry).toEqual({ deadlineMs: 120_000, minDelayMs: 200, maxDelayMs: 5000 });
+    expect(c.routing.linuxRoute?.nextHops['srv-42']).toEqual(['192.0.2.2', '2001:db8:ffff::2']);
+    expect(c.routing.linuxRoute?.device).toBe('lo');
+  });
+
+  test.each([
+    ['an address claimed by two servers',
+      INVENTORY.replace('transits:', '  - name: srv-43\n    addresses: ["203.0.113.010"]\n  - name: srv-44\n    addresses: ["2001:db8:42::10"]\ntransits:'),
+      ['/etc/fc/config.yaml:11: servers[1].addresses[0]: "203.0.113.010" is not an IPv4 address',
+        '/etc/fc/config.yaml:13: servers[2].addresses[0]: 2001:db8:42::10 is already listed at servers[0].addresses[2] (srv-42)',
+        '/etc/fc/config.yaml:24: routing.linux_route.next_hops: no next hop for srv-43',
+        '/etc/fc/config.yaml:24: routing.linux_route.next_hops: no next hop for srv-44']],
+    ['a server with more IPv4 addresses than the transit',
+      INVENTORY.replace('198.51.100.20, 198.51.100.21,', '198.51.100.20,'),
+      ['/etc/fc/config.yaml:9: servers[0].addresses: srv-42 has 2 IPv4 addresses but transit-3 has 1 (transits[0])']],
+    ['a duplicate address in one server (written two ways)',
+      INVENTORY.replace('203.0.113.11, "2001:DB8:42:0::10"', '"2001:db8:42::10", "2001:DB8:42:0::10"'),
+      ['/etc/fc/config.yaml:9: servers[0].addresses[2]: 2001:db8:42::10 is already listed at servers[0].addresses[1] (srv-42)',
+        '/etc/fc/config.yaml:9: servers[0].addresses: srv-42 has 2 IPv6 addresses but transit-3 has 1 (transits[0])']],
+    ['a bad name and a name used twice',
+      INVENTORY.replace('name: transit-3', 'name: srv-42').replace('name: srv-42\n    addresses: [203', 'name: "../x"\n    addresses: [203'),
+      ['/etc/fc/config.yaml:8: servers[0].name: "../x" is not a valid name (lower-case letters, digits and hyphens, at most 63)',
+        '/etc/fc/config.yaml:21: routing.linux_route.next_hops.transit-3: unknown key (allowed: ../x, srv-42)',
+        '/etc/fc/config.yaml:20: routing.linux_route.next_hops: no next hop for ../x',
+        '/etc/fc/config.yaml:24: routing.linux_route.hosts.transit-3: unknown key (allowed: ../x, srv-42)']],
+    ['servers without a routing backend',
+      INVENTORY.slice(0, INVENTORY.indexOf('routing:')),
+      ['/etc/fc/config.yaml:1: routing: is required']],
+    ['a missing IPv6 next hop and an unknown backend setting',
+      INVENTORY.replace('[192.0.2.3, "2001:db8:ffff::3"]', '[192.0.2.3]').replace('    router:', '    routr: x\n    router:'),
+      ['/etc/fc/config.yaml:18: routing.linux_route.routr: unknown key (allowed: router, next_hops, hosts, device)',
+        '/etc/fc/config.yaml:22: routing.linux_route.next_hops.transit-3: transit-3 has IPv6 addresses but no IPv6 next hop']],
+    ['an unknown backend',
+      INVENTORY.replace('backend: linux-route', 'backend: carrier-pigeon'),
+      ['/etc/fc/config.yaml:16: routing.backend: must be one of dry-run, linux-route, linux-address, http, not "carrier-pigeon"']],
+  ])('%s', (_n, text, expected) => {
+    expect(problems(text)).toEqual(expected);
   });
 });

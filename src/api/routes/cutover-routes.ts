@@ -1,0 +1,157 @@
+/**
+ * Routes for reinstall jobs: cutover, cutback, operations, server status.
+ *   POST /v1/servers/:server/cutover   {"transit":"transit-3"}  [?wait=SECONDS]
+ *   POST /v1/servers/:server/cutback                            [?wait=SECONDS]
+ *   GET  /v1/operations/:id
+ *   POST /v1/operations/:id/retry                               [?wait=SECONDS]
+ *   GET  /v1/servers/:server
+ *   GET  /v1/servers
+ */
+import { Router, type Request, type Response } from 'express';
+import { HOST_NAME } from '../../core/inventory.js';
+import { isFinished, type Operation } from '../../core/operation.js';
+import { ServiceError, type CutoverService, type ServerStatus } from '../../controller/cutover-service.js';
+import { ApiError } from '../errors.js';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The API form of an operation (snake_case, ISO timestamps). */
+export function operationJson(op: Operation) {
+  return {
+    id: op.id,
+    server: op.server,
+    transit: op.transit,
+    direction: op.direction,
+    state: op.state,
+    backend: op.backend,
+    attempts: op.attempts,
+    timestamps: {
+      accepted: iso(op.times.accepted),
+      dns_switched: iso(op.times.dnsSwitched),
+      routes_applied: iso(op.times.routesApplied),
+      finished: iso(op.times.finished),
+    },
+    durations_ms: { dns_switch: op.durationsMs.dnsSwitch, routing: op.durationsMs.routing },
+    addresses: op.addresses.map((a) => ({
+      address: a.address, family: a.family, transit_address: a.transitAddress,
+      routed_to: a.routedTo, result: a.result, error: a.error,
+    })),
+    error: op.error,
+  };
+}
+
+function statusJson(s: ServerStatus) {
+  return {
+    name: s.name,
+    addresses: s.addresses.map((a) => ({ address: a.address, family: a.family, routed_to: a.routedTo, dns_answer: a.transitAddress ?? a.address })),
+    overlay: s.overlay.active
+      ? { active: true, transit: s.overlay.transit, since: iso(s.overlay.since), operation: s.overlay.operationId, ttl_cap: s.overlay.ttlCap }
+      : { active: false },
+    operations: s.operations.map(operationJson),
+  };
+}
+
+const STATUS: Record<string, number> = {
+  SERVER_NOT_FOUND: 404, TRANSIT_NOT_FOUND: 404, OPERATION_NOT_FOUND: 404,
+  ALREADY_CUT_OVER: 409, NOT_CUT_OVER: 409, OPERATION_IN_PROGRESS: 409, TRANSIT_IN_USE: 409,
+  TRANSIT_TOO_SMALL: 409, NOT_RETRYABLE: 409,
+};
+
+function fromService(err: unknown): unknown {
+  if (err instanceof ServiceError) return new ApiError(err.code as never, err.message, STATUS[err.code] ?? 409);
+  return err;
+}
+
+/** A server or transit name from the path; 400 when it cannot be a name. */
+function nameParam(req: Request, key: string): string {
+  const v = req.params[key];
+  if (typeof v !== 'string' || !HOST_NAME.test(v)) {
+    throw new ApiError('BAD_REQUEST', `${key} ${JSON.stringify(v)} is not a valid name (lower-case letters, digits and hyphens)`, 400);
+  }
+  return v;
+}
+
+const MAX_WAIT_S = 900;
+
+/** ?wait=SECONDS: 0 when absent. */
+function waitParam(req: Request): number {
+  const w = req.query.wait;
+  if (w === undefined) return 0;
+  if (typeof w !== 'string' || !/^[0-9]+(\.[0-9]+)?$/.test(w) || Number(w) > MAX_WAIT_S) {
+    throw new ApiError('BAD_REQUEST', `wait must be a number of seconds from 0 to ${MAX_WAIT_S}`, 400);
+  }
+  return Number(w);
+}
+
+/** Checks a JSON body: an object with only `allowed` keys; returns it or throws 400 listing every problem. */
+function body(req: Request, allowed: Record<string, 'string' | 'boolean'>, required: string[]): Record<string, unknown> {
+  const b: unknown = req.body ?? {};
+  const problems: string[] = [];
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) {
+    throw new ApiError('BAD_REQUEST', 'the body must be a JSON object', 400);
+  }
+  const obj = b as Record<string, unknown>;
+  for (const k of required) if (obj[k] === undefined) problems.push(`${k}: is required`);
+  for (const [k, v] of Object.entries(obj)) {
+    const t = allowed[k];
+    if (!t) problems.push(`${k}: unknown field (allowed: ${Object.keys(allowed).join(', ') || 'none'})`);
+    else if (typeof v !== t) problems.push(`${k}: must be a ${t}, not ${JSON.stringify(v)}`);
+  }
+  if (problems.length > 0) throw new ApiError('BAD_REQUEST', problems.join('; '), 400);
+  return obj;
+}
+
+/** Answers with an accepted operation: waits when asked; 202 while it runs, 200 when it is done or was already there. */
+async function respondAccepted(res: Response, svc: CutoverService, op: Operation, created: boolean, wait: number) {
+  let out = op;
+  if (wait > 0 && !isFinished(op)) out = await svc.waitFor(op.id, wait * 1000);
+  const status = !created || isFinished(out) ? 200 : 202;
+  res.status(status).location(`/v1/operations/${out.id}`).json(operationJson(out));
+}
+
+/** The router for cutover use cases. */
+export function cutoverRoutes(svc: CutoverService): Router {
+  const r = Router();
+  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
+    try {
+      await fn(req, res);
+    } catch (err) {
+      throw fromService(err);
+    }
+  };
+  r.post('/servers/:server/cutover', wrap(async (req, res) => {
+    const server = nameParam(req, 'server');
+    const wait = waitParam(req);
+    const b = body(req, { transit: 'string' }, ['transit']);
+    const transit = b.transit as string;
+    if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${JSON.stringify(transit)} is not a valid name`, 400);
+    const { operation, created } = svc.cutover(server, transit);
+    await respondAccepted(res, svc, operation, created, wait);
+  }));
+  r.post('/servers/:server/cutback', wrap(async (req, res) => {
+    const server = nameParam(req, 'server');
+    const wait = waitParam(req);
+    body(req, {}, []);
+    const { operation, created } = svc.cutback(server);
+    await respondAccepted(res, svc, operation, created, wait);
+  }));
+  r.get('/servers', wrap((_req, res) => {
+    res.json({ servers: svc.statusAll().map(statusJson) });
+  }));
+  r.get('/servers/:server', wrap((req, res) => {
+    res.json(statusJson(svc.status(nameParam(req, 'server'))));
+  }));
+  r.get('/operations/:id', wrap((req, res) => {
+    const id = String(req.params.id);
+    if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
+    res.json(operationJson(svc.getOperation(id)));
+  }));
+  r.post('/operations/:id/retry', wrap(async (req, res) => {
+    const id = String(req.params.id);
+    if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
+    const wait = waitParam(req);
+    body(req, {}, []);
+    await respondAccepted(res, svc, svc.retry(id), true, wait);
+  }));
+  return r;
+}

@@ -1,0 +1,66 @@
+/**
+ * The inventory: servers and transits with their service addresses, and how a server's
+ * addresses pair with a transit's (the n-th IPv4 with the n-th IPv4, the same for IPv6,
+ * unless the server lists explicit pairs for that transit). Pure.
+ */
+import type { IpAddress } from './addresses.js';
+
+/** A server or a transit. */
+export interface Host {
+  name: string;
+  addresses: readonly IpAddress[];
+}
+
+/** A server, with optional explicit pairs per transit: server address → transit address. */
+export interface Server extends Host {
+  pairs?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+}
+
+export type Transit = Host;
+
+/** One server address and the transit address that stands in for it. */
+export interface AddressPair {
+  address: string;
+  transitAddress: string;
+  family: 4 | 6;
+}
+
+export interface Inventory {
+  readonly servers: ReadonlyMap<string, Server>;
+  readonly transits: ReadonlyMap<string, Transit>;
+}
+
+/** Names of servers and transits: what may appear in a URL path and in a metric label. */
+export const HOST_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Pairs a server's addresses with a transit's; a string explains why they cannot pair. */
+export function pairAddresses(server: Server, transit: Transit): AddressPair[] | string {
+  const explicit = server.pairs?.[transit.name];
+  if (explicit) {
+    const out: AddressPair[] = [];
+    const used = new Set<string>();
+    for (const a of server.addresses) {
+      const t = explicit[a.address];
+      if (t === undefined) return `${server.name}'s pairs for ${transit.name} do not name ${a.address}`;
+      const ta = transit.addresses.find((x) => x.address === t);
+      if (!ta) return `${server.name}'s pairs for ${transit.name} name ${t}, which is not an address of ${transit.name}`;
+      if (ta.family !== a.family) return `${server.name}'s pairs for ${transit.name} pair ${a.address} with ${t} of another family`;
+      if (used.has(t)) return `${server.name}'s pairs for ${transit.name} use ${t} twice`;
+      used.add(t);
+      out.push({ address: a.address, transitAddress: t, family: a.family });
+    }
+    return out;
+  }
+  const out: AddressPair[] = [];
+  for (const family of [4, 6] as const) {
+    const mine = server.addresses.filter((a) => a.family === family);
+    const theirs = transit.addresses.filter((a) => a.family === family);
+    if (mine.length > theirs.length) {
+      return `${server.name} has ${mine.length} IPv${family} address${mine.length > 1 ? 'es' : ''} but ${transit.name} has ${theirs.length}`;
+    }
+    mine.forEach((a, i) => out.push({ address: a.address, transitAddress: theirs[i].address, family }));
+  }
+  // keep the server's own order
+  const order = new Map(server.addresses.map((a, i) => [a.address, i]));
+  return out.sort((x, y) => order.get(x.address)! - order.get(y.address)!);
+}

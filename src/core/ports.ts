@@ -1,0 +1,40 @@
+/**
+ * Ports owned by the core: what the controller needs from durable state. Adapters implement them
+ * (src/store/sqlite-store.ts first; a distributed store can follow without touching the core).
+ */
+import type { Operation } from './operation.js';
+import type { ServerOverlay } from './overlay.js';
+
+/** One atomic change of durable state. */
+export interface StateChange {
+  operation?: Operation;
+  overlay?: { server: string; value: ServerOverlay | null };
+  routes?: { address: string; host: string }[];
+}
+
+/** Durable state. Every method commits before it returns (or throws). */
+export interface StateStore {
+  /** Everything needed at start: active overlays and operations not finished (and recent ones). */
+  load(): { overlays: ServerOverlay[]; operations: Operation[] };
+  getOperation(id: string): Operation | undefined;
+  /** Operations of a server, newest first. */
+  listOperations(server: string, limit: number): Operation[];
+  /** Where each address was last confirmed delivered: address → host. */
+  routes(): Map<string, string>;
+  /** Commits a change atomically: an operation, a server's overlay (null removes it), confirmed routes. */
+  commit(change: StateChange): void;
+  close(): void;
+}
+
+/** The DNS side of a cutover: makes a compiled overlay active in every answer sent afterwards. */
+export interface DnsOverlayPort {
+  apply(overlay: import('./overlay.js').CompiledOverlay | null): void;
+}
+
+/** Wall clock and a monotonic clock, injected so that the core can be tested. */
+export interface Clock {
+  /** ms since the epoch. */
+  now(): number;
+  /** ms from an arbitrary origin, never going back. */
+  monotonic(): number;
+}

@@ -1,0 +1,76 @@
+/**
+ * The `dry-run` routing backend: validates like a real backend, then only records and logs what it
+ * would do. It touches nothing; current() answers what it last applied (null for addresses it has
+ * never been asked to route), so a dry run of a whole failover reads back consistently.
+ */
+import { Address4, Address6 } from 'ip-address';
+import type { Logger } from 'pino';
+import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
+
+/** Options of DryRunBackend. */
+export interface DryRunBackendOptions {
+  /** Where "would route" lines go (info for changes, debug for unchanged). Optional. */
+  logger?: Logger;
+}
+
+/** One apply() the dry-run backend saw. */
+export interface DryRunRecord {
+  /** When apply() was called. */
+  at: Date;
+  /** A copy of what was asked. */
+  desired: DesiredRoute[];
+  /** What it answered: addresses it would have moved, and those already where asked. */
+  changed: string[];
+  unchanged: string[];
+}
+
+/** A backend that changes nothing and remembers what it would have done. */
+export class DryRunBackend implements RouteBackend {
+  readonly name = 'dry-run';
+  /** Every apply() in order (oldest first). */
+  readonly history: DryRunRecord[] = [];
+  /** normalised address → host it was last routed to. */
+  private readonly routes = new Map<string, string>();
+  private readonly logger?: Logger;
+
+  constructor(opts: DryRunBackendOptions = {}) {
+    this.logger = opts.logger?.child({ backend: 'dry-run' });
+  }
+
+  /** Records and logs the moves; the same desired state twice is unchanged the second time. */
+  async apply(desired: DesiredRoute[]): Promise<ApplyResult> {
+    const keys = desired.map((d) => normalise(d.address, d.family));
+    const result: ApplyResult = { changed: [], unchanged: [] };
+    desired.forEach((d, i) => {
+      const was = this.routes.get(keys[i]) ?? null;
+      if (was === d.to) {
+        result.unchanged.push(d.address);
+        this.logger?.debug({ address: d.address, to: d.to }, 'dry-run: %s already routed to %s', d.address, d.to);
+        return;
+      }
+      this.routes.set(keys[i], d.to);
+      result.changed.push(d.address);
+      this.logger?.info({ address: d.address, from: d.from, to: d.to, was }, 'dry-run: would route %s to %s (from %s)', d.address, d.to, was ?? d.from);
+    });
+    this.history.push({ at: new Date(), desired: desired.map((d) => ({ ...d })), changed: [...result.changed], unchanged: [...result.unchanged] });
+    return result;
+  }
+
+  /** What the last apply() set for each address, null where none did. */
+  async current(addresses: string[]): Promise<CurrentRoute[]> {
+    const keys = addresses.map((a) => normalise(a));
+    return addresses.map((address, i) => ({ address, to: this.routes.get(keys[i]) ?? null }));
+  }
+}
+
+/** ip-address correctForm (prefix kept when given); invalid → a final RouteError, as a real backend would. */
+function normalise(address: string, family?: 4 | 6): string {
+  const text = typeof address === 'string' ? address : '';
+  const m = /^([0-9A-Fa-f:.]+)(?:\/([0-9]{1,3}))?$/.exec(text);
+  const v6 = text.includes(':');
+  const valid = m !== null && (v6 ? Address6.isValid(text) : Address4.isValid(text));
+  if (!m || !valid) throw new RouteError(`dry-run: ${JSON.stringify(address)} is not an IP address`, false, String(address));
+  if (family !== undefined && family !== (v6 ? 6 : 4)) throw new RouteError(`dry-run: ${address} is not an IPv${family} address`, false, address);
+  const ip = v6 ? new Address6(m[1]).correctForm() : new Address4(m[1]).correctForm();
+  return m[2] === undefined ? ip : `${ip}/${Number(m[2])}`;
+}

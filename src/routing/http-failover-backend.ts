@@ -1,0 +1,333 @@
+/**
+ * The `http` routing backend: a provider's failover-IP API in the shape of Hetzner Robot's
+ * (https://robot.hetzner.com/doc/webservice/en.html#failover).
+ *
+ * - GET  /failover/{failover-ip} answers {"failover":{ip, netmask, server_ip, server_ipv6_net,
+ *   server_number, active_server_ip}}; active_server_ip is the main IP (IPv4) or the main IPv6
+ *   net address of the server the failover IP/net is routed to now (null when unrouted).
+ * - POST /failover/{failover-ip} with the form field active_server_ip routes it there; the call
+ *   returns once the switch is done. IPv6 failover nets are addressed by their net address, and
+ *   their active_server_ip is the net address of the destination server's main IPv6 net.
+ * - Errors are {"error":{status, code, message}}: 400 INVALID_INPUT, 404 NOT_FOUND,
+ *   404 FAILOVER_NEW_SERVER_NOT_FOUND, 409 FAILOVER_ALREADY_ROUTED, 409 FAILOVER_LOCKED,
+ *   500 FAILOVER_FAILED, 500 FAILOVER_NOT_COMPLETE; 401 on bad credentials (three failures block
+ *   the client IP for 10 minutes), 403 RATE_LIMIT_EXCEEDED, 503 during maintenance.
+ *
+ * The backend never retries itself: it throws RouteError with `retryable` set, and withRetry
+ * (retrying-backend.ts) decides. Credentials go only into the Authorization header: never into a
+ * URL, a message or a log.
+ */
+import { Address4, Address6 } from 'ip-address';
+import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
+
+/** Options of HttpFailoverBackend. */
+export interface HttpFailoverBackendOptions {
+  /** API root, e.g. https://robot-ws.your-server.de (no credentials in it). */
+  baseUrl: string;
+  /** Webservice user (HTTP basic auth); read from the environment by the caller. */
+  username: string;
+  /** Webservice password (HTTP basic auth); read from the environment by the caller. Never logged. */
+  password: string;
+  /**
+   * Host name → that host's main IP: the active_server_ip sent for IPv4 failover IPs. A value that
+   * is an IPv6 net address (with or without /64) serves IPv6 failover nets of a host without IPv4.
+   */
+  serverIps: Record<string, string>;
+  /**
+   * Host name → that host's main IPv6 net (e.g. 2a01:4f8:0:5176::/64): the active_server_ip sent
+   * for IPv6 failover nets, as the provider wants the subnet address there, not the IPv4 main IP.
+   */
+  serverIpv6Nets?: Record<string, string>;
+  /** Per HTTP call (AbortSignal.timeout); default 10000. A call that hangs fails retryable. */
+  timeoutMs?: number;
+  /** Injected fetch (tests); default globalThis.fetch. */
+  fetch?: typeof fetch;
+}
+
+/** One failover IP/net as the provider describes it. */
+export interface FailoverRecord {
+  ip: string;
+  netmask: string;
+  server_ip: string;
+  server_ipv6_net?: string;
+  server_number: number;
+  active_server_ip: string | null;
+}
+
+/** A service address resolved to the failover IP/net that carries it. */
+interface FailoverKey {
+  /** As the caller gave it (returned as-is in CurrentRoute). */
+  address: string;
+  family: 4 | 6;
+  /** The failover net address that goes into the URL (validated, canonical). */
+  net: string;
+}
+
+const SAFE_ADDRESS = /^[0-9A-Fa-f:.]+(\/[0-9]{1,3})?$/;
+
+/**
+ * Resolves an address to the failover IP/net it belongs to. IPv4 defaults to /32 (a failover IP),
+ * IPv6 to /64 (the size of a failover net); an explicit prefix is honoured. Returns null when
+ * `text` is not an IP address (or has a zone id, spaces, or anything that is not an address).
+ */
+export function failoverNetOf(text: string): { family: 4 | 6; net: string } | null {
+  if (!SAFE_ADDRESS.test(text)) return null;
+  if (!text.includes(':')) {
+    if (!Address4.isValid(text)) return null;
+    const a = new Address4(text.includes('/') ? text : `${text}/32`);
+    return { family: 4, net: a.startAddress().correctForm() };
+  }
+  if (!Address6.isValid(text)) return null;
+  const a = new Address6(text.includes('/') ? text : `${text}/64`);
+  return { family: 6, net: a.startAddress().correctForm() };
+}
+
+/** The canonical form of a host IP or IPv6 net address as the provider reports it, or null. */
+function canonicalHostIp(text: string): string | null {
+  if (!SAFE_ADDRESS.test(text)) return null;
+  if (!text.includes(':')) return Address4.isValid(text) && !text.includes('/') ? new Address4(text).correctForm() : null;
+  if (!Address6.isValid(text)) return null;
+  const a = new Address6(text);
+  return text.includes('/') ? a.startAddress().correctForm() : a.correctForm();
+}
+
+/** The routing backend for a Robot-style failover-IP API. */
+export class HttpFailoverBackend implements RouteBackend {
+  readonly name = 'http';
+  private readonly baseUrl: string;
+  private readonly authHeader: string;
+  private readonly password: string;
+  private readonly timeoutMs: number;
+  private readonly fetchFn: typeof fetch;
+  /** host → IPv4 main IP / IPv6 net address (canonical). */
+  private readonly v4Targets = new Map<string, string>();
+  private readonly v6Targets = new Map<string, string>();
+  /** canonical active_server_ip → host. */
+  private readonly hostByIp = new Map<string, string>();
+
+  constructor(opts: HttpFailoverBackendOptions) {
+    let url: URL;
+    try {
+      url = new URL(opts.baseUrl);
+    } catch {
+      throw new TypeError('http backend: baseUrl is not a URL');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('http backend: baseUrl must be http(s)');
+    if (url.username || url.password) throw new TypeError('http backend: baseUrl must not carry credentials; pass username and password');
+    if (url.search || url.hash) throw new TypeError('http backend: baseUrl must not have a query or fragment');
+    this.baseUrl = url.href.replace(/\/+$/, '');
+    if (!opts.username || !opts.password) throw new TypeError('http backend: username and password are required');
+    this.password = opts.password;
+    this.authHeader = `Basic ${Buffer.from(`${opts.username}:${opts.password}`, 'utf8').toString('base64')}`;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new TypeError('http backend: timeoutMs must be a positive number');
+    this.fetchFn = opts.fetch ?? globalThis.fetch;
+
+    const add = (host: string, value: string, field: string, v6Only: boolean) => {
+      const ip = canonicalHostIp(value);
+      if (ip === null || (v6Only && !ip.includes(':'))) {
+        throw new TypeError(`http backend: ${field}[${JSON.stringify(host)}] = ${JSON.stringify(value)} is not ${v6Only ? 'an IPv6 net' : 'an IP address'}`);
+      }
+      (ip.includes(':') ? this.v6Targets : this.v4Targets).set(host, ip);
+      const other = this.hostByIp.get(ip);
+      if (other !== undefined && other !== host) throw new TypeError(`http backend: ${ip} is configured for both ${other} and ${host}`);
+      this.hostByIp.set(ip, host);
+    };
+    for (const [host, ip] of Object.entries(opts.serverIps)) add(host, ip, 'serverIps', false);
+    for (const [host, net] of Object.entries(opts.serverIpv6Nets ?? {})) add(host, net, 'serverIpv6Nets', true);
+  }
+
+  /** Routes every address to its `to` host: GET first, POST only where it differs. */
+  async apply(desired: DesiredRoute[]): Promise<ApplyResult> {
+    // Everything is checked before the first request: a config mistake changes nothing.
+    // Addresses in the same failover net (two IPv6 addresses of one /64) share one step.
+    const plan = new Map<string, { key: FailoverKey; to: string; target: string; addresses: string[] }>();
+    for (const d of desired) {
+      const key = this.keyOf(d.address, d.family);
+      const target = this.targetOf(key, d.to);
+      const prev = plan.get(key.net);
+      if (prev === undefined) plan.set(key.net, { key, to: d.to, target, addresses: [d.address] });
+      else if (prev.target === target) prev.addresses.push(d.address);
+      else throw new RouteError(`http: ${d.address}: failover net ${key.net} is asked to go to two different hosts in one apply`, false, d.address);
+    }
+
+    const result: ApplyResult = { changed: [], unchanged: [] };
+    const errors: RouteError[] = [];
+    for (const step of plan.values()) {
+      try {
+        const outcome = await this.route(step.key, step.to, step.target);
+        result[outcome].push(...step.addresses);
+      } catch (err) {
+        const e = err instanceof RouteError ? err : new RouteError(`http: ${step.key.address}: ${this.redact(String(err))}`, false, step.key.address);
+        // A rejected login is the same for every address, and three of them block this client IP.
+        if (e instanceof CredentialsError) throw e;
+        errors.push(e);
+      }
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) {
+      throw new RouteError(
+        `http: ${errors.length} of ${plan.size} failover IPs/nets failed: ${errors.map((e) => e.message).join('; ')}`,
+        errors.every((e) => e.retryable),
+        errors[0].address,
+      );
+    }
+    return result;
+  }
+
+  /** Reads where each address is routed now; null for unrouted or routed to a host not configured. */
+  async current(addresses: string[]): Promise<CurrentRoute[]> {
+    const keys = addresses.map((a) => this.keyOf(a));
+    const out: CurrentRoute[] = [];
+    for (const key of keys) {
+      const record = await this.get(key);
+      const active = record.active_server_ip === null ? null : canonicalHostIp(record.active_server_ip);
+      out.push({ address: key.address, to: active === null ? null : (this.hostByIp.get(active) ?? null) });
+    }
+    return out;
+  }
+
+  private keyOf(address: string, family?: 4 | 6): FailoverKey {
+    const net = typeof address === 'string' ? failoverNetOf(address) : null;
+    if (net === null) throw new RouteError(`http: ${JSON.stringify(address)} is not an IP address`, false, String(address));
+    if (family !== undefined && family !== net.family) throw new RouteError(`http: ${address} is not an IPv${family} address`, false, address);
+    return { address, ...net };
+  }
+
+  private targetOf(key: FailoverKey, host: string): string {
+    const target = key.family === 4 ? this.v4Targets.get(host) : this.v6Targets.get(host);
+    if (target === undefined) {
+      const field = key.family === 4 ? 'serverIps' : 'serverIpv6Nets (or an IPv6 net in serverIps)';
+      throw new RouteError(`http: ${key.address}: no ${key.family === 4 ? 'main IPv4 address' : 'main IPv6 net'} configured for host ${JSON.stringify(host)} in ${field}`, false, key.address);
+    }
+    return target;
+  }
+
+  /** Makes one failover IP/net routed to `target`; says whether that changed anything. */
+  private async route(key: FailoverKey, host: string, target: string): Promise<'changed' | 'unchanged'> {
+    const before = await this.get(key);
+    if (before.active_server_ip !== null && canonicalHostIp(before.active_server_ip) === target) return 'unchanged';
+
+    const what = `POST /failover/${key.net} -> ${host} (${target})`;
+    const res = await this.call('POST', key, what, new URLSearchParams({ active_server_ip: target }));
+    if (res.status === 200 || res.status === 201) {
+      const after = this.failoverOf(res.body, key, what);
+      const active = after.active_server_ip === null ? null : canonicalHostIp(after.active_server_ip);
+      if (active !== target) {
+        throw new RouteError(`http: ${key.address}: ${what}: the provider answered active_server_ip ${this.redact(String(after.active_server_ip))}`, true, key.address);
+      }
+      return 'changed';
+    }
+    const err = apiError(res.body);
+    // Already where we want it: someone (or our own timed-out earlier call) got there first.
+    if (res.status === 409 && err.code === 'FAILOVER_ALREADY_ROUTED') return 'unchanged';
+    throw this.failure(key, what, res.status, err);
+  }
+
+  private async get(key: FailoverKey): Promise<FailoverRecord> {
+    const what = `GET /failover/${key.net}`;
+    const res = await this.call('GET', key, what);
+    if (res.status !== 200) throw this.failure(key, what, res.status, apiError(res.body));
+    return this.failoverOf(res.body, key, what);
+  }
+
+  private failoverOf(body: unknown, key: FailoverKey, what: string): FailoverRecord {
+    const f = (body as { failover?: Partial<FailoverRecord> } | null)?.failover;
+    if (!f || typeof f !== 'object' || !('active_server_ip' in f) || (f.active_server_ip !== null && typeof f.active_server_ip !== 'string')) {
+      throw new RouteError(`http: ${key.address}: ${what}: the answer has no failover.active_server_ip (is baseUrl the failover API?)`, false, key.address);
+    }
+    return f as FailoverRecord;
+  }
+
+  /** One HTTP exchange, body read included, under the per-call timeout. Transport failures are retryable. */
+  private async call(method: 'GET' | 'POST', key: FailoverKey, what: string, form?: URLSearchParams): Promise<{ status: number; body: unknown }> {
+    const headers: Record<string, string> = { authorization: this.authHeader, accept: 'application/json' };
+    if (form) headers['content-type'] = 'application/x-www-form-urlencoded';
+    let status: number;
+    let text: string;
+    try {
+      // key.net is a canonical address (hex digits, dots, colons): safe in a path segment as it is.
+      const res = await this.fetchFn(`${this.baseUrl}/failover/${key.net}`, {
+        method,
+        headers,
+        body: form?.toString(),
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      status = res.status;
+      text = await res.text();
+    } catch (err) {
+      const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+      const reason =
+        e?.name === 'TimeoutError'
+          ? `no answer within ${this.timeoutMs} ms`
+          : e?.name === 'AbortError'
+            ? 'request aborted'
+            : `connection failed (${this.redact(String(e?.cause?.code ?? e?.cause?.message ?? e?.message ?? err))})`;
+      throw new RouteError(`http: ${key.address}: ${what}: ${reason}`, true, key.address);
+    }
+    let body: unknown = null;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = null;
+      }
+    }
+    return { status, body };
+  }
+
+  private failure(key: FailoverKey, what: string, status: number, err: ApiError): RouteError {
+    // code and message come from the provider: redacted before they go anywhere.
+    const detail = this.redact(`${status}${err.code ? ` ${err.code}` : ''}${err.message ? `: ${err.message}` : ''}`);
+    const say = (hint: string, retryable: boolean) =>
+      new RouteError(`http: ${key.address}: ${what}: ${detail}${hint ? ` (${hint})` : ''}`, retryable, key.address);
+    if (status === 401) {
+      return new CredentialsError(
+        `http: ${key.address}: ${what}: 401 unauthorized: check credentials (webservice user and password of the http backend); the provider blocks the client IP for 10 minutes after 3 failed logins`,
+        key.address,
+      );
+    }
+    if (status === 403 && err.code === 'RATE_LIMIT_EXCEEDED') {
+      const limit = err.maxRequest !== undefined ? `${err.maxRequest} requests per ${err.interval ?? '?'} s` : 'request limit';
+      return say(`${limit} reached; retrying later may help`, true);
+    }
+    if (status === 404 && err.code === 'FAILOVER_NEW_SERVER_NOT_FOUND') return say('the destination is not a server of this account: check serverIps / serverIpv6Nets', false);
+    if (status === 404) return say('not a failover IP/net of this account', false);
+    if (status === 409 && err.code === 'FAILOVER_LOCKED') return say('another switch of it is in progress', true);
+    if (status === 409 || status === 408 || status === 425 || status === 429) return say('', true);
+    if (status >= 500) return say('provider error', true);
+    if (status >= 300 && status < 400) return say('unexpected redirect: check baseUrl', false);
+    return say('', false);
+  }
+
+  /**
+   * Defence in depth for text that comes from outside (provider answers, transport errors): it
+   * must not carry the password out. Our own text never contains it.
+   */
+  private redact(text: string): string {
+    return text.split(this.password).join('***');
+  }
+}
+
+/** A rejected login (401): final, and no further request is made in the same apply(). */
+export class CredentialsError extends RouteError {
+  constructor(message: string, address?: string) {
+    super(message, false, address);
+  }
+}
+
+interface ApiError {
+  code?: string;
+  message?: string;
+  maxRequest?: number;
+  interval?: number;
+}
+
+function apiError(body: unknown): ApiError {
+  const e = (body as { error?: Record<string, unknown> } | null)?.error;
+  if (!e || typeof e !== 'object') return {};
+  const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 300) : undefined);
+  const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
+  return { code: str(e.code), message: str(e.message), maxRequest: num(e.max_request), interval: num(e.interval) };
+}
