@@ -14,12 +14,20 @@ import { createDnsServer, type DnsServer } from './dns/server/dns-server.js';
 import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './dns/server/responder.js';
 import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './dns/zone/zone-loader.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
+import { CutoverService } from './controller/cutover-service.js';
+import type { Inventory } from './core/inventory.js';
+import type { StateStore } from './core/ports.js';
+import { createRouteBackend } from './routing/create-backend.js';
+import { withRetry } from './routing/retrying-backend.js';
+import { openSqliteStore } from './store/sqlite-store.js';
 
 /** A running controller. */
 export interface Controller {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly responder: Responder;
+  /** Absent when the config has no servers. */
+  readonly cutover?: CutoverService;
   /** Reloads the zone directory (as SIGHUP does). */
   reload(): Promise<LoadResult>;
   stop(): Promise<void>;
@@ -106,6 +114,54 @@ export async function startController(config: Config, logger?: Logger): Promise<
 
   const t0 = Date.now();
   await reload();
+
+  // cutover: state first, so that DNS answers carry any active overlay from the first packet on
+  let store: StateStore | undefined;
+  let cutover: CutoverService | undefined;
+  if (config.servers.length > 0) {
+    const ctlLog = log.child({ component: 'cutover' });
+    store = openSqliteStore(config.state.path);
+    const inventory: Inventory = {
+      servers: new Map(config.servers.map((s) => [s.name, s])),
+      transits: new Map(config.transits.map((t) => [t.name, t])),
+    };
+    const routeLog = log.child({ component: 'routing' });
+    const backend = withRetry(createRouteBackend(config.routing, routeLog), {
+      deadlineMs: config.routing.retry.deadlineMs,
+      minTimeoutMs: config.routing.retry.minDelayMs,
+      maxTimeoutMs: config.routing.retry.maxDelayMs,
+      onRetry: ({ attempt, error }) => routeLog.warn({ attempt, err: error.message, address: error.address }, 'routing attempt failed; retrying'),
+    });
+    const addressServer = new Map(config.servers.flatMap((s) => s.addresses.map((a) => [a.address, s.name] as const)));
+    const transitNames = new Set(config.transits.map((t) => t.name));
+    cutover = new CutoverService({
+      inventory,
+      store,
+      backend,
+      dns: { apply: (overlay) => responder.update({ overlay }) },
+      ttlCap: config.cutoverTtl,
+      clock: { now: () => Date.now(), monotonic: () => performance.now() },
+      logger: ctlLog,
+      observer: {
+        operationFinished(op) {
+          metrics.operations.inc({ direction: op.direction, result: op.state });
+          if (op.durationsMs.dnsSwitch !== null) metrics.operationDuration.observe({ direction: op.direction, phase: 'dns' }, op.durationsMs.dnsSwitch / 1000);
+          if (op.durationsMs.routing !== null) metrics.operationDuration.observe({ direction: op.direction, phase: 'routing' }, op.durationsMs.routing / 1000);
+        },
+        routingError(backendName) {
+          metrics.routingErrors.inc({ backend: backendName });
+        },
+        overlaysChanged(overlays, routes) {
+          for (const s of config.servers) metrics.overlayActive.set({ server: s.name }, overlays.some((o) => o.server === s.name) ? 1 : 0);
+          for (const [address, server] of addressServer) {
+            metrics.addressOnTransit.set({ server, address }, transitNames.has(routes.get(address) ?? '') ? 1 : 0);
+          }
+        },
+      },
+    });
+    cutover.resume();
+    mainLog.info({ servers: config.servers.length, transits: config.transits.length, backend: backend.name, state: config.state.path }, 'cutover service ready');
+  }
   mainLog.info({ ms: Date.now() - t0 }, 'initial zone load finished');
 
   const dns: DnsServer = createDnsServer({
@@ -140,6 +196,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     ready: () => ready,
     zones: () => [...responder.zoneSet.zones()].map((z) => ({ zone: z.origin, serial: z.serial, records: z.recordCount })),
     zoneErrors: () => lastErrors,
+    cutover,
   });
   const http: Server = await new Promise((res, rej) => {
     const s = app.listen(config.api.listen.port, config.api.listen.host, (err?: Error) => (err ? rej(err) : res(s)));
@@ -155,12 +212,19 @@ export async function startController(config: Config, logger?: Logger): Promise<
     logger: log,
     metrics,
     responder,
+    cutover,
     reload,
     async stop() {
       ready = false;
-      await new Promise<void>((res) => http.close(() => res()));
+      const closed = new Promise<void>((res) => http.close(() => res()));
       http.closeAllConnections();
+      await closed;
       await dns.stop();
+      if (cutover) {
+        // let routing in flight finish briefly; what does not is resumed at the next start
+        await Promise.race([cutover.idle(), new Promise((r) => setTimeout(r, 5000).unref())]);
+      }
+      store?.close();
       mainLog.info('stopped');
     },
   };

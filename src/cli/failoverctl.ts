@@ -5,12 +5,16 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { startController } from '../main.js';
+import { clientHelp, runOperationCommand, runStatusCommand, UsageError, CLIENT_HELP } from './commands.js';
 
 const USAGE = `failoverctl: DNS and IP failover controller
 
 Usage:
-  failoverctl serve --config FILE   run the controller (authoritative DNS + HTTP API)
-  failoverctl help [COMMAND]        show help
+  failoverctl serve --config FILE                  run the controller (authoritative DNS + HTTP API)
+  failoverctl cutover SERVER --transit T [--wait]  cut a server over to a transit (API client)
+  failoverctl cutback SERVER [--wait]              route a server's addresses back (API client)
+  failoverctl status [SERVER]                      where each address is routed, overlays, operations
+  failoverctl help [COMMAND]                       show help
 
 Options for every command:
   -h, --help                        show help for the command
@@ -34,8 +38,6 @@ Exit codes: 0 stopped cleanly (or --check passed), 1 failed at run time, 2 usage
 `,
 };
 
-/** Thrown for a command line that cannot be run; exit code 2. */
-class UsageError extends Error {}
 
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -89,12 +91,21 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'help') {
     const topic = rest[0];
+    if (topic && topic in CLIENT_HELP) {
+      process.stdout.write(clientHelp(topic as keyof typeof CLIENT_HELP));
+      return 0;
+    }
     process.stdout.write(topic && HELP[topic] ? HELP[topic] : USAGE);
     return topic && !HELP[topic] ? 2 : 0;
   }
   switch (cmd) {
     case 'serve':
       return serve(rest);
+    case 'cutover':
+    case 'cutback':
+      return runOperationCommand(cmd, rest);
+    case 'status':
+      return runStatusCommand(rest);
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }
@@ -110,6 +121,10 @@ main(process.argv.slice(2)).then(
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`failoverctl: ${(err as Error).message}\nRun "failoverctl --help" for usage.\n`);
       process.exit(2);
+    }
+    if ((err as Error)?.name === 'StateLockedError') {
+      process.stderr.write(`failoverctl: ${(err as Error).message}\n`);
+      process.exit(1);
     }
     process.stderr.write(`failoverctl: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exit(1);

@@ -69,6 +69,7 @@ export interface RoutingConfig {
     readonly passwordEnv: string;
     readonly timeoutMs: number;
     readonly serverIps: Readonly<Record<string, string>>;
+    readonly serverIpv6Nets: Readonly<Record<string, string>>;
   };
 }
 
@@ -449,7 +450,7 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
   }
   if (backend === 'http' || r?.http !== undefined) {
     const p: Path = ['routing', 'http'];
-    const h = c.object(p, r?.http, ['base_url', 'username_env', 'password_env', 'timeout_ms', 'server_ips'], backend === 'http');
+    const h = c.object(p, r?.http, ['base_url', 'username_env', 'password_env', 'timeout_ms', 'server_ips', 'server_ipv6_nets'], backend === 'http');
     if (h) {
       const baseUrl = c.string([...p, 'base_url'], h.base_url);
       if (baseUrl !== undefined && !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(baseUrl)) c.fail([...p, 'base_url'], `${JSON.stringify(baseUrl)} is not an http(s) URL`);
@@ -471,7 +472,15 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
         if (typeof a === 'string') c.fail([...p, 'server_ips', host.name], a);
         else serverIps[host.name] = a.address;
       }
+      const nets = c.object([...p, 'server_ipv6_nets'], h.server_ipv6_nets, hosts.map((x) => x.name), false);
+      const serverIpv6Nets: Record<string, string> = {};
+      for (const [name, v] of Object.entries(nets ?? {})) {
+        const a = parseAddress(String(v));
+        if (typeof a === 'string' || a.family !== 6) c.fail([...p, 'server_ipv6_nets', name], `${JSON.stringify(v)} is not an IPv6 address`);
+        else serverIpv6Nets[name] = a.address;
+      }
       out.http = {
+        serverIpv6Nets,
         baseUrl: (baseUrl ?? '').replace(/\/+$/, ''),
         usernameEnv, passwordEnv,
         timeoutMs: c.integer([...p, 'timeout_ms'], h.timeout_ms, 10_000, 100, 300_000),

@@ -31,6 +31,11 @@ export interface Metrics {
   dnsZoneSerial: Gauge<'zone'>;
   dnsRecordsLoaded: Gauge;
   dnsZoneReloads: Counter<'result'>;
+  operations: Counter<'direction' | 'result'>;
+  operationDuration: Histogram<'direction' | 'phase'>;
+  routingErrors: Counter<'backend'>;
+  overlayActive: Gauge<'server'>;
+  addressOnTransit: Gauge<'server' | 'address'>;
 }
 
 /** Defines all metrics on `registry` (with Node's default process metrics). */
@@ -128,6 +133,37 @@ export function createMetrics(registry: Registry): Metrics {
     dnsRecordsLoaded: new Gauge({
       name: 'failover_dns_records_loaded',
       help: 'Resource records held in all served zones.',
+      registers: [registry],
+    }),
+    operations: new Counter({
+      name: 'failover_operations_total',
+      help: 'Cutover and cutback operations finished, by direction (cutover, cutback) and result (succeeded, failed).',
+      labelNames: ['direction', 'result'] as const,
+      registers: [registry],
+    }),
+    operationDuration: new Histogram({
+      name: 'failover_operation_duration_seconds',
+      help: 'Time from the request to the end of each phase of an operation (dns: overlay active; routing: routes applied).',
+      labelNames: ['direction', 'phase'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    routingErrors: new Counter({
+      name: 'failover_routing_errors_total',
+      help: 'Routing attempts that failed for good (after retries), by backend.',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+    }),
+    overlayActive: new Gauge({
+      name: 'failover_dns_overlay_active',
+      help: '1 while DNS answers for the server carry its transit\'s addresses.',
+      labelNames: ['server'] as const,
+      registers: [registry],
+    }),
+    addressOnTransit: new Gauge({
+      name: 'failover_address_on_transit',
+      help: '1 while the address is routed to a transit (confirmed by the backend).',
+      labelNames: ['server', 'address'] as const,
       registers: [registry],
     }),
     dnsZoneReloads: new Counter({

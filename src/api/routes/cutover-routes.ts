@@ -14,6 +14,7 @@ import { ServiceError, type CutoverService, type ServerStatus } from '../../cont
 import { ApiError } from '../errors.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const round3 = (ms: number | null) => (ms === null ? null : Math.round(ms * 1000) / 1000);
 
 /** The API form of an operation (snake_case, ISO timestamps). */
 export function operationJson(op: Operation) {
@@ -31,7 +32,7 @@ export function operationJson(op: Operation) {
       routes_applied: iso(op.times.routesApplied),
       finished: iso(op.times.finished),
     },
-    durations_ms: { dns_switch: op.durationsMs.dnsSwitch, routing: op.durationsMs.routing },
+    durations_ms: { dns_switch: round3(op.durationsMs.dnsSwitch), routing: round3(op.durationsMs.routing) },
     addresses: op.addresses.map((a) => ({
       address: a.address, family: a.family, transit_address: a.transitAddress,
       routed_to: a.routedTo, result: a.result, error: a.error,

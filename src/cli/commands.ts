@@ -1,0 +1,206 @@
+/**
+ * `failoverctl cutover|cutback|status`: thin clients of the HTTP API for reinstall jobs and
+ * operators. Exit codes: 0 ok, 1 the operation or the API call failed, 2 usage.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ApiClientError, createApiClient, type ApiClient } from './api-client.js';
+
+/** Thrown for a command line that cannot be run; exit code 2. */
+export class UsageError extends Error {}
+
+export const CLIENT_HELP = {
+  cutover: `Usage: failoverctl cutover SERVER --transit TRANSIT [--wait] [options]
+
+Cuts SERVER over to TRANSIT: DNS answers carry the transit's addresses before the command
+returns; routing follows. With --wait, waits for routing to finish (a live progress line on a
+terminal) and exits 1 when the operation failed.
+`,
+  cutback: `Usage: failoverctl cutback SERVER [--wait] [options]
+
+Routes SERVER's addresses back to it, then lifts the DNS overlay. With --wait, waits for it.
+`,
+  status: `Usage: failoverctl status [SERVER] [options]
+
+Shows where each address of SERVER is routed, whether a DNS overlay is active, and the last
+operations. Without SERVER, one line per server.
+`,
+};
+
+const COMMON_HELP = `
+Options:
+  --api URL           the controller's API (default: $FAILOVER_API_URL or http://127.0.0.1:8080)
+  --token-env NAME    environment variable holding the bearer token (default FAILOVER_API_TOKEN)
+  --token-file FILE   read the token from FILE instead (e.g. the generated api-token file)
+  --json              print the API's JSON instead of text
+  -h, --help          show this help
+`;
+
+const WAIT_HELP = `  --wait              wait until the operation finishes
+  --timeout SECONDS   with --wait: give up waiting after this long (default 900); the operation goes on
+`;
+
+export function clientHelp(cmd: keyof typeof CLIENT_HELP): string {
+  return CLIENT_HELP[cmd] + COMMON_HELP + (cmd === 'status' ? '' : WAIT_HELP) + '\nExit codes: 0 ok, 1 failed, 2 usage error.\n';
+}
+
+interface Op {
+  id: string; server: string; transit: string; direction: string; state: string; attempts: number;
+  durations_ms: { dns_switch: number | null; routing: number | null };
+  addresses: { address: string; routed_to: string | null; result: string; error: string | null; transit_address: string }[];
+  error: { code: string; message: string } | null;
+  timestamps: Record<string, string | null>;
+}
+
+interface Status {
+  name: string;
+  addresses: { address: string; routed_to: string | null; dns_answer: string }[];
+  overlay: { active: boolean; transit?: string; since?: string; operation?: string };
+  operations: Op[];
+}
+
+function client(values: { api?: string; 'token-env'?: string; 'token-file'?: string }): ApiClient {
+  const api = values.api ?? process.env.FAILOVER_API_URL ?? 'http://127.0.0.1:8080';
+  if (!/^https?:\/\/[^\s/]+/.test(api)) throw new UsageError(`--api ${JSON.stringify(api)} is not an http(s) URL`);
+  let token: string | undefined;
+  if (values['token-file']) {
+    try {
+      token = readFileSync(values['token-file'], 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`cannot read --token-file ${values['token-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  } else {
+    const name = values['token-env'] ?? 'FAILOVER_API_TOKEN';
+    token = process.env[name];
+    if (!token) throw new UsageError(`the environment variable ${name} (the API token) is not set; or use --token-file FILE`);
+  }
+  return createApiClient(api, token);
+}
+
+const COMMON_OPTIONS = {
+  api: { type: 'string' },
+  'token-env': { type: 'string' },
+  'token-file': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function fmtMs(ms: number | null): string {
+  if (ms === null) return '-';
+  return ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+function describeOp(op: Op): string {
+  const lines = [
+    `${op.direction} ${op.server} ${op.direction === 'cutover' ? '->' : '<-'} ${op.transit}: ${op.state}  (${op.id})`,
+    `  DNS switched in ${fmtMs(op.durations_ms.dns_switch)}, routes applied in ${fmtMs(op.durations_ms.routing)}, attempts ${op.attempts}`,
+  ];
+  for (const a of op.addresses) {
+    lines.push(`  ${a.address.padEnd(40)} ${a.result.padEnd(8)} ${a.routed_to ? 'routed to ' + a.routed_to : ''}${a.error ? '  ' + a.error : ''}`);
+  }
+  if (op.error) lines.push(`  error ${op.error.code}: ${op.error.message}`);
+  return lines.join('\n');
+}
+
+function progress(op: Op, elapsedMs: number): string {
+  const done = op.addresses.filter((a) => a.result !== 'pending').length;
+  return `${op.direction} ${op.server} -> ${op.transit}: ${op.state}, DNS switched in ${fmtMs(op.durations_ms.dns_switch)}, ${done}/${op.addresses.length} addresses done, ${(elapsedMs / 1000).toFixed(1)} s`;
+}
+
+async function waitForOp(api: ApiClient, op: Op, timeoutS: number): Promise<Op> {
+  const start = Date.now();
+  const tty = process.stderr.isTTY;
+  let cur = op;
+  while (cur.state === 'running' || cur.state === 'pending') {
+    if (tty) process.stderr.write(`\r\x1b[2K${progress(cur, Date.now() - start)}`);
+    if (Date.now() - start > timeoutS * 1000) break;
+    await new Promise((r) => setTimeout(r, tty ? 200 : 500));
+    cur = (await api.request<Op>('GET', `/v1/operations/${encodeURIComponent(cur.id)}`)).body;
+  }
+  if (tty) process.stderr.write(`\r\x1b[2K`);
+  return cur;
+}
+
+/** cutover / cutback. */
+export async function runOperationCommand(cmd: 'cutover' | 'cutback', argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { ...COMMON_OPTIONS, transit: { type: 'string' }, wait: { type: 'boolean' }, timeout: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(clientHelp(cmd));
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError(`${cmd}: exactly one SERVER is required`);
+  if (cmd === 'cutover' && !values.transit) throw new UsageError('cutover: --transit TRANSIT is required');
+  if (cmd === 'cutback' && values.transit) throw new UsageError('cutback: --transit is not an option of cutback');
+  const timeout = values.timeout === undefined ? 900 : Number(values.timeout);
+  if (!(timeout > 0)) throw new UsageError(`--timeout ${JSON.stringify(values.timeout)} is not a number of seconds`);
+  const api = client(values);
+  const path = `/v1/servers/${encodeURIComponent(positionals[0])}/${cmd}`;
+  try {
+    let op = (await api.request<Op>('POST', path, cmd === 'cutover' ? { transit: values.transit } : {})).body;
+    if (values.wait) op = await waitForOp(api, op, timeout);
+    process.stdout.write(values.json ? JSON.stringify(op) + '\n' : describeOp(op) + '\n');
+    return op.state === 'failed' ? 1 : 0;
+  } catch (err) {
+    return reportApiError(err);
+  }
+}
+
+/** status [SERVER]. */
+export async function runStatusCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: COMMON_OPTIONS, allowPositionals: true, strict: true });
+  if (values.help) {
+    process.stdout.write(clientHelp('status'));
+    return 0;
+  }
+  if (positionals.length > 1) throw new UsageError('status: at most one SERVER');
+  const api = client(values);
+  try {
+    if (positionals.length === 1) {
+      const s = (await api.request<Status>('GET', `/v1/servers/${encodeURIComponent(positionals[0])}`)).body;
+      if (values.json) process.stdout.write(JSON.stringify(s) + '\n');
+      else process.stdout.write(describeStatus(s) + '\n');
+    } else {
+      const all = (await api.request<{ servers: Status[] }>('GET', '/v1/servers')).body;
+      if (values.json) process.stdout.write(JSON.stringify(all) + '\n');
+      else {
+        for (const s of all.servers) {
+          const last = s.operations[0];
+          process.stdout.write(`${s.name.padEnd(24)} ${s.overlay.active ? `cut over to ${s.overlay.transit}` : 'home'}${last ? `  last: ${last.direction} ${last.state}` : ''}\n`);
+        }
+      }
+    }
+    return 0;
+  } catch (err) {
+    return reportApiError(err);
+  }
+}
+
+function describeStatus(s: Status): string {
+  const lines = [
+    s.overlay.active
+      ? `${s.name}: cut over to ${s.overlay.transit} since ${s.overlay.since} (DNS overlay active, operation ${s.overlay.operation})`
+      : `${s.name}: home (no DNS overlay)`,
+    '  address                                  routed to            DNS answers',
+  ];
+  for (const a of s.addresses) lines.push(`  ${a.address.padEnd(40)} ${(a.routed_to ?? 'not moved').padEnd(20)} ${a.dns_answer}`);
+  if (s.operations.length > 0) {
+    lines.push('  last operations:');
+    for (const op of s.operations.slice(0, 5)) {
+      lines.push(`    ${op.timestamps.accepted}  ${op.direction.padEnd(8)} ${op.state.padEnd(10)} dns ${fmtMs(op.durations_ms.dns_switch)}, routing ${fmtMs(op.durations_ms.routing)}  ${op.id}${op.error ? '  ' + op.error.message : ''}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function reportApiError(err: unknown): number {
+  if (err instanceof ApiClientError) {
+    process.stderr.write(`failoverctl: ${err.code}${err.status ? ` (HTTP ${err.status})` : ''}: ${err.message}\n`);
+    return 1;
+  }
+  throw err;
+}

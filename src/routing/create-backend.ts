@@ -1,0 +1,35 @@
+/**
+ * Builds the configured RouteBackend. Secrets (the http backend's credentials) are read from the
+ * environment here, at start; a missing one is a configuration error.
+ */
+import type { Logger } from 'pino';
+import { ConfigError, type RoutingConfig } from '../config/config.js';
+import { DryRunBackend } from './dry-run-backend.js';
+import { HttpFailoverBackend } from './http-failover-backend.js';
+import type { RouteBackend } from './route-backend.js';
+
+/** The backend named by routing.backend, with its settings. */
+export function createRouteBackend(routing: RoutingConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): RouteBackend {
+  switch (routing.backend) {
+    case 'dry-run':
+      logger.warn('routing backend is dry-run: addresses are NOT moved; DNS overlays are real');
+      return new DryRunBackend({ logger });
+    case 'http': {
+      const h = routing.http!;
+      const missing = [h.usernameEnv, h.passwordEnv].filter((k) => !env[k]);
+      if (missing.length > 0) {
+        throw new ConfigError('environment', missing.map((k) => ({ path: `routing.http.${k === h.usernameEnv ? 'username_env' : 'password_env'}`, message: `environment variable ${k} is not set` })));
+      }
+      return new HttpFailoverBackend({
+        baseUrl: h.baseUrl,
+        username: env[h.usernameEnv]!,
+        password: env[h.passwordEnv]!,
+        serverIps: { ...h.serverIps },
+        serverIpv6Nets: { ...h.serverIpv6Nets },
+        timeoutMs: h.timeoutMs,
+      });
+    }
+    default:
+      throw new ConfigError('config', [{ path: 'routing.backend', message: `backend ${JSON.stringify(routing.backend)} is not available in this build` }]);
+  }
+}
