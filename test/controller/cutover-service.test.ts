@@ -1,0 +1,223 @@
+/**
+ * The cutover service's use cases over the real SQLite store, with a scripted backend standing in
+ * for the network (the real backends are tested against real hosts in test/routing and test/e2e).
+ */
+import { afterEach, describe, expect, test } from '@jest/globals';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { ServiceError, CutoverService } from '../../src/controller/cutover-service.js';
+import { parseAddress, type IpAddress } from '../../src/core/addresses.js';
+import type { Inventory } from '../../src/core/inventory.js';
+import type { CompiledOverlay } from '../../src/core/overlay.js';
+import type { StateStore } from '../../src/core/ports.js';
+import { RouteError, type DesiredRoute, type RouteBackend } from '../../src/routing/route-backend.js';
+import { openSqliteStore, StateLockedError } from '../../src/store/sqlite-store.js';
+
+const addr = (s: string) => parseAddress(s) as IpAddress;
+const inventory: Inventory = {
+  servers: new Map([
+    ['srv-42', { name: 'srv-42', addresses: ['203.0.113.10', '203.0.113.11', '2001:db8:42::10'].map(addr) }],
+    ['srv-43', { name: 'srv-43', addresses: ['203.0.113.20'].map(addr) }],
+  ]),
+  transits: new Map([
+    ['transit-3', { name: 'transit-3', addresses: ['198.51.100.20', '198.51.100.21', '2001:db8:3::20'].map(addr) }],
+    ['transit-4', { name: 'transit-4', addresses: ['198.51.100.40', '198.51.100.41', '2001:db8:4::40'].map(addr) }],
+    ['transit-s', { name: 'transit-s', addresses: ['198.51.100.50'].map(addr) }],
+  ]),
+};
+
+/** A backend whose outcome the test scripts: each apply() takes the next step (default ok). */
+class ScriptedBackend implements RouteBackend {
+  readonly name = 'scripted';
+  calls: DesiredRoute[][] = [];
+  steps: ('ok' | 'retryable' | 'final' | 'hang')[] = [];
+  private release?: () => void;
+  async apply(desired: DesiredRoute[]) {
+    this.calls.push(desired);
+    const step = this.steps.shift() ?? 'ok';
+    if (step === 'hang') await new Promise<void>((r) => (this.release = r));
+    if (step === 'retryable' || step === 'final') throw new RouteError(`scripted ${step} failure`, step === 'retryable', desired[1]?.address);
+    return { changed: desired.map((d) => d.address), unchanged: [] };
+  }
+  async current() {
+    return [];
+  }
+  unblock() {
+    this.release?.();
+  }
+}
+
+const dirs: string[] = [];
+const stores: StateStore[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) {
+    try {
+      s.close();
+    } catch {
+      /* already closed */
+    }
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function setup(path?: string) {
+  const file = path ?? join(mkdtempSync(join(tmpdir(), 'fc-svc-')), 'state.db');
+  if (!path) dirs.push(join(file, '..'));
+  const store = openSqliteStore(file);
+  stores.push(store);
+  const backend = new ScriptedBackend();
+  const overlays: (CompiledOverlay | null)[] = [];
+  let t = 1_000_000;
+  const svc = new CutoverService({
+    inventory, store, backend,
+    dns: { apply: (o) => overlays.push(o) },
+    ttlCap: 60,
+    clock: { now: () => (t += 10), monotonic: () => t },
+    logger: pino({ level: 'silent' }),
+  });
+  const dnsAnswer = (a: string) => {
+    const o = overlays[overlays.length - 1];
+    const ip = addr(a);
+    const bytes = ip.family === 4 ? Buffer.from(ip.address.split('.').map(Number)) : null;
+    return bytes && o ? o.replacement(bytes) ?? null : null;
+  };
+  return { file, store, backend, svc, overlays, dnsAnswer };
+}
+
+const codeOf = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ServiceError) return err.code;
+    throw err;
+  }
+  return 'no error';
+};
+
+describe('cutover service', () => {
+  test('cutover: the overlay is durable and active before the call returns; routing follows', async () => {
+    const { svc, store, backend, dnsAnswer } = setup();
+    const { operation, created } = svc.cutover('srv-42', 'transit-3');
+    expect(created).toBe(true);
+    expect(operation.state).toBe('running');
+    expect(operation.times.dnsSwitched).not.toBeNull();
+    // before any routing happened: DNS already rewritten, and the store already has it
+    expect(dnsAnswer('203.0.113.10')?.toString('hex')).toBe('c6336414');
+    expect(store.load().overlays.map((o) => o.server)).toEqual(['srv-42']);
+    await svc.idle();
+    expect(backend.calls[0].map((d) => [d.address, d.to, d.from])).toEqual([
+      ['203.0.113.10', 'transit-3', 'srv-42'], ['203.0.113.11', 'transit-3', 'srv-42'], ['2001:db8:42::10', 'transit-3', 'srv-42'],
+    ]);
+    const done = svc.getOperation(operation.id);
+    expect(done.state).toBe('succeeded');
+    expect(done.addresses.every((a) => a.routedTo === 'transit-3' && a.result === 'ok')).toBe(true);
+    expect(svc.status('srv-42').addresses.map((a) => a.routedTo)).toEqual(['transit-3', 'transit-3', 'transit-3']);
+  });
+
+  test.each([
+    ['the same cutover again returns the same operation', (s: CutoverService) => s.cutover('srv-42', 'transit-3').created, false],
+    ['a cutover to another transit', (s: CutoverService) => codeOf(() => s.cutover('srv-42', 'transit-4')), 'ALREADY_CUT_OVER'],
+    ['another server onto the same transit', (s: CutoverService) => codeOf(() => s.cutover('srv-43', 'transit-3')), 'TRANSIT_IN_USE'],
+    ['an unknown server', (s: CutoverService) => codeOf(() => s.cutover('srv-99', 'transit-3')), 'SERVER_NOT_FOUND'],
+    ['an unknown transit', (s: CutoverService) => codeOf(() => s.cutover('srv-43', 'transit-9')), 'TRANSIT_NOT_FOUND'],
+    ['a transit with too few addresses', (s: CutoverService) => codeOf(() => s.cutover('srv-42', 'transit-s')), 'ALREADY_CUT_OVER'],
+    ['a cutback of a server that is not cut over', (s: CutoverService) => codeOf(() => s.cutback('srv-43')), 'NOT_CUT_OVER'],
+    ['an unknown operation', (s: CutoverService) => codeOf(() => s.getOperation('op-nope')), 'OPERATION_NOT_FOUND'],
+  ])('after a cutover of srv-42 to transit-3: %s', async (_n, act, expected) => {
+    const { svc } = setup();
+    svc.cutover('srv-42', 'transit-3');
+    await svc.idle();
+    expect(act(svc)).toBe(expected);
+  });
+
+  test('a transit that cannot take all addresses is refused before anything changes', () => {
+    const { svc, overlays } = setup();
+    expect(codeOf(() => svc.cutover('srv-42', 'transit-s'))).toBe('TRANSIT_TOO_SMALL');
+    expect(overlays).toEqual([]);
+  });
+
+  test('routing that fails for good: operation failed with the reason, overlay stays; retry succeeds', async () => {
+    const { svc, backend, dnsAnswer } = setup();
+    backend.steps = ['final'];
+    const { operation } = svc.cutover('srv-42', 'transit-3');
+    await svc.idle();
+    const failed = svc.getOperation(operation.id);
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toEqual({ code: 'ROUTING_FAILED', message: 'scripted final failure' });
+    expect(failed.addresses.find((a) => a.address === '203.0.113.11')?.result).toBe('failed');
+    expect(dnsAnswer('203.0.113.10')).not.toBeNull();
+    const again = svc.retry(operation.id);
+    expect(again.state).toBe('running');
+    await svc.idle();
+    expect(svc.getOperation(operation.id).state).toBe('succeeded');
+    expect(svc.getOperation(operation.id).attempts).toBe(2);
+    expect(codeOf(() => svc.retry(operation.id))).toBe('NOT_RETRYABLE');
+  });
+
+  test('cutback: routes go back first, the overlay is lifted only when they are', async () => {
+    const { svc, backend, dnsAnswer, store } = setup();
+    svc.cutover('srv-42', 'transit-3');
+    await svc.idle();
+    backend.steps = ['hang'];
+    const { operation } = svc.cutback('srv-42');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(dnsAnswer('203.0.113.10')).not.toBeNull(); // still on the transit while routing runs
+    expect(svc.cutback('srv-42')).toEqual({ operation: expect.objectContaining({ id: operation.id }), created: false });
+    expect(codeOf(() => svc.cutover('srv-42', 'transit-3'))).toBe('OPERATION_IN_PROGRESS');
+    backend.unblock();
+    await svc.idle();
+    expect(svc.getOperation(operation.id).state).toBe('succeeded');
+    expect(dnsAnswer('203.0.113.10')).toBeNull();
+    expect(store.load().overlays).toEqual([]);
+    expect(backend.calls[1].every((d) => d.to === 'srv-42' && d.from === 'transit-3')).toBe(true);
+    expect(svc.status('srv-42').overlay).toEqual({ active: false });
+  });
+
+  test('a failed cutback keeps the overlay; cutback again retries it', async () => {
+    const { svc, backend, dnsAnswer } = setup();
+    svc.cutover('srv-42', 'transit-3');
+    await svc.idle();
+    backend.steps = ['final'];
+    const first = svc.cutback('srv-42').operation;
+    await svc.idle();
+    expect(svc.getOperation(first.id).state).toBe('failed');
+    expect(dnsAnswer('203.0.113.10')).not.toBeNull();
+    const second = svc.cutback('srv-42');
+    expect(second.operation.id).toBe(first.id);
+    await svc.idle();
+    expect(svc.getOperation(first.id).state).toBe('succeeded');
+    expect(dnsAnswer('203.0.113.10')).toBeNull();
+  });
+
+  test('waitFor resolves when the operation finishes, or returns it as it is at the deadline', async () => {
+    const { svc, backend } = setup();
+    backend.steps = ['hang'];
+    const { operation } = svc.cutover('srv-42', 'transit-3');
+    expect((await svc.waitFor(operation.id, 30)).state).toBe('running');
+    const waiting = svc.waitFor(operation.id, 5000);
+    backend.unblock();
+    expect((await waiting).state).toBe('succeeded');
+  });
+
+  test('after a restart the overlay is active again and an unfinished operation is resumed', async () => {
+    const first = setup();
+    first.backend.steps = ['hang'];
+    const { operation } = first.svc.cutover('srv-42', 'transit-3');
+    first.store.close(); // the process dies here: routing never finished
+    const second = setup(first.file);
+    second.svc.resume();
+    expect(second.dnsAnswer('203.0.113.10')?.toString('hex')).toBe('c6336414');
+    await second.svc.idle();
+    const op = second.svc.getOperation(operation.id);
+    expect(op.state).toBe('succeeded');
+    expect(second.backend.calls).toHaveLength(1);
+    expect(second.backend.calls[0].every((d) => d.to === 'transit-3')).toBe(true);
+  });
+
+  test('a second store on the same file is refused', () => {
+    const { file } = setup();
+    expect(() => openSqliteStore(file)).toThrow(StateLockedError);
+  });
+});
