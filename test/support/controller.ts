@@ -47,6 +47,10 @@ export interface ControllerOptions {
   cpus?: string;
   /** Node options, e.g. ["--max-old-space-size=2048"]. */
   nodeArgs?: string[];
+  /** Run in this directory (config, state) and keep it on stop: for restarts on the same state. */
+  dir?: string;
+  /** Other top-level config sections (servers, transits, routing, state...), written as given. */
+  sections?: Record<string, unknown>;
 }
 
 export interface ControllerHandle {
@@ -62,13 +66,19 @@ export interface ControllerHandle {
   get(path: string, auth?: boolean): Promise<{ status: number; body: string }>;
   /** Sends SIGHUP (zone reload). */
   reload(): void;
-  /** Stops the process (SIGTERM, then SIGKILL after 5 s) and removes the temp dir. */
+  /** Stops the process (SIGTERM, then SIGKILL after 5 s) and removes the temp dir (unless opts.dir was given). */
   stop(): Promise<void>;
+  /** Kills the process with SIGKILL and waits for it to be gone; keeps the directory. */
+  kill(): Promise<void>;
 }
 
 export async function startController(opts: ControllerOptions): Promise<ControllerHandle> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
-  const dir = mkdtempSync(join(tmpdir(), 'fc-ctl-'));
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'fc-ctl-'));
+  const removeDir = () => {
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+  };
   const dnsPort = await freePort();
   const apiPort = await freePort();
   const token = 'test-token-' + Math.random().toString(36).slice(2);
@@ -78,6 +88,7 @@ export async function startController(opts: ControllerOptions): Promise<Controll
     log: { level: 'info' },
   };
   for (const [k, v] of Object.entries(opts.extra ?? {})) base[k] = { ...(base[k] ?? {}), ...v };
+  Object.assign(base, opts.sections ?? {});
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(base));
   const argv = [...(opts.nodeArgs ?? []), CLI, 'serve', '--config', configPath];
@@ -112,13 +123,20 @@ export async function startController(opts: ControllerOptions): Promise<Controll
         await done;
         clearTimeout(t);
       }
-      rmSync(dir, { recursive: true, force: true });
+      removeDir();
+    },
+    kill: async () => {
+      if (exited === null) {
+        const done = new Promise<void>((res) => proc.once('exit', () => res()));
+        proc.kill('SIGKILL');
+        await done;
+      }
     },
   };
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (exited !== null) {
-      rmSync(dir, { recursive: true, force: true });
+      removeDir();
       throw new Error(`controller exited with ${exited} before it was ready:\n${out}`);
     }
     try {
