@@ -36,6 +36,12 @@ export interface Metrics {
   routingErrors: Counter<'backend'>;
   overlayActive: Gauge<'server'>;
   addressOnTransit: Gauge<'server' | 'address'>;
+  overlaySince: Gauge<'server'>;
+  overlayMaxAge: Gauge;
+  ipDowntime: Histogram<'direction' | 'backend'>;
+  ipLastDowntime: Gauge<'server' | 'address' | 'direction'>;
+  ipRecovered: Gauge<'server' | 'address' | 'direction'>;
+  probeSuccess: Gauge<'server' | 'address'>;
 }
 
 /** Defines all metrics on `registry` (with Node's default process metrics). */
@@ -143,7 +149,7 @@ export function createMetrics(registry: Registry): Metrics {
     }),
     operationDuration: new Histogram({
       name: 'failover_operation_duration_seconds',
-      help: 'Time from the request to the end of each phase of an operation (dns: overlay active; routing: routes applied).',
+      help: 'Time from the request to the end of each phase of an operation (dns: overlay active; routing: routes applied; recovery: measurement ended).',
       labelNames: ['direction', 'phase'] as const,
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
       registers: [registry],
@@ -163,6 +169,42 @@ export function createMetrics(registry: Registry): Metrics {
     addressOnTransit: new Gauge({
       name: 'failover_address_on_transit',
       help: '1 while the address is routed to a transit (confirmed by the backend).',
+      labelNames: ['server', 'address'] as const,
+      registers: [registry],
+    }),
+    overlaySince: new Gauge({
+      name: 'failover_dns_overlay_since_timestamp_seconds',
+      help: 'When the active DNS overlay of the server started (Unix time); absent without one.',
+      labelNames: ['server'] as const,
+      registers: [registry],
+    }),
+    overlayMaxAge: new Gauge({
+      name: 'failover_dns_overlay_max_age_seconds',
+      help: 'health.overlay_max_days in seconds: the age past which an active overlay is alerted on.',
+      registers: [registry],
+    }),
+    ipDowntime: new Histogram({
+      name: 'failover_ip_downtime_seconds',
+      help: 'Measured downtime of each rerouted address per operation (sum of probe gaps, to the probe interval).',
+      labelNames: ['direction', 'backend'] as const,
+      buckets: [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    ipLastDowntime: new Gauge({
+      name: 'failover_ip_last_downtime_seconds',
+      help: 'Measured downtime of the address during its last cutover or cutback.',
+      labelNames: ['server', 'address', 'direction'] as const,
+      registers: [registry],
+    }),
+    ipRecovered: new Gauge({
+      name: 'failover_ip_recovered',
+      help: '1 when the address answered from its new host at the end of its last measurement, 0 when it never did before the deadline.',
+      labelNames: ['server', 'address', 'direction'] as const,
+      registers: [registry],
+    }),
+    probeSuccess: new Gauge({
+      name: 'failover_probe_success',
+      help: 'Result of the latest probe of the address while a measurement runs (1 answered by origin or target, 0 failed).',
       labelNames: ['server', 'address'] as const,
       registers: [registry],
     }),
