@@ -152,13 +152,19 @@ export async function startController(config: Config, logger?: Logger): Promise<
           metrics.routingErrors.inc({ backend: backendName });
         },
         overlaysChanged(overlays, routes) {
-          for (const s of config.servers) metrics.overlayActive.set({ server: s.name }, overlays.some((o) => o.server === s.name) ? 1 : 0);
+          for (const s of config.servers) {
+            const o = overlays.find((x) => x.server === s.name);
+            metrics.overlayActive.set({ server: s.name }, o ? 1 : 0);
+            if (o) metrics.overlaySince.set({ server: s.name }, o.since / 1000);
+            else metrics.overlaySince.remove({ server: s.name });
+          }
           for (const [address, server] of addressServer) {
             metrics.addressOnTransit.set({ server, address }, transitNames.has(routes.get(address) ?? '') ? 1 : 0);
           }
         },
       },
     });
+    metrics.overlayMaxAge.set(config.health.overlayMaxDays * 86400);
     cutover.resume();
     mainLog.info({ servers: config.servers.length, transits: config.transits.length, backend: backend.name, state: config.state.path }, 'cutover service ready');
   }

@@ -42,7 +42,23 @@ export interface Config {
   readonly cutoverTtl: number;
   readonly state: { readonly path: string };
   readonly routing: RoutingConfig;
+  readonly health: HealthConfig;
 }
+
+/** health.*: how downtime is measured during operations (probe null: not measured). */
+export interface HealthConfig {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly deadlineMs: number;
+  readonly recoveryProbes: number;
+  readonly overlayMaxDays: number;
+  readonly probe: ProbeConfig | null;
+}
+
+export type ProbeConfig =
+  | { readonly type: 'http'; readonly port: number; readonly path: string; readonly host?: string; readonly identityHeader?: string; readonly bodyPattern?: string }
+  | { readonly type: 'tcp'; readonly port: number }
+  | { readonly type: 'icmp' };
 
 export type BackendName = 'dry-run' | 'linux-route' | 'linux-address' | 'http';
 
@@ -204,7 +220,7 @@ export function parseConfig(text: string, file: string): Config {
   const c = new Checker(doc, lines);
   const root = (doc.toJS() ?? {}) as Record<string, Json>;
   const base = dirname(resolve(file));
-  const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'state', 'routing'])!;
+  const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'state', 'routing', 'health'])!;
 
   const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries', 'cutover_ttl']);
   const cutoverTtl = c.integer(['dns', 'cutover_ttl'], dns?.cutover_ttl, 60, 0, 86400);
@@ -251,6 +267,7 @@ export function parseConfig(text: string, file: string): Config {
   const st = c.object(['state'], top.state, ['path'], false);
   const statePath = c.string(['state', 'path'], st?.path, './var/state.db');
   const routing = checkRouting(c, top.routing, inv.servers, inv.transits);
+  const health = checkHealth(c, top.health);
 
   if (c.problems.length > 0) throw new ConfigError(file, c.problems);
   return deepFreeze({
@@ -263,6 +280,7 @@ export function parseConfig(text: string, file: string): Config {
     cutoverTtl,
     state: { path: resolve(base, statePath!) },
     routing,
+    health,
   });
 }
 
@@ -343,6 +361,64 @@ function checkInventory(c: Checker, top: Record<string, Json>): { servers: Serve
   }
   const strip = ({ path: _p, ...h }: Server & { path: Path }) => h;
   return { servers: servers.map(strip), transits: transits.map((t) => ({ name: t.name, addresses: t.addresses })) };
+}
+
+/** health: probe cadence, timeouts, the prober and its settings. */
+function checkHealth(c: Checker, raw: Json): HealthConfig {
+  const h = c.object(['health'], raw, ['interval_ms', 'timeout_ms', 'deadline_s', 'recovery_probes', 'overlay_max_days', 'probe'], false);
+  const intervalMs = c.integer(['health', 'interval_ms'], h?.interval_ms, 20, 10, 60_000);
+  const timeoutMs = c.integer(['health', 'timeout_ms'], h?.timeout_ms, 200, 1, 60_000);
+  const deadlineMs = c.integer(['health', 'deadline_s'], h?.deadline_s, 600, 1, 86_400) * 1000;
+  const recoveryProbes = c.integer(['health', 'recovery_probes'], h?.recovery_probes, 3, 1, 1000);
+  const overlayMaxDays = c.integer(['health', 'overlay_max_days'], h?.overlay_max_days, 14, 1, 3650);
+  let probe: ProbeConfig | null = null;
+  const p = c.object(['health', 'probe'], h?.probe, ['type', 'port', 'path', 'host', 'identity_header', 'body_pattern'], h !== undefined);
+  if (p) {
+    const path: Path = ['health', 'probe'];
+    const port = () => {
+      if (p.port === undefined) {
+        c.fail([...path, 'port'], 'is required');
+        return 0;
+      }
+      return c.integer([...path, 'port'], p.port, 0, 1, 65535);
+    };
+    const only = (keys: string[]) => {
+      for (const k of Object.keys(p)) if (!keys.includes(k)) c.fail([...path, k], `is not a setting of a ${String(p.type)} probe`);
+    };
+    switch (p.type) {
+      case 'http': {
+        const pth = c.string([...path, 'path'], p.path, '/')!;
+        if (!pth.startsWith('/')) c.fail([...path, 'path'], `${JSON.stringify(pth)} must start with "/"`);
+        const host = p.host === undefined ? undefined : c.string([...path, 'host'], p.host);
+        const identityHeader = p.identity_header === undefined ? undefined : c.string([...path, 'identity_header'], p.identity_header);
+        const bodyPattern = p.body_pattern === undefined ? undefined : c.string([...path, 'body_pattern'], p.body_pattern);
+        if (bodyPattern !== undefined) {
+          try {
+            new RegExp(bodyPattern);
+          } catch (err) {
+            c.fail([...path, 'body_pattern'], `is not a regular expression: ${(err as Error).message}`);
+          }
+        }
+        if (identityHeader === undefined && bodyPattern === undefined) {
+          c.fail(path, 'an http probe needs identity_header or body_pattern, to tell the origin from the transit');
+        }
+        probe = { type: 'http', port: port(), path: pth, host, identityHeader: identityHeader?.toLowerCase(), bodyPattern };
+        break;
+      }
+      case 'tcp':
+        only(['type', 'port']);
+        probe = { type: 'tcp', port: port() };
+        break;
+      case 'icmp':
+        only(['type']);
+        probe = { type: 'icmp' };
+        break;
+      default:
+        c.fail([...path, 'type'], `must be one of http, tcp, icmp, not ${describe(p.type)}`);
+    }
+  }
+  if (timeoutMs > deadlineMs) c.fail(['health', 'timeout_ms'], 'must not exceed deadline_s');
+  return { intervalMs, timeoutMs, deadlineMs, recoveryProbes, overlayMaxDays, probe };
 }
 
 const BACKENDS: BackendName[] = ['dry-run', 'linux-route', 'linux-address', 'http'];
