@@ -10,11 +10,11 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { pairAddresses, type AddressPair, type Inventory } from '../core/inventory.js';
 import {
-  isFinished, newOperation, routingFailed, routingStarted, routingSucceeded, sourceHost, targetHost,
-  type Direction, type Operation,
+  isFinished, measured, newOperation, routingFailed, routingStarted, routingSucceeded, sourceHost, targetHost,
+  type AddressDowntime, type Direction, type Operation,
 } from '../core/operation.js';
 import { compileOverlay, type ServerOverlay } from '../core/overlay.js';
-import type { Clock, DnsOverlayPort, StateStore } from '../core/ports.js';
+import type { Clock, DnsOverlayPort, DowntimeMeter, MeterRun, StateStore } from '../core/ports.js';
 import { RouteError, type RouteBackend } from '../routing/route-backend.js';
 
 /** A refusal with a stable code (mapped to an HTTP status by the API). */
@@ -47,6 +47,8 @@ export interface CutoverServiceDeps {
   logger: Logger;
   observer?: CutoverObserver;
   newId?: () => string;
+  /** Measures each address's downtime; without it operations are not measured. */
+  meter?: DowntimeMeter;
 }
 
 /** The result of a cutover/cutback request: the operation and whether this call started it. */
@@ -69,6 +71,8 @@ export class CutoverService {
   private readonly running = new Map<string, Promise<void>>();
   /** Monotonic start time of operations accepted by this process. */
   private readonly startedAt = new Map<string, number>();
+  /** Running measurements, by operation id. */
+  private readonly meters = new Map<string, MeterRun>();
   private readonly events = new EventEmitter();
   private readonly log: Logger;
 
@@ -83,8 +87,9 @@ export class CutoverService {
     for (const o of overlays) this.overlays.set(o.server, o);
     this.publishOverlay();
     if (overlays.length > 0) this.log.info({ servers: overlays.map((o) => o.server) }, 'cutover overlays restored');
-    for (const op of operations) {
-      this.log.warn({ operation: op.id, server: op.server, direction: op.direction, state: op.state }, 'resuming an unfinished operation');
+    for (let op of operations) {
+      this.log.warn({ operation: op.id, server: op.server, direction: op.direction, state: op.state, phase: op.phase }, 'resuming an unfinished operation');
+      op = this.startMeasurement(op, true);
       this.launch(op);
     }
   }
@@ -124,6 +129,7 @@ export class CutoverService {
     const overlay: ServerOverlay = { server: serverName, transit: transitName, operationId: op.id, since: now, pairs };
     // DNS first: durable, then active, then answered
     op = { ...op, state: 'running', times: { ...op.times, dnsSwitched: now } };
+    op = this.startMeasurement(op, false); // probes start before anything changes
     this.deps.store.commit({ operation: op, overlay: { server: serverName, value: overlay } });
     this.overlays.set(serverName, overlay);
     this.publishOverlay();
@@ -151,7 +157,8 @@ export class CutoverService {
     if (last && last.direction === 'cutback' && last.state === 'failed') return { operation: this.retry(last.id), created: true };
     const now = this.deps.clock.now();
     let op = newOperation({ id: this.newId(), server: serverName, transit: active.transit, direction: 'cutback', backend: this.deps.backend.name, pairs: active.pairs, now });
-    op = { ...op, state: 'running' };
+    op = { ...op, state: 'running', phase: 'routing' };
+    op = this.startMeasurement(op, false);
     this.deps.store.commit({ operation: op });
     this.startedAt.set(op.id, t0);
     this.log.info({ operation: op.id, server: serverName, transit: active.transit }, 'cutback accepted');
@@ -168,7 +175,8 @@ export class CutoverService {
     if (op.direction === 'cutover' && this.overlays.get(op.server)?.operationId !== id) {
       throw new ServiceError('NOT_RETRYABLE', `operation ${id} no longer owns ${op.server}'s overlay`);
     }
-    const again: Operation = { ...op, state: 'running', error: null, times: { ...op.times, finished: null } };
+    let again: Operation = { ...op, state: 'running', error: null, times: { ...op.times, finished: null } };
+    again = this.startMeasurement(again, false);
     this.deps.store.commit({ operation: again });
     this.startedAt.set(id, this.deps.clock.monotonic());
     this.launch(again);
@@ -242,6 +250,28 @@ export class CutoverService {
     this.deps.observer?.overlaysChanged?.([...this.overlays.values()], this.deps.store.routes());
   }
 
+  /** Starts probing the operation's addresses (when a meter is configured). */
+  private startMeasurement(op: Operation, restarted: boolean): Operation {
+    const meter = this.deps.meter;
+    if (!meter) return op;
+    this.meters.get(op.id)?.stop().catch(() => undefined);
+    const run = meter.start({
+      addresses: op.addresses.map((a) => ({ address: a.address, family: a.family })),
+      origin: sourceHost(op),
+      target: targetHost(op),
+      server: op.server,
+    });
+    this.meters.set(op.id, run);
+    return { ...op, measurement: { probe: meter.description, intervalMs: meter.intervalMs, restarted, maxDowntimeMs: null } };
+  }
+
+  private async stopMeasurement(id: string): Promise<AddressDowntime[] | null> {
+    const run = this.meters.get(id);
+    if (!run) return null;
+    this.meters.delete(id);
+    return run.stop().catch(() => null);
+  }
+
   private launch(op: Operation): void {
     const run = this.route(op).finally(() => this.running.delete(op.id));
     this.running.set(op.id, run);
@@ -253,32 +283,54 @@ export class CutoverService {
     const to = targetHost(op);
     const from = sourceHost(op);
     const desired = op.addresses.map((a: AddressPair) => ({ address: a.address, family: a.family, to, from }));
+    let routed: Operation;
     try {
       const result = await this.deps.backend.apply(desired);
       const now = this.deps.clock.now();
       const t0 = this.startedAt.get(op.id);
       const routingMs = t0 !== undefined ? this.deps.clock.monotonic() - t0 : null;
-      const done = routingSucceeded(op, now, routingMs);
+      const run = this.meters.get(op.id);
+      routed = routingSucceeded(op, now, routingMs, run !== undefined);
       const routes = desired.map((d) => ({ address: d.address, host: to }));
       if (op.direction === 'cutback') {
         // routes are back: lift the overlay (durably, then in DNS)
-        this.deps.store.commit({ operation: done, overlay: { server: op.server, value: null }, routes });
+        this.deps.store.commit({ operation: routed, overlay: { server: op.server, value: null }, routes });
         this.overlays.delete(op.server);
         this.publishOverlay();
       } else {
-        this.deps.store.commit({ operation: done, routes });
+        this.deps.store.commit({ operation: routed, routes });
         this.deps.observer?.overlaysChanged?.([...this.overlays.values()], this.deps.store.routes());
       }
       this.log.info({ operation: op.id, server: op.server, direction: op.direction, changed: result.changed.length, unchanged: result.unchanged.length, routingMs }, `${op.direction}: routes applied`);
-      this.finish(done);
     } catch (err) {
       this.deps.observer?.routingError?.(this.deps.backend.name, err);
       const message = err instanceof Error ? err.message : String(err);
-      const failed = routingFailed(op, this.deps.clock.now(), { code: 'ROUTING_FAILED', message }, err instanceof RouteError ? err.address : undefined);
+      let failed = routingFailed(op, this.deps.clock.now(), { code: 'ROUTING_FAILED', message }, err instanceof RouteError ? err.address : undefined);
+      const partial = await this.stopMeasurement(op.id);
+      if (partial) failed = { ...failed, addresses: failed.addresses.map((a) => ({ ...a, ...pick(partial, a.address) })) };
       this.deps.store.commit({ operation: failed });
       this.log.error({ operation: op.id, server: op.server, direction: op.direction, err: message }, `${op.direction}: routing failed; the DNS overlay stays as it is`);
       this.finish(failed);
+      return;
     }
+    const run = this.meters.get(routed.id);
+    if (!run) {
+      this.finish(routed);
+      return;
+    }
+    const results = await run.done().catch((err) => {
+      this.log.error({ operation: op.id, err: (err as Error).message }, 'measurement failed');
+      return [] as AddressDowntime[];
+    });
+    this.meters.delete(routed.id);
+    const t0 = this.startedAt.get(op.id);
+    const done = measured(routed, this.deps.clock.now(), results, t0 !== undefined ? this.deps.clock.monotonic() - t0 : null);
+    this.deps.store.commit({ operation: done });
+    this.log.info({
+      operation: op.id, server: op.server, direction: op.direction, state: done.state,
+      downtimeMs: Object.fromEntries(done.addresses.map((a) => [a.address, a.downtimeMs])),
+    }, `${op.direction}: measurement ended`);
+    this.finish(done);
   }
 
   private finish(op: Operation): void {
@@ -286,6 +338,12 @@ export class CutoverService {
     this.deps.observer?.operationFinished?.(op);
     this.events.emit(op.id, op);
   }
+}
+
+/** The measured fields of one address from a partial measurement. */
+function pick(results: AddressDowntime[], address: string) {
+  const r = results.find((x) => x.address === address);
+  return r ? { downtimeMs: r.downtimeMs, recovered: r.recovered, probesSent: r.probesSent, probesFailed: r.probesFailed } : {};
 }
 
 export type { Direction };

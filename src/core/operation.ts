@@ -14,6 +14,24 @@ export interface OperationAddress extends AddressPair {
   routedTo: string | null;
   result: 'pending' | 'ok' | 'failed';
   error: string | null;
+  /** Measured downtime (sum of probe gaps); null when not measured (yet). */
+  downtimeMs: number | null;
+  /** Whether the target host answered by the end of the measurement; null when not measured. */
+  recovered: boolean | null;
+  probesSent: number;
+  probesFailed: number;
+}
+
+/** Where an operation stands inside the `running` state. */
+export type OperationPhase = 'dns_switched' | 'routing' | 'measuring' | 'done';
+
+/** How downtime was measured. */
+export interface MeasurementInfo {
+  probe: string;
+  intervalMs: number;
+  /** The controller restarted during the operation: gaps before the restart are not known. */
+  restarted: boolean;
+  maxDowntimeMs: number | null;
 }
 
 export interface OperationError {
@@ -35,11 +53,13 @@ export interface Operation {
   transit: string;
   direction: Direction;
   state: OperationState;
+  phase: OperationPhase;
   backend: string;
   times: OperationTimes;
   /** Request to DNS switch and request to routes applied, measured with a monotonic clock. */
-  durationsMs: { dnsSwitch: number | null; routing: number | null };
+  durationsMs: { dnsSwitch: number | null; routing: number | null; recovery: number | null };
   addresses: OperationAddress[];
+  measurement: MeasurementInfo | null;
   attempts: number;
   error: OperationError | null;
 }
@@ -54,10 +74,12 @@ export function newOperation(args: {
     transit: args.transit,
     direction: args.direction,
     state: 'pending',
+    phase: 'dns_switched',
     backend: args.backend,
     times: { accepted: args.now, dnsSwitched: null, routesApplied: null, finished: null },
-    durationsMs: { dnsSwitch: null, routing: null },
-    addresses: args.pairs.map((p) => ({ ...p, routedTo: null, result: 'pending', error: null })),
+    durationsMs: { dnsSwitch: null, routing: null, recovery: null },
+    addresses: args.pairs.map((p) => ({ ...p, routedTo: null, result: 'pending', error: null, downtimeMs: null, recovered: null, probesSent: 0, probesFailed: 0 })),
+    measurement: null,
     attempts: 0,
     error: null,
   };
@@ -79,19 +101,56 @@ export function isFinished(op: Operation): boolean {
 
 /** The operation after its routing attempt starts. */
 export function routingStarted(op: Operation): Operation {
-  return { ...op, state: 'running', attempts: op.attempts + 1, error: null };
+  return { ...op, state: 'running', phase: 'routing', attempts: op.attempts + 1, error: null };
 }
 
-/** The operation after routing succeeded for every address. */
-export function routingSucceeded(op: Operation, now: number, routingMs: number | null): Operation {
+/** The operation after routing succeeded for every address; it is done unless it is measured. */
+export function routingSucceeded(op: Operation, now: number, routingMs: number | null, measuring: boolean): Operation {
   const to = targetHost(op);
   return {
     ...op,
-    state: 'succeeded',
-    times: { ...op.times, routesApplied: now, finished: now },
+    state: measuring ? 'running' : 'succeeded',
+    phase: measuring ? 'measuring' : 'done',
+    times: { ...op.times, routesApplied: now, finished: measuring ? null : now },
     durationsMs: { ...op.durationsMs, routing: routingMs },
     addresses: op.addresses.map((a) => ({ ...a, routedTo: to, result: 'ok', error: null })),
     error: null,
+  };
+}
+
+/** Measured downtime of one address. */
+export interface AddressDowntime {
+  address: string;
+  downtimeMs: number;
+  recovered: boolean;
+  waitedMs: number;
+  probesSent: number;
+  probesFailed: number;
+}
+
+/**
+ * The operation once measurement ended: succeeded when every address recovered (answered from its
+ * new host), else failed with ADDRESS_NOT_RECOVERED. Not used when routing itself failed.
+ */
+export function measured(op: Operation, now: number, results: AddressDowntime[], recoveryMs: number | null): Operation {
+  const byAddress = new Map(results.map((r) => [r.address, r]));
+  const addresses = op.addresses.map((a) => {
+    const r = byAddress.get(a.address);
+    return r ? { ...a, downtimeMs: r.downtimeMs, recovered: r.recovered, probesSent: r.probesSent, probesFailed: r.probesFailed } : a;
+  });
+  const lost = results.filter((r) => !r.recovered);
+  const max = results.length > 0 ? Math.max(...results.map((r) => r.downtimeMs)) : null;
+  return {
+    ...op,
+    state: lost.length > 0 ? 'failed' : 'succeeded',
+    phase: 'done',
+    times: { ...op.times, finished: now },
+    durationsMs: { ...op.durationsMs, recovery: recoveryMs },
+    addresses: addresses.map((a) => (a.recovered === false ? { ...a, result: 'failed', error: `not recovered: ${targetHost(op)} did not answer before the deadline` } : a)),
+    measurement: op.measurement ? { ...op.measurement, maxDowntimeMs: max } : null,
+    error: lost.length > 0
+      ? { code: 'ADDRESS_NOT_RECOVERED', message: `${lost.map((l) => l.address).join(', ')} did not answer from ${targetHost(op)} within ${Math.round(Math.max(...lost.map((l) => l.waitedMs)) / 1000)} s` }
+      : null,
   };
 }
 
@@ -100,6 +159,7 @@ export function routingFailed(op: Operation, now: number, error: OperationError,
   return {
     ...op,
     state: 'failed',
+    phase: 'done',
     times: { ...op.times, finished: now },
     addresses: op.addresses.map((a) =>
       failedAddress === undefined || a.address === failedAddress

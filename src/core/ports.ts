@@ -38,3 +38,23 @@ export interface Clock {
   /** ms from an arbitrary origin, never going back. */
   monotonic(): number;
 }
+
+/** Measures downtime of addresses while they move (adapters in src/health). */
+export interface DowntimeMeter {
+  /** What is measured with, for the operation record (e.g. "http:80/"). */
+  readonly description: string;
+  readonly intervalMs: number;
+  /**
+   * Starts probing every address now, before anything changes. `origin` answers before the
+   * switch, `target` after; anything else answering, or nothing, is a failed probe.
+   */
+  start(args: { addresses: { address: string; family: 4 | 6 }[]; origin: string; target: string; server: string }): MeterRun;
+}
+
+/** One running measurement. */
+export interface MeterRun {
+  /** Resolves once every address answered from the target enough times in a row, or at the deadline. */
+  done(): Promise<import('./operation.js').AddressDowntime[]>;
+  /** Stops probing now; resolves with what was measured so far. */
+  stop(): Promise<import('./operation.js').AddressDowntime[]>;
+}

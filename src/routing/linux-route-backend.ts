@@ -297,6 +297,7 @@ function onlyAlreadyGone(stderr: string): boolean {
 /** Failures that a configuration change must fix: retrying will not help. */
 const FINAL = [
   /Network is unreachable/i,
+  /RTNETLINK answers: No route to host/i, // IPv6 next hop not on a connected network
   /Nexthop has invalid gateway/i,
   /invalid gateway/i,
   /Invalid argument/i,

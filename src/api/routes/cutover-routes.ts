@@ -24,6 +24,7 @@ export function operationJson(op: Operation) {
     transit: op.transit,
     direction: op.direction,
     state: op.state,
+    phase: op.phase,
     backend: op.backend,
     attempts: op.attempts,
     timestamps: {
@@ -32,11 +33,18 @@ export function operationJson(op: Operation) {
       routes_applied: iso(op.times.routesApplied),
       finished: iso(op.times.finished),
     },
-    durations_ms: { dns_switch: round3(op.durationsMs.dnsSwitch), routing: round3(op.durationsMs.routing) },
+    durations_ms: {
+      dns_switch: round3(op.durationsMs.dnsSwitch), routing: round3(op.durationsMs.routing), recovery: round3(op.durationsMs.recovery ?? null),
+    },
     addresses: op.addresses.map((a) => ({
       address: a.address, family: a.family, transit_address: a.transitAddress,
       routed_to: a.routedTo, result: a.result, error: a.error,
+      downtime_ms: round3(a.downtimeMs ?? null), recovered: a.recovered ?? null,
+      probes_sent: a.probesSent ?? 0, probes_failed: a.probesFailed ?? 0,
     })),
+    measurement: op.measurement
+      ? { probe: op.measurement.probe, interval_ms: op.measurement.intervalMs, restarted: op.measurement.restarted, max_downtime_ms: round3(op.measurement.maxDowntimeMs) }
+      : null,
     error: op.error,
   };
 }

@@ -1,0 +1,590 @@
+/**
+ * A small stub-resolver client for the MX audit: our own encoder/decoder over UDP and TCP, so
+ * that the raw header flags (AA, TC, AD, CD), the rcode (extended by EDNS) and Extended DNS
+ * Errors (RFC 8914) are visible, which Node's `dns` module hides.
+ *
+ * - UDP first (one fresh socket per attempt: random source port and random ID), TCP when the
+ *   answer is truncated (TC=1) or when asked;
+ * - answers whose ID, QR bit or question do not match are ignored (spoofing / stray packets);
+ *   undecodable answers count as MALFORMED;
+ * - timeouts, SERVFAIL and MALFORMED are retried with p-retry; the final outcome is returned,
+ *   never thrown;
+ * - a final SERVFAIL is classified: DNSSEC-bogus when it carries EDE 6/7/9/10, or when the same
+ *   question re-asked with CD=1 (checking disabled) gets data.
+ */
+import { randomBytes } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { Socket as TcpSocket } from 'node:net';
+import pRetry from 'p-retry';
+import { labelsToKey, labelsToWire, parseName, MAX_LABEL_LENGTH, MAX_NAME_WIRE_LENGTH, type Labels } from '../dns/name.js';
+import { rdataToText } from '../dns/zone/rdata-text.js';
+import { RCODE_NAMES, RRType, MAX_UDP_PAYLOAD } from '../dns/wire/constants.js';
+
+/** A server address. */
+export interface ServerAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses "HOST", "HOST:PORT", "[V6]:PORT" or a bare IPv6 address; throws on anything else. */
+export function parseServerAddress(text: string, defaultPort = 53): ServerAddress {
+  const t = text.trim();
+  let host = t;
+  let port = defaultPort;
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (v6) {
+    host = v6[1];
+    if (v6[2] !== undefined) port = Number(v6[2]);
+  } else if (!isIPv6(t)) {
+    const m = /^([^:]+)(?::(\d+))?$/.exec(t);
+    if (!m) throw new Error(`bad server address "${text}" (expected HOST:PORT)`);
+    host = m[1];
+    if (m[2] !== undefined) port = Number(m[2]);
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`bad port in "${text}"`);
+  if (!/^[0-9.]+$/.test(host) && !isIPv6(host)) throw new Error(`bad server address "${text}": an IP address is needed`);
+  return { host, port };
+}
+
+/** Extended DNS Error option (RFC 8914). */
+export interface Ede {
+  code: number;
+  text?: string;
+}
+
+/** Names of the EDE INFO-CODEs (IANA registry). */
+export const EDE_NAMES: Record<number, string> = {
+  0: 'Other', 1: 'Unsupported DNSKEY Algorithm', 2: 'Unsupported DS Digest Type', 3: 'Stale Answer',
+  4: 'Forged Answer', 5: 'DNSSEC Indeterminate', 6: 'DNSSEC Bogus', 7: 'Signature Expired',
+  8: 'Signature Not Yet Valid', 9: 'DNSKEY Missing', 10: 'RRSIGs Missing', 11: 'No Zone Key Bit Set',
+  12: 'NSEC Missing', 13: 'Cached Error', 14: 'Not Ready', 15: 'Blocked', 16: 'Censored',
+  17: 'Filtered', 18: 'Prohibited', 19: 'Stale NXDOMAIN Answer', 20: 'Not Authoritative',
+  21: 'Not Supported', 22: 'No Reachable Authority', 23: 'Network Error', 24: 'Invalid Data',
+};
+
+/** EDE codes that mean "DNSSEC validation failed" (issue: 6, 7, 9, 10). */
+export const BOGUS_EDE_CODES: ReadonlySet<number> = new Set([6, 7, 9, 10]);
+
+/** Decoded RDATA: addresses and names as text, MX and SOA as objects, TXT as its strings. */
+export type RecordData =
+  | string
+  | { priority: number; exchange: string }
+  | { mname: string; rname: string; serial: number }
+  | string[];
+
+/** One resource record. Names are lower case, without the trailing dot ("." for the root). */
+export interface DnsRecord {
+  name: string;
+  type: number;
+  class: number;
+  ttl: number;
+  data: RecordData;
+}
+
+/** Header flags. */
+export interface DnsFlags {
+  qr: boolean;
+  aa: boolean;
+  tc: boolean;
+  rd: boolean;
+  ra: boolean;
+  ad: boolean;
+  cd: boolean;
+}
+
+/** A decoded DNS message. */
+export interface DnsMessage {
+  id: number;
+  opcode: number;
+  /** Rcode including the EDNS extended bits. */
+  rcode: number;
+  flags: DnsFlags;
+  question: { name: string; type: number; class: number }[];
+  answers: DnsRecord[];
+  authority: DnsRecord[];
+  additional: DnsRecord[];
+  /** EDNS present in the answer. */
+  edns: boolean;
+  ede: Ede[];
+}
+
+/** A message that cannot be decoded; `message` says why. */
+export class DnsFormatError extends Error {
+  override name = 'DnsFormatError';
+}
+
+/** Name without trailing dot, lower case ("." stays "."). */
+export function normName(name: string): string {
+  const n = name.toLowerCase();
+  return n === '.' ? n : n.replace(/\.$/, '');
+}
+
+/** Encodes a query. */
+export function encodeQuery(
+  id: number,
+  name: string,
+  type: number,
+  opts: { rd?: boolean; cd?: boolean; edns?: boolean } = {},
+): Buffer {
+  const labels = parseName(name === '.' || name.endsWith('.') ? name : name + '.', null);
+  const qname = labelsToWire(labels);
+  const edns = opts.edns ?? true;
+  const buf = Buffer.alloc(12 + qname.length + 4 + (edns ? 11 : 0));
+  buf.writeUInt16BE(id, 0);
+  buf[2] = opts.rd ?? true ? 0x01 : 0x00;
+  buf[3] = opts.cd ? 0x10 : 0x00;
+  buf.writeUInt16BE(1, 4);
+  if (edns) buf.writeUInt16BE(1, 10);
+  qname.copy(buf, 12);
+  let o = 12 + qname.length;
+  buf.writeUInt16BE(type, o);
+  buf.writeUInt16BE(1, o + 2);
+  o += 4;
+  if (edns) {
+    // root name, OPT, UDP size, ext-rcode 0, version 0, flags 0, rdlen 0
+    buf[o] = 0;
+    buf.writeUInt16BE(RRType.OPT, o + 1);
+    buf.writeUInt16BE(MAX_UDP_PAYLOAD, o + 3);
+  }
+  return buf;
+}
+
+/** Reads a possibly compressed name at `off`; pointers must go strictly backwards (no loops). */
+function readName(b: Buffer, off: number, limit = b.length): { name: string; next: number } {
+  const labels: Labels = [];
+  let pos = off;
+  let next = -1;
+  let total = 1;
+  let minPtr = off;
+  for (let hops = 0; ; hops++) {
+    if (pos >= limit) throw new DnsFormatError('name runs past the end');
+    const len = b[pos];
+    if (len === 0) {
+      if (next < 0) next = pos + 1;
+      break;
+    }
+    const kind = len & 0xc0;
+    if (kind === 0xc0) {
+      if (pos + 1 >= limit) throw new DnsFormatError('truncated compression pointer');
+      const ptr = ((len & 0x3f) << 8) | b[pos + 1];
+      if (next < 0) next = pos + 2;
+      if (ptr >= minPtr) throw new DnsFormatError('compression pointer does not point backwards');
+      minPtr = ptr;
+      pos = ptr;
+      limit = b.length;
+      if (hops > 127) throw new DnsFormatError('too many compression pointers');
+      continue;
+    }
+    if (kind !== 0) throw new DnsFormatError(`unknown label type 0x${kind.toString(16)}`);
+    if (len > MAX_LABEL_LENGTH) throw new DnsFormatError('label too long');
+    if (pos + 1 + len > limit) throw new DnsFormatError('label runs past the end');
+    labels.push(b.subarray(pos + 1, pos + 1 + len));
+    total += len + 1;
+    if (total > MAX_NAME_WIRE_LENGTH) throw new DnsFormatError('name longer than 255 bytes');
+    pos += 1 + len;
+  }
+  return { name: normName(labelsToKey(labels)), next };
+}
+
+function need(b: Buffer, off: number, n: number, what: string): void {
+  if (off + n > b.length) throw new DnsFormatError(`truncated ${what}`);
+}
+
+function ipv6Text(r: Buffer): string {
+  const parts: string[] = [];
+  for (let i = 0; i < 16; i += 2) parts.push(r.readUInt16BE(i).toString(16));
+  // compress the longest run of zeros
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (parts[i] !== '0') { i++; continue; }
+    let j = i;
+    while (j < 8 && parts[j] === '0') j++;
+    if (j - i > bestLen && j - i > 1) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  if (best < 0) return parts.join(':');
+  return `${parts.slice(0, best).join(':')}::${parts.slice(best + bestLen).join(':')}`;
+}
+
+function decodeRdata(b: Buffer, type: number, start: number, end: number): RecordData {
+  const rd = b.subarray(start, end);
+  switch (type) {
+    case RRType.A:
+      if (rd.length !== 4) throw new DnsFormatError(`A record of ${rd.length} bytes`);
+      return `${rd[0]}.${rd[1]}.${rd[2]}.${rd[3]}`;
+    case RRType.AAAA:
+      if (rd.length !== 16) throw new DnsFormatError(`AAAA record of ${rd.length} bytes`);
+      return ipv6Text(rd);
+    case RRType.NS:
+    case RRType.CNAME:
+    case RRType.PTR:
+    case RRType.DNAME: {
+      const n = readName(b, start, end);
+      if (n.next !== end) throw new DnsFormatError('trailing bytes after a name in RDATA');
+      return n.name;
+    }
+    case RRType.MX: {
+      if (rd.length < 3) throw new DnsFormatError('short MX record');
+      const n = readName(b, start + 2, end);
+      if (n.next !== end) throw new DnsFormatError('trailing bytes in MX RDATA');
+      return { priority: rd.readUInt16BE(0), exchange: n.name };
+    }
+    case RRType.SOA: {
+      const m = readName(b, start, end);
+      const r = readName(b, m.next, end);
+      if (r.next + 20 !== end) throw new DnsFormatError('bad SOA RDATA length');
+      return { mname: m.name, rname: r.name, serial: b.readUInt32BE(r.next) };
+    }
+    case RRType.TXT: {
+      const out: string[] = [];
+      let p = 0;
+      if (rd.length === 0) throw new DnsFormatError('empty TXT RDATA');
+      while (p < rd.length) {
+        const l = rd[p];
+        if (p + 1 + l > rd.length) throw new DnsFormatError('TXT string runs past its RDATA');
+        out.push(rd.subarray(p + 1, p + 1 + l).toString('latin1'));
+        p += 1 + l;
+      }
+      return out;
+    }
+    default:
+      return rdataToText(type, rd);
+  }
+}
+
+/** Decodes a whole message; throws {@link DnsFormatError} when it is malformed. */
+export function decodeMessage(b: Buffer): DnsMessage {
+  need(b, 0, 12, 'header');
+  const id = b.readUInt16BE(0);
+  const f1 = b[2];
+  const f2 = b[3];
+  const flags: DnsFlags = {
+    qr: (f1 & 0x80) !== 0, aa: (f1 & 0x04) !== 0, tc: (f1 & 0x02) !== 0, rd: (f1 & 0x01) !== 0,
+    ra: (f2 & 0x80) !== 0, ad: (f2 & 0x20) !== 0, cd: (f2 & 0x10) !== 0,
+  };
+  const counts = [b.readUInt16BE(4), b.readUInt16BE(6), b.readUInt16BE(8), b.readUInt16BE(10)];
+  let off = 12;
+  const question: DnsMessage['question'] = [];
+  for (let i = 0; i < counts[0]; i++) {
+    const n = readName(b, off);
+    need(b, n.next, 4, 'question');
+    question.push({ name: n.name, type: b.readUInt16BE(n.next), class: b.readUInt16BE(n.next + 2) });
+    off = n.next + 4;
+  }
+  const sections: DnsRecord[][] = [[], [], []];
+  let rcode = f2 & 0x0f;
+  let edns = false;
+  const ede: Ede[] = [];
+  for (let s = 0; s < 3; s++) {
+    for (let i = 0; i < counts[s + 1]; i++) {
+      const n = readName(b, off);
+      need(b, n.next, 10, 'record header');
+      const type = b.readUInt16BE(n.next);
+      const cls = b.readUInt16BE(n.next + 2);
+      const ttl = b.readUInt32BE(n.next + 4);
+      const len = b.readUInt16BE(n.next + 8);
+      const start = n.next + 10;
+      need(b, start, len, 'RDATA');
+      off = start + len;
+      if (type === RRType.OPT) {
+        if (s !== 2 || edns) throw new DnsFormatError('misplaced or repeated OPT record');
+        edns = true;
+        rcode |= (ttl >>> 24) << 4;
+        let p = start;
+        while (p < off) {
+          need(b, p, 4, 'EDNS option');
+          const code = b.readUInt16BE(p);
+          const olen = b.readUInt16BE(p + 2);
+          if (p + 4 + olen > off) throw new DnsFormatError('EDNS option runs past its record');
+          if (code === 15) {
+            if (olen < 2) throw new DnsFormatError('short EDE option');
+            const text = b.subarray(p + 6, p + 4 + olen).toString('utf8').replace(/\0+$/, '');
+            ede.push(text ? { code: b.readUInt16BE(p + 4), text } : { code: b.readUInt16BE(p + 4) });
+          }
+          p += 4 + olen;
+        }
+        continue;
+      }
+      sections[s].push({ name: n.name, type, class: cls, ttl, data: decodeRdata(b, type, start, off) });
+    }
+  }
+  if (off !== b.length) throw new DnsFormatError(`${b.length - off} bytes after the last record`);
+  return {
+    id, opcode: (f1 >> 3) & 0x0f, rcode, flags, question,
+    answers: sections[0], authority: sections[1], additional: sections[2], edns, ede,
+  };
+}
+
+/** Why one attempt produced no usable answer. */
+export class DnsAttemptError extends Error {
+  constructor(readonly kind: 'TIMEOUT' | 'MALFORMED' | 'NETWORK', message: string) {
+    super(message);
+  }
+}
+
+/** Options of one exchange. */
+export interface ExchangeOptions {
+  timeoutMs: number;
+  rd?: boolean;
+  cd?: boolean;
+  /** Use TCP from the start. */
+  tcp?: boolean;
+}
+
+function matches(m: DnsMessage, id: number, name: string, type: number): boolean {
+  if (m.id !== id || !m.flags.qr) return false;
+  // FORMERR/NOTIMP may come without a question section
+  if (m.question.length === 0) return m.rcode !== 0;
+  const q = m.question[0];
+  return q.type === type && q.name === normName(name);
+}
+
+function udpExchange(server: ServerAddress, name: string, type: number, o: ExchangeOptions): Promise<DnsMessage> {
+  const id = randomBytes(2).readUInt16BE(0);
+  const msg = encodeQuery(id, name, type, o);
+  return new Promise((resolve, reject) => {
+    const sock: Socket = createSocket(isIPv6(server.host) ? 'udp6' : 'udp4');
+    let done = false;
+    const finish = (err: Error | null, m?: DnsMessage) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      try { sock.close(); } catch { /* closed */ }
+      if (err) reject(err);
+      else resolve(m!);
+    };
+    const timer = setTimeout(
+      () => finish(new DnsAttemptError('TIMEOUT', `no answer from ${server.host}:${server.port} within ${o.timeoutMs} ms`)),
+      o.timeoutMs,
+    );
+    sock.on('error', (e) => finish(new DnsAttemptError('NETWORK', `${server.host}:${server.port}: ${e.message}`)));
+    sock.on('message', (buf, rinfo) => {
+      if (rinfo.port !== server.port) return;
+      if (buf.length >= 2 && buf.readUInt16BE(0) !== id) return; // stray or spoofed
+      let m: DnsMessage;
+      try {
+        m = decodeMessage(buf);
+      } catch (e) {
+        // a truncated (TC) answer may be cut anywhere: fall back to TCP instead of failing
+        if (buf.length >= 12 && (buf[2] & 0x82) === 0x82) {
+          finish(null, truncatedStub(buf));
+          return;
+        }
+        finish(new DnsAttemptError('MALFORMED', `malformed answer from ${server.host}:${server.port}: ${(e as Error).message}`));
+        return;
+      }
+      if (!matches(m, id, name, type)) return;
+      finish(null, m);
+    });
+    sock.connect(server.port, server.host, (err?: Error) => {
+      if (err) finish(new DnsAttemptError('NETWORK', err.message));
+      else sock.send(msg, (e) => e && finish(new DnsAttemptError('NETWORK', e.message)));
+    });
+  });
+}
+
+/** A header-only message standing for "truncated, ask again over TCP". */
+function truncatedStub(buf: Buffer): DnsMessage {
+  return {
+    id: buf.readUInt16BE(0), opcode: 0, rcode: buf[3] & 0x0f,
+    flags: { qr: true, aa: false, tc: true, rd: false, ra: false, ad: false, cd: false },
+    question: [], answers: [], authority: [], additional: [], edns: false, ede: [],
+  };
+}
+
+function tcpExchange(server: ServerAddress, name: string, type: number, o: ExchangeOptions): Promise<DnsMessage> {
+  const id = randomBytes(2).readUInt16BE(0);
+  const q = encodeQuery(id, name, type, o);
+  const framed = Buffer.alloc(q.length + 2);
+  framed.writeUInt16BE(q.length, 0);
+  q.copy(framed, 2);
+  return new Promise((resolve, reject) => {
+    const sock = new TcpSocket();
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const finish = (err: Error | null, m?: DnsMessage) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(m!);
+    };
+    const timer = setTimeout(
+      () => finish(new DnsAttemptError('TIMEOUT', `no answer over TCP from ${server.host}:${server.port} within ${o.timeoutMs} ms`)),
+      o.timeoutMs,
+    );
+    sock.on('error', (e) => finish(new DnsAttemptError('NETWORK', `TCP ${server.host}:${server.port}: ${e.message}`)));
+    sock.on('close', () => finish(new DnsAttemptError('NETWORK', `TCP ${server.host}:${server.port}: connection closed before an answer`)));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const len = buf.readUInt16BE(0);
+        const one = buf.subarray(2, 2 + len);
+        buf = buf.subarray(2 + len);
+        let m: DnsMessage;
+        try {
+          m = decodeMessage(one);
+        } catch (e) {
+          finish(new DnsAttemptError('MALFORMED', `malformed TCP answer from ${server.host}:${server.port}: ${(e as Error).message}`));
+          return;
+        }
+        if (matches(m, id, name, type)) {
+          finish(null, m);
+          return;
+        }
+      }
+    });
+    sock.connect(server.port, server.host, () => sock.write(framed));
+  });
+}
+
+/** One question, one answer: UDP (TCP when `tcp` is set or the UDP answer is truncated). */
+export async function exchange(server: ServerAddress, name: string, type: number, o: ExchangeOptions): Promise<{ message: DnsMessage; transport: 'udp' | 'tcp' }> {
+  if (!o.tcp) {
+    const m = await udpExchange(server, name, type, o);
+    if (!m.flags.tc) return { message: m, transport: 'udp' };
+  }
+  return { message: await tcpExchange(server, name, type, o), transport: 'tcp' };
+}
+
+/** Outcome status of a lookup: the rcode's name, or why there was no answer. */
+export type LookupStatus = 'NOERROR' | 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED' | 'FORMERR' | 'NOTIMP' | 'TIMEOUT' | 'MALFORMED' | 'NETWORK' | string;
+
+/** The outcome of a lookup after retries; never thrown. */
+export interface LookupResult {
+  name: string;
+  type: number;
+  server: string;
+  status: LookupStatus;
+  /** Answer message when there was one. */
+  message?: DnsMessage;
+  aa: boolean;
+  transport?: 'udp' | 'tcp';
+  attempts: number;
+  ede: Ede[];
+  /** Set on a final SERVFAIL: DNSSEC validation failure (EDE 6/7/9/10, or data with CD=1). */
+  dnssecBogus?: boolean;
+  /** How bogus-ness was established. */
+  bogusReason?: string;
+  /** Error text when no answer. */
+  error?: string;
+}
+
+/** Lookup options. */
+export interface LookupOptions {
+  rd?: boolean;
+  /** Re-ask with CD=1 on a final SERVFAIL to tell DNSSEC failures apart (default: when rd). */
+  classifyServfail?: boolean;
+  /** Retries (default: the client's). */
+  retries?: number;
+  /** Retry SERVFAIL (default true). */
+  retryServfail?: boolean;
+  timeoutMs?: number;
+}
+
+/** Client settings. */
+export interface DnsClientOptions {
+  timeoutMs: number;
+  retries: number;
+  /** First retry delay, ms (p-retry minTimeout; default 50). */
+  retryDelayMs?: number;
+}
+
+/** Human text for EDE options: "EDE 7 (Signature Expired: ...)". */
+export function edeText(ede: Ede[]): string {
+  return ede.map((e) => `EDE ${e.code} (${EDE_NAMES[e.code] ?? 'unassigned'}${e.text ? `: ${e.text}` : ''})`).join(', ');
+}
+
+class RetryableOutcome extends Error {
+  constructor(readonly outcome: LookupResult) {
+    super(outcome.error ?? outcome.status);
+  }
+}
+
+/** A stub client bound to nothing: every call names its server. */
+export class DnsClient {
+  constructor(readonly opts: DnsClientOptions) {}
+
+  /** Asks `server` one question with retries; always resolves. */
+  async lookup(server: ServerAddress, name: string, type: number, lo: LookupOptions = {}): Promise<LookupResult> {
+    const rd = lo.rd ?? true;
+    const timeoutMs = lo.timeoutMs ?? this.opts.timeoutMs;
+    const retryServfail = lo.retryServfail ?? true;
+    const srv = `${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}`;
+    let attempts = 0;
+    const once = async (cd: boolean): Promise<LookupResult> => {
+      attempts++;
+      try {
+        const { message, transport } = await exchange(server, name, type, { timeoutMs, rd, cd });
+        const status = RCODE_NAMES[message.rcode] ?? `RCODE${message.rcode}`;
+        return { name, type, server: srv, status, message, aa: message.flags.aa, transport, attempts, ede: message.ede };
+      } catch (e) {
+        const kind = e instanceof DnsAttemptError ? e.kind : 'NETWORK';
+        return { name, type, server: srv, status: kind, aa: false, attempts, ede: [], error: (e as Error).message };
+      }
+    };
+    let last: LookupResult | undefined;
+    try {
+      last = await pRetry(
+        async () => {
+          const r = await once(false);
+          last = r;
+          if (r.status === 'TIMEOUT' || r.status === 'MALFORMED' || r.status === 'NETWORK' || (retryServfail && r.status === 'SERVFAIL')) {
+            throw new RetryableOutcome(r);
+          }
+          return r;
+        },
+        {
+          retries: lo.retries ?? this.opts.retries,
+          minTimeout: this.opts.retryDelayMs ?? 50,
+          factor: 2,
+          randomize: true,
+        },
+      );
+    } catch (e) {
+      if (!(e instanceof RetryableOutcome)) throw e;
+      last = e.outcome;
+    }
+    const result: LookupResult = { ...last!, attempts };
+    if (result.status === 'SERVFAIL' && (lo.classifyServfail ?? rd)) {
+      const bogusEde = result.ede.find((x) => BOGUS_EDE_CODES.has(x.code));
+      if (bogusEde) {
+        result.dnssecBogus = true;
+        result.bogusReason = `the resolver says ${edeText([bogusEde])}`;
+      } else {
+        const cd = await once(true);
+        result.attempts = attempts;
+        if (cd.status === 'NOERROR' || cd.status === 'NXDOMAIN') {
+          result.dnssecBogus = true;
+          result.bogusReason = `the resolver answers ${cd.status} when asked again with CD=1 (checking disabled)`;
+        } else {
+          result.dnssecBogus = false;
+        }
+      }
+    }
+    return result;
+  }
+}
+
+/** Records of `type` in the answer section owned by `name` (after following CNAMEs). */
+export function answerRecords(r: LookupResult, type: number): DnsRecord[] {
+  if (!r.message) return [];
+  return r.message.answers.filter((a) => a.type === type);
+}
+
+/** The CNAME chain at the start of the answer to `name`, e.g. ["alias.example.", "real.example."]. */
+export function cnameChain(r: LookupResult): string[] {
+  if (!r.message) return [];
+  const out: string[] = [];
+  let cur = normName(r.name);
+  for (let i = 0; i < 16; i++) {
+    const c = r.message.answers.find((a) => a.type === RRType.CNAME && a.name === cur);
+    if (!c) break;
+    cur = c.data as string;
+    out.push(cur);
+  }
+  return out;
+}
