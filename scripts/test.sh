@@ -12,6 +12,10 @@ declare -A NEED=(
   [promtool]=prometheus            # metrics exposition checked by Prometheus' own linter
   [dnsperf]=dnsperf                # bench:dns
   [taskset]=util-linux             # bench:dns CPU pinning
+  [ip]=iproute2                    # network-namespace lab (routing backends, end-to-end)
+  [arping]=iputils-arping          # linux-address: gratuitous ARP
+  [ndptool]=libndp-tools           # linux-address: unsolicited neighbour advertisements
+  [fping]=fping                    # icmp prober
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

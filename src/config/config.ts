@@ -520,7 +520,7 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
         prefixLengthV4: c.integer([...p, 'prefix_length_v4'], la.prefix_length_v4, 32, 1, 32),
         prefixLengthV6: c.integer([...p, 'prefix_length_v6'], la.prefix_length_v6, 128, 1, 128),
         announceCount: c.integer([...p, 'announce_count'], la.announce_count, 3, 1, 20),
-        announceIntervalMs: c.integer([...p, 'announce_interval_ms'], la.announce_interval_ms, 100, 0, 5000),
+        announceIntervalMs: c.integer([...p, 'announce_interval_ms'], la.announce_interval_ms, 200, 0, 5000),
       };
     }
   }

@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import { ConfigError, type RoutingConfig } from '../config/config.js';
 import { DryRunBackend } from './dry-run-backend.js';
 import { HttpFailoverBackend } from './http-failover-backend.js';
+import { LinuxAddressBackend } from './linux-address-backend.js';
+import { LinuxRouteBackend } from './linux-route-backend.js';
 import type { RouteBackend } from './route-backend.js';
 
 /** The backend named by routing.backend, with its settings. */
@@ -27,6 +29,24 @@ export function createRouteBackend(routing: RoutingConfig, logger: Logger, env: 
         serverIps: { ...h.serverIps },
         serverIpv6Nets: { ...h.serverIpv6Nets },
         timeoutMs: h.timeoutMs,
+      });
+    }
+    case 'linux-route': {
+      const l = routing.linuxRoute!;
+      return new LinuxRouteBackend({
+        router: [...l.router],
+        nextHops: Object.fromEntries(Object.entries(l.nextHops).map(([k, v]) => [k, [...v]])),
+        hosts: l.hosts ? Object.fromEntries(Object.entries(l.hosts).map(([k, v]) => [k, [...v]])) : undefined,
+        hostDevice: l.device,
+      });
+    }
+    case 'linux-address': {
+      const l = routing.linuxAddress!;
+      return new LinuxAddressBackend({
+        hosts: Object.fromEntries(Object.entries(l.hosts).map(([k, v]) => [k, { exec: [...v.exec], device: v.device }])),
+        prefixLength: { 4: l.prefixLengthV4, 6: l.prefixLengthV6 },
+        announceCount: l.announceCount,
+        announceIntervalMs: l.announceIntervalMs,
       });
     }
     default:

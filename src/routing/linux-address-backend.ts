@@ -233,8 +233,9 @@ export class LinuxAddressBackend implements RouteBackend {
     const h = this.hosts.get(m.to)!;
     const argv = announceArgv(m.family, m.address, h.device, flavour ?? 'iputils', this.naTool);
     const r = await this.run(h.exec, argv);
-    // Habets' arping exits 1 when nothing answered, which is expected for an unsolicited ARP.
-    if (r.code === 0 || (flavour === 'habets' && m.family === 4 && r.code === 1 && r.stderr.trim() === '')) return;
+    // Habets' arping exits 1 when nothing answered, which is expected for an unsolicited ARP; its
+    // real errors also exit 1 but print "arping: ..." (e.g. libnet_init(...): No such device).
+    if (r.code === 0 || (flavour === 'habets' && m.family === 4 && r.code === 1 && !/arping:/.test(r.stderr))) return;
     throw commandFailure(`linux-address: ${m.to}: ${argv.join(' ')}`, r, m.address);
   }
 
