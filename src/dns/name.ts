@@ -147,6 +147,16 @@ export function ancestorKeys(key: string): string[] {
   return out;
 }
 
+/** The key of the parent of a key ("." for a top-level name and for the root). */
+export function parentKey(key: string): string {
+  if (key === '.') return '.';
+  if (key.indexOf('\\') < 0) {
+    const dot = key.indexOf('.');
+    return dot === key.length - 1 ? '.' : key.slice(dot + 1);
+  }
+  return ancestorKeys(key)[0];
+}
+
 /** Whether `key` equals `zoneKey` or lies below it (both canonical keys). */
 export function isAtOrBelow(key: string, zoneKey: string): boolean {
   if (zoneKey === '.') return true;

@@ -3,7 +3,7 @@
  * `buildZone` applies the checks an authoritative server makes at load (RFC 1034/1035/2181);
  * a zone that fails them is rejected whole.
  */
-import { ancestorKeys, isAtOrBelow } from '../name.js';
+import { isAtOrBelow, parentKey } from '../name.js';
 import { RRType, typeName } from '../wire/constants.js';
 import type { ParsedZone, ZoneRecord } from './types.js';
 
@@ -50,26 +50,30 @@ const CNAME_COMPANIONS = new Set<number>([RRType.RRSIG, RRType.NSEC]);
 export function buildZone(parsed: ParsedZone): Zone {
   const origin = parsed.origin;
   const nodes = new Map<string, RRset[]>();
-  const firstLine = new Map<string, number>();
   const warnings: string[] = [];
   let count = 0;
+  let lastOwner = '';
+  let sets: RRset[] = [];
   for (const rr of parsed.records) {
-    if (!isAtOrBelow(rr.owner, origin)) {
-      throw new ZoneCheckError(`out-of-zone record ${rr.owner} ${typeName(rr.type)} (zone is ${origin})`, rr.line);
+    if (rr.owner !== lastOwner) {
+      if (!isAtOrBelow(rr.owner, origin)) {
+        throw new ZoneCheckError(`out-of-zone record ${rr.owner} ${typeName(rr.type)} (zone is ${origin})`, rr.line);
+      }
+      let found = nodes.get(rr.owner);
+      if (!found) {
+        found = [];
+        nodes.set(rr.owner, found);
+      }
+      sets = found;
+      lastOwner = rr.owner;
     }
     if (rr.type === RRType.OPT || rr.type === RRType.AXFR || rr.type === RRType.IXFR || rr.type === RRType.ANY) {
       throw new ZoneCheckError(`type ${typeName(rr.type)} cannot appear in a zone`, rr.line);
-    }
-    let sets = nodes.get(rr.owner);
-    if (!sets) {
-      sets = [];
-      nodes.set(rr.owner, sets);
     }
     let set = findSet(sets, rr.type);
     if (!set) {
       set = { type: rr.type, ttl: rr.ttl, rdata: [] };
       sets.push(set);
-      firstLine.set(rr.owner + '/' + rr.type, rr.line);
     } else if (set.rdata.some((d) => d.equals(rr.rdata))) {
       continue; // duplicate record: kept once, as other servers do
     } else if (set.ttl !== rr.ttl) {
@@ -82,7 +86,8 @@ export function buildZone(parsed: ParsedZone): Zone {
   checkApex(origin, nodes);
   const cuts = new Set<string>();
   for (const [owner, sets] of nodes) {
-    const line = (t: number) => firstLine.get(owner + '/' + t);
+    // the line of the first record of a type at this owner (only looked up for an error)
+    const line = (t: number) => parsed.records.find((r) => r.owner === owner && r.type === t)?.line;
     if (owner !== origin && findSet(sets, RRType.SOA)) {
       throw new ZoneCheckError(`SOA record at ${owner}, below the apex`, line(RRType.SOA));
     }
@@ -99,9 +104,8 @@ export function buildZone(parsed: ParsedZone): Zone {
   }
   // empty non-terminals: every ancestor of an owner, down from the apex, exists as a node
   for (const owner of [...nodes.keys()]) {
-    for (const anc of ancestorKeys(owner)) {
-      if (anc === origin || !isAtOrBelow(anc, origin)) break;
-      if (nodes.has(anc)) break;
+    if (owner === origin) continue;
+    for (let anc = parentKey(owner); anc !== origin && !nodes.has(anc); anc = parentKey(anc)) {
       nodes.set(anc, []);
     }
   }
