@@ -16,6 +16,7 @@ declare -A NEED=(
   [arping]=iputils-arping          # linux-address: gratuitous ARP
   [ndptool]=libndp-tools           # linux-address: unsolicited neighbour advertisements
   [fping]=fping                    # icmp prober
+  [curl]=curl                      # API calls into a namespace (measurement tests)
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

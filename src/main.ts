@@ -20,6 +20,7 @@ import type { StateStore } from './core/ports.js';
 import { createRouteBackend } from './routing/create-backend.js';
 import { withRetry } from './routing/retrying-backend.js';
 import { openSqliteStore } from './store/sqlite-store.js';
+import { createDowntimeMeter } from './health/downtime-meter.js';
 
 /** A running controller. */
 export interface Controller {
@@ -142,9 +143,26 @@ export async function startController(config: Config, logger?: Logger): Promise<
       ttlCap: config.cutoverTtl,
       clock: { now: () => Date.now(), monotonic: () => performance.now() },
       logger: ctlLog,
+      meter: config.health.probe
+        ? createDowntimeMeter({
+          probe: config.health.probe,
+          intervalMs: config.health.intervalMs,
+          timeoutMs: config.health.timeoutMs,
+          deadlineMs: config.health.deadlineMs,
+          recoveryProbes: config.health.recoveryProbes,
+          onProbe: (server, address, ok) => metrics.probeSuccess.set({ server, address }, ok ? 1 : 0),
+        })
+        : undefined,
       observer: {
         operationFinished(op) {
           metrics.operations.inc({ direction: op.direction, result: op.state });
+          if (op.durationsMs.recovery !== null) metrics.operationDuration.observe({ direction: op.direction, phase: 'recovery' }, op.durationsMs.recovery / 1000);
+          for (const a of op.addresses) {
+            if (a.downtimeMs === null || a.recovered === null) continue;
+            metrics.ipDowntime.observe({ direction: op.direction, backend: op.backend }, a.downtimeMs / 1000);
+            metrics.ipLastDowntime.set({ server: op.server, address: a.address, direction: op.direction }, a.downtimeMs / 1000);
+            metrics.ipRecovered.set({ server: op.server, address: a.address, direction: op.direction }, a.recovered ? 1 : 0);
+          }
           if (op.durationsMs.dnsSwitch !== null) metrics.operationDuration.observe({ direction: op.direction, phase: 'dns' }, op.durationsMs.dnsSwitch / 1000);
           if (op.durationsMs.routing !== null) metrics.operationDuration.observe({ direction: op.direction, phase: 'routing' }, op.durationsMs.routing / 1000);
         },
@@ -166,7 +184,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     });
     metrics.overlayMaxAge.set(config.health.overlayMaxDays * 86400);
     cutover.resume();
-    mainLog.info({ servers: config.servers.length, transits: config.transits.length, backend: backend.name, state: config.state.path }, 'cutover service ready');
+    mainLog.info({ servers: config.servers.length, transits: config.transits.length, backend: backend.name, state: config.state.path, measured: config.health.probe?.type ?? 'no' }, 'cutover service ready');
   }
   mainLog.info({ ms: Date.now() - t0 }, 'initial zone load finished');
 

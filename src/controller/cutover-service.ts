@@ -290,6 +290,7 @@ export class CutoverService {
       const t0 = this.startedAt.get(op.id);
       const routingMs = t0 !== undefined ? this.deps.clock.monotonic() - t0 : null;
       const run = this.meters.get(op.id);
+      run?.routed(now);
       routed = routingSucceeded(op, now, routingMs, run !== undefined);
       const routes = desired.map((d) => ({ address: d.address, host: to }));
       if (op.direction === 'cutback') {

@@ -53,6 +53,8 @@ export interface DowntimeMeter {
 
 /** One running measurement. */
 export interface MeterRun {
+  /** Tells the run when the routing change was applied (probes without identity count from then). */
+  routed(at: number): void;
   /** Resolves once every address answered from the target enough times in a row, or at the deadline. */
   done(): Promise<import('./operation.js').AddressDowntime[]>;
   /** Stops probing now; resolves with what was measured so far. */

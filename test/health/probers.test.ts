@@ -1,0 +1,308 @@
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { createHttpProber } from '../../src/health/http-prober.js';
+import { createTcpProber } from '../../src/health/tcp-prober.js';
+import { createIcmpProber, FpingMissingError, locateExecutable, startIcmpLoop } from '../../src/health/icmp-prober.js';
+import type { ProbeTarget } from '../../src/health/prober.js';
+
+const V4: ProbeTarget = { address: '127.0.0.1', family: 4 };
+const V6: ProbeTarget = { address: '::1', family: 6 };
+const FAMILIES = [V4, V6];
+
+/** A test HTTP server on both loopbacks; behaviour chosen by path. */
+let server4: http.Server;
+let server6: http.Server;
+let port4 = 0;
+let port6 = 0;
+const connections = { count: 0 };
+const hosts: string[] = [];
+const held: http.ServerResponse[] = [];
+
+function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
+  hosts.push(req.headers.host ?? '');
+  const url = req.url ?? '/';
+  if (url === '/id') {
+    res.writeHead(200, { 'x-served-by': 'srv-42' }).end('ok');
+  } else if (url === '/body') {
+    res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body><p>served by <b>transit-3</b></p></body></html>');
+  } else if (url === '/503') {
+    res.writeHead(503, { 'x-served-by': 'srv-42' }).end('maintenance');
+  } else if (url === '/redirect') {
+    res.writeHead(302, { location: '/id', 'x-served-by': 'srv-42' }).end();
+  } else if (url === '/hang') {
+    held.push(res); // accepts, reads the request, never answers
+  } else if (url.startsWith('/slow/')) {
+    setTimeout(() => res.writeHead(200, { 'x-served-by': 'slow-1' }).end('late'), Number(url.slice(6)));
+  } else {
+    res.writeHead(404).end();
+  }
+}
+
+async function listen(host: string): Promise<[http.Server, number]> {
+  const s = http.createServer(handler);
+  s.on('connection', () => connections.count++);
+  await new Promise<void>((r) => s.listen(0, host, r));
+  return [s, (s.address() as AddressInfo).port];
+}
+
+/** A port on which nothing listens (bound, then closed). */
+async function closedPort(host: string): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, host, r));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return p;
+}
+
+beforeAll(async () => {
+  [server4, port4] = await listen('127.0.0.1');
+  [server6, port6] = await listen('::1');
+});
+afterAll(async () => {
+  for (const r of held) r.destroy();
+  for (const s of [server4, server6]) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+const portOf = (t: ProbeTarget): number => (t.family === 4 ? port4 : port6);
+
+describe.each(FAMILIES.map((t) => [t.address, t] as const))('HTTP prober on %s', (_a, t) => {
+  test('identity from a header; 2xx is ok; a fresh connection per probe', async () => {
+    const p = createHttpProber({ port: portOf(t), path: '/id', timeoutMs: 500, identityHeader: 'X-Served-By' });
+    const before = connections.count;
+    const results = [];
+    for (let i = 0; i < 3; i++) results.push(await p.probe(t));
+    for (const r of results) {
+      expect(r).toMatchObject({ ok: true, responder: 'srv-42' });
+      expect(r.reason).toBeUndefined();
+      expect(r.rttMs).toBeGreaterThan(0);
+      expect(r.rttMs).toBeLessThan(100);
+    }
+    expect(connections.count - before).toBe(3); // agent: false, no keep-alive
+    expect(hosts[hosts.length - 1]).toBe(t.family === 6 ? `[::1]:${portOf(t)}` : `127.0.0.1:${portOf(t)}`);
+  });
+
+  test('identity from the body pattern; Host header override', async () => {
+    const p = createHttpProber({ port: portOf(t), path: '/body', host: 'www.example.org', timeoutMs: 500, identityHeader: 'x-served-by', bodyPattern: '<b>([a-z0-9-]+)</b>' });
+    expect(await p.probe(t)).toMatchObject({ ok: true, responder: 'transit-3' });
+    expect(hosts[hosts.length - 1]).toBe('www.example.org');
+  });
+
+  test('3xx is ok (not followed); 503 is not, with its status as reason and the responder kept', async () => {
+    expect(await createHttpProber({ port: portOf(t), path: '/redirect', timeoutMs: 500, identityHeader: 'x-served-by' }).probe(t)).toMatchObject({ ok: true, responder: 'srv-42' });
+    const r = await createHttpProber({ port: portOf(t), path: '/503', timeoutMs: 500, identityHeader: 'x-served-by' }).probe(t);
+    expect(r).toMatchObject({ ok: false, reason: 'http-status-503', responder: 'srv-42' });
+    expect((await createHttpProber({ port: portOf(t), path: '/nope', timeoutMs: 500 }).probe(t)).reason).toBe('http-status-404');
+  });
+
+  test('a server that accepts but never answers: timeout, on time', async () => {
+    const p = createHttpProber({ port: portOf(t), path: '/hang', timeoutMs: 150, identityHeader: 'x-served-by' });
+    const t0 = performance.now();
+    const r = await p.probe(t);
+    const took = performance.now() - t0;
+    expect(r).toMatchObject({ ok: false, reason: 'timeout' });
+    expect(took).toBeGreaterThanOrEqual(149);
+    expect(took).toBeLessThan(150 + 50);
+  });
+
+  test('a slow server: ok within the timeout, timeout beyond it', async () => {
+    const ok = await createHttpProber({ port: portOf(t), path: '/slow/80', timeoutMs: 400, identityHeader: 'x-served-by' }).probe(t);
+    expect(ok).toMatchObject({ ok: true, responder: 'slow-1' });
+    expect(ok.rttMs).toBeGreaterThanOrEqual(79);
+    const late = await createHttpProber({ port: portOf(t), path: '/slow/300', timeoutMs: 100, identityHeader: 'x-served-by' }).probe(t);
+    expect(late).toMatchObject({ ok: false, reason: 'timeout' });
+    expect(late.rttMs).toBeLessThan(130);
+  });
+
+  test('a refused port', async () => {
+    const r = await createHttpProber({ port: await closedPort(t.address), path: '/', timeoutMs: 500 }).probe(t);
+    expect(r).toMatchObject({ ok: false, reason: 'refused' });
+  });
+
+  test('abort signal, bad address: results, never throws', async () => {
+    const p = createHttpProber({ port: portOf(t), path: '/hang', timeoutMs: 1000 });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 30);
+    expect(await p.probe(t, ac.signal)).toMatchObject({ ok: false, reason: 'aborted' });
+    expect(await p.probe({ address: 'localhost', family: 4 })).toMatchObject({ ok: false, reason: 'bad-address' });
+    expect(await p.probe({ address: '::1', family: 4 })).toMatchObject({ ok: false, reason: 'bad-address' });
+  });
+});
+
+describe('HTTP prober options', () => {
+  test('invalid settings throw at construction', () => {
+    expect(() => createHttpProber({ port: 0, path: '/', timeoutMs: 100 })).toThrow(RangeError);
+    expect(() => createHttpProber({ port: 80, path: 'x', timeoutMs: 100 })).toThrow(RangeError);
+    expect(() => createHttpProber({ port: 80, path: '/a b', timeoutMs: 100 })).toThrow(RangeError);
+    expect(() => createHttpProber({ port: 80, path: '/', timeoutMs: 0 })).toThrow(RangeError);
+    expect(() => createHttpProber({ port: 80, path: '/', timeoutMs: 100, bodyPattern: '(' })).toThrow(SyntaxError);
+  });
+});
+
+describe.each(FAMILIES.map((t) => [t.address, t] as const))('TCP prober on %s', (_a, t) => {
+  test('connects to a listening port; refused on a closed one', async () => {
+    const ok = await createTcpProber({ port: portOf(t), timeoutMs: 500 }).probe(t);
+    expect(ok.ok).toBe(true);
+    expect(ok.responder).toBeUndefined();
+    expect(ok.rttMs).toBeLessThan(50);
+    expect(await createTcpProber({ port: await closedPort(t.address), timeoutMs: 500 }).probe(t)).toMatchObject({ ok: false, reason: 'refused' });
+  });
+});
+
+const hasPython = (() => {
+  try {
+    locateExecutable('python3');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+(hasPython ? describe : describe.skip)('TCP prober timeout', () => {
+  test('a listener whose accept queue is full drops SYNs: timeout, on time', async () => {
+    // python3 listens with backlog 0 and never accepts; we fill its queue first.
+    const { spawn } = await import('node:child_process');
+    const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const port = await new Promise<number>((r) => py.stdout.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+      const fillers: net.Socket[] = [];
+      for (let i = 0; i < 3; i++) fillers.push(net.connect(port, '127.0.0.1').on('error', () => undefined));
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = performance.now();
+      const r = await createTcpProber({ port, timeoutMs: 120 }).probe(V4);
+      const took = performance.now() - t0;
+      for (const f of fillers) f.destroy();
+      expect(r).toMatchObject({ ok: false, reason: 'timeout' });
+      expect(took).toBeLessThan(120 + 30);
+    } finally {
+      py.kill('SIGKILL');
+    }
+  });
+});
+
+const hasFping = (() => {
+  try {
+    locateExecutable('fping');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe('ICMP prober', () => {
+  test('a missing fping is an error at construction', () => {
+    expect(() => createIcmpProber({ timeoutMs: 100, fping: '/nonexistent/fping' })).toThrow(FpingMissingError);
+    expect(() => startIcmpLoop({ targets: [V4], intervalMs: 20, timeoutMs: 100, fping: 'fping-not-installed' })).toThrow(/fping not found/);
+  });
+
+  (hasFping ? test : test.skip).each(FAMILIES.map((t) => [t.address, t] as const))('fping answers from %s', async (_a, t) => {
+    const p = createIcmpProber({ timeoutMs: 200 });
+    const r = await p.probe(t);
+    expect(r.ok).toBe(true);
+    expect(r.rttMs).toBeLessThan(10);
+    expect(await p.probe({ address: '-h', family: 4 })).toMatchObject({ ok: false, reason: 'bad-address' });
+  });
+
+  (hasFping ? test : test.skip)('loop mode on both loopbacks: fixed cadence, all ok', async () => {
+    const got: number[] = [];
+    const loop = startIcmpLoop({ targets: FAMILIES, intervalMs: 20, timeoutMs: 100, onResult: (s) => got.push(s.seq) });
+    await new Promise((r) => setTimeout(r, 400));
+    const all = await loop.stop();
+    for (const t of FAMILIES) {
+      const mine = all.filter((s) => s.address === t.address);
+      expect(mine.length).toBeGreaterThanOrEqual(15);
+      expect(mine.every((s) => s.ok)).toBe(true);
+      mine.forEach((s, i) => expect(s.seq).toBe(i));
+      // Send times come from fping's fixed schedule; the estimate of its origin may still move by a few ms
+      // early on under CPU load, so most steps must be exact and none far off.
+      const err = mine.slice(1).map((s, i) => Math.abs(s.sentAt - mine[i].sentAt - 20)).sort((x, y) => x - y);
+      expect(err[Math.floor(err.length * 0.8)]).toBeLessThan(1);
+      expect(err[err.length - 1]).toBeLessThan(25);
+    }
+    expect(got.length).toBe(all.length);
+  });
+});
+
+/** A network namespace of our own, with documentation prefixes routed nowhere. */
+const NS = `fch-${process.pid}`;
+function nsSetup(): boolean {
+  if (!hasFping) return false;
+  try {
+    execFileSync('ip', ['netns', 'add', NS], { stdio: 'ignore' });
+  } catch {
+    return false;
+  }
+  try {
+    const ip = (...a: string[]): void => void execFileSync('ip', ['-n', NS, ...a], { stdio: 'ignore' });
+    ip('link', 'set', 'lo', 'up');
+    ip('addr', 'add', '192.0.2.1/32', 'dev', 'lo');
+    ip('route', 'add', '192.0.2.0/24', 'dev', 'lo'); // sent, never answered: timeout
+    ip('route', 'add', 'unreachable', '198.51.100.0/24'); // send error: unreachable
+    ip('-6', 'addr', 'add', '2001:db8::1/128', 'dev', 'lo');
+    ip('-6', 'route', 'add', '2001:db8::/64', 'dev', 'lo');
+    return true;
+  } catch {
+    nsCleanup();
+    return false;
+  }
+}
+function nsCleanup(): void {
+  try {
+    execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
+  } catch {
+    /* not there */
+  }
+}
+
+describe('ICMP failures inside a network namespace', () => {
+  let ok = false;
+  beforeAll(() => {
+    ok = nsSetup();
+    process.once('exit', nsCleanup); // even if the suite dies
+  });
+  afterAll(nsCleanup);
+  const prefix = ['ip', 'netns', 'exec', NS];
+
+  test('timeout, unreachable, and loopback still answering', async () => {
+    if (!ok) return console.warn('skipped: no netns (needs root and fping)');
+    // A long grace lets fping itself report (its exit can be slow on a loaded machine).
+    const p = createIcmpProber({ timeoutMs: 100, graceMs: 500, argvPrefix: prefix });
+    const t0 = performance.now();
+    const [a, b, c, d] = await Promise.all([
+      p.probe({ address: '192.0.2.99', family: 4 }),
+      p.probe({ address: '198.51.100.1', family: 4 }),
+      p.probe({ address: '2001:db8::99', family: 6 }),
+      p.probe(V4),
+    ]);
+    // Bounded by timeout + grace, plus the (synchronous) cost of spawning 4 processes via ip netns exec;
+    // generous because CI machines are shared.
+    expect(performance.now() - t0).toBeLessThan(100 + 500 + 100);
+    expect(a).toMatchObject({ ok: false, reason: 'timeout' });
+    expect(b).toMatchObject({ ok: false, reason: 'unreachable' });
+    expect(c).toMatchObject({ ok: false, reason: 'timeout' });
+    expect(d.ok).toBe(true);
+  });
+
+  test('loop mode: timed-out and silent (no route) addresses become failures at their send times', async () => {
+    if (!ok) return;
+    const targets: ProbeTarget[] = [V4, { address: '192.0.2.99', family: 4 }, { address: '198.51.100.1', family: 4 }];
+    const loop = startIcmpLoop({ targets, intervalMs: 20, timeoutMs: 60, argvPrefix: prefix });
+    await new Promise((r) => setTimeout(r, 400));
+    const all = await loop.stop();
+    const by = (a: string) => all.filter((s) => s.address === a);
+    expect(by('127.0.0.1').every((s) => s.ok)).toBe(true);
+    for (const [a, reason] of [
+      ['192.0.2.99', 'timeout'],
+      ['198.51.100.1', 'no-reply'],
+    ]) {
+      const l = by(a);
+      expect(l.length).toBeGreaterThanOrEqual(5); // 20 slots in 400 ms, minus fping's start via ip netns exec
+      expect(l.filter((s) => s.ok || s.reason !== reason).map((s) => [s.seq, s.reason])).toEqual([]);
+      l.forEach((s, i) => expect(s.seq).toBe(i));
+    }
+  });
+});
