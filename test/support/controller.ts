@@ -2,7 +2,7 @@
  * Starts the real controller (the built CLI, `failoverctl serve`) as a child process on loopback
  * with a temporary config, for black-box tests and benchmarks. Requires `npm run build` first.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -51,6 +51,8 @@ export interface ControllerOptions {
   dir?: string;
   /** Other top-level config sections (servers, transits, routing, state...), written as given. */
   sections?: Record<string, unknown>;
+  /** Run the controller inside this network namespace (its loopback); API calls go through curl there. */
+  netns?: string;
 }
 
 export interface ControllerHandle {
@@ -64,6 +66,8 @@ export interface ControllerHandle {
   output(): string;
   /** GET on the API; returns status and body text. */
   get(path: string, auth?: boolean): Promise<{ status: number; body: string }>;
+  /** POST a JSON body on the API. */
+  post(path: string, body?: unknown): Promise<{ status: number; body: string }>;
   /** Sends SIGHUP (zone reload). */
   reload(): void;
   /** Stops the process (SIGTERM, then SIGKILL after 5 s) and removes the temp dir (unless opts.dir was given). */
@@ -92,8 +96,12 @@ export async function startController(opts: ControllerOptions): Promise<Controll
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(base));
   const argv = [...(opts.nodeArgs ?? []), CLI, 'serve', '--config', configPath];
-  const cmd = opts.cpus ? 'taskset' : process.execPath;
-  const args = opts.cpus ? ['-c', opts.cpus, process.execPath, ...argv] : argv;
+  let cmd = opts.cpus ? 'taskset' : process.execPath;
+  let args = opts.cpus ? ['-c', opts.cpus, process.execPath, ...argv] : argv;
+  if (opts.netns) {
+    args = ['netns', 'exec', opts.netns, cmd, ...args];
+    cmd = 'ip';
+  }
   const proc = spawn(cmd, args, {
     env: { ...process.env, FC_TEST_TOKEN: token, ...(opts.env ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -104,16 +112,29 @@ export async function startController(opts: ControllerOptions): Promise<Controll
   let exited: number | null = null;
   proc.on('exit', (code) => (exited = code ?? -1));
 
-  const get = async (path: string, auth = true) => {
-    const r = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
-      headers: auth ? { authorization: `Bearer ${token}` } : {},
+  const request = async (method: 'GET' | 'POST', path: string, auth: boolean, body?: unknown) => {
+    const url = `http://127.0.0.1:${apiPort}${path}`;
+    if (opts.netns) {
+      const argv = ['netns', 'exec', opts.netns, 'curl', '-s', '-m', '30', '-o', '-', '-w', '\n%{http_code}', '-X', method];
+      if (auth) argv.push('-H', `authorization: Bearer ${token}`);
+      if (body !== undefined) argv.push('-H', 'content-type: application/json', '--data-binary', JSON.stringify(body));
+      const out = await new Promise<string>((res, rej) => execFile('ip', [...argv, url], { timeout: 40_000 }, (err, stdout) => (err && !stdout ? rej(err) : res(stdout))));
+      const cut = out.lastIndexOf('\n');
+      return { status: Number(out.slice(cut + 1)) || 0, body: out.slice(0, cut) };
+    }
+    const r = await fetch(url, {
+      method,
+      headers: { ...(auth ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
     });
     return { status: r.status, body: await r.text() };
   };
+  const get = (path: string, auth = true) => request('GET', path, auth);
   const handle: ControllerHandle = {
     dnsPort, apiPort, token, dir, configPath, proc,
     output: () => out,
     get,
+    post: (path, body = {}) => request('POST', path, true, body),
     reload: () => proc.kill('SIGHUP'),
     stop: async () => {
       if (exited === null) {
