@@ -17,6 +17,8 @@ declare -A NEED=(
   [ndptool]=libndp-tools           # linux-address: unsolicited neighbour advertisements
   [fping]=fping                    # icmp prober
   [curl]=curl                      # API calls into a namespace (measurement tests)
+  [unbound]=unbound                # MX audit lab: the recursive resolver
+  [ldns-testns]=ldnsutils          # MX audit lab: malformed answers, zone signing
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -21,6 +21,7 @@ import { createRouteBackend } from './routing/create-backend.js';
 import { withRetry } from './routing/retrying-backend.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import { createDowntimeMeter } from './health/downtime-meter.js';
+import { createMxAuditor } from './audit/mx-audit.js';
 
 /** A running controller. */
 export interface Controller {
@@ -221,6 +222,8 @@ export async function startController(config: Config, logger?: Logger): Promise<
     zones: () => [...responder.zoneSet.zones()].map((z) => ({ zone: z.origin, serial: z.serial, records: z.recordCount })),
     zoneErrors: () => lastErrors,
     cutover,
+    mxAuditor: createMxAuditor(config.mxAudit),
+    onMxVerdict: (verdict) => metrics.mxAudits.inc({ verdict }),
   });
   const http: Server = await new Promise((res, rej) => {
     const s = app.listen(config.api.listen.port, config.api.listen.host, (err?: Error) => (err ? rej(err) : res(s)));

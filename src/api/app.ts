@@ -9,6 +9,8 @@ import type { Registry } from 'prom-client';
 import type { CutoverService } from '../controller/cutover-service.js';
 import { ApiError, errorBody, ERROR_STATUS } from './errors.js';
 import { cutoverRoutes } from './routes/cutover-routes.js';
+import { mxAuditRoutes } from './routes/mx-audit-routes.js';
+import type { MxAuditor } from '../audit/mx-audit.js';
 
 /** What the API reads from the running controller. */
 export interface ApiDeps {
@@ -24,6 +26,9 @@ export interface ApiDeps {
   zoneErrors(): { file: string; line?: number; reason: string; keptPrevious: boolean }[];
   /** Cutover use cases (absent when no inventory is configured). */
   cutover?: CutoverService;
+  /** The MX audit, and a hook for each verdict (metrics). */
+  mxAuditor?: MxAuditor;
+  onMxVerdict?: (verdict: string) => void;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -66,11 +71,15 @@ export function createApiApp(deps: ApiDeps): express.Express {
 
   const v1 = express.Router();
   v1.use(bearerAuth(deps.token));
-  v1.use(express.json({ limit: '1mb', type: () => true }));
+  // bodies: 1 MiB, except bulk MX audits (10,000 names)
+  const jsonSmall = express.json({ limit: '1mb', type: () => true });
+  const jsonLarge = express.json({ limit: '4mb', type: () => true });
+  v1.use((req, res, next) => (req.path === '/mx-audit' ? jsonLarge : jsonSmall)(req, res, next));
   v1.get('/zones', (_req, res) => {
     res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
   });
   if (deps.cutover) v1.use(cutoverRoutes(deps.cutover));
+  if (deps.mxAuditor) v1.use(mxAuditRoutes(deps.mxAuditor, deps.onMxVerdict));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new ApiError('NOT_FOUND', `no route for ${req.method} ${req.path}`)));

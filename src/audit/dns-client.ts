@@ -331,6 +331,8 @@ export interface ExchangeOptions {
   cd?: boolean;
   /** Use TCP from the start. */
   tcp?: boolean;
+  /** Message ID (default: random). Fixed IDs are for tests with canned answers only. */
+  id?: number;
 }
 
 function matches(m: DnsMessage, id: number, name: string, type: number): boolean {
@@ -342,7 +344,7 @@ function matches(m: DnsMessage, id: number, name: string, type: number): boolean
 }
 
 function udpExchange(server: ServerAddress, name: string, type: number, o: ExchangeOptions): Promise<DnsMessage> {
-  const id = randomBytes(2).readUInt16BE(0);
+  const id = o.id ?? randomBytes(2).readUInt16BE(0);
   const msg = encodeQuery(id, name, type, o);
   return new Promise((resolve, reject) => {
     const sock: Socket = createSocket(isIPv6(server.host) ? 'udp6' : 'udp4');
@@ -359,7 +361,9 @@ function udpExchange(server: ServerAddress, name: string, type: number, o: Excha
       () => finish(new DnsAttemptError('TIMEOUT', `no answer from ${server.host}:${server.port} within ${o.timeoutMs} ms`)),
       o.timeoutMs,
     );
-    sock.on('error', (e) => finish(new DnsAttemptError('NETWORK', `${server.host}:${server.port}: ${e.message}`)));
+    sock.on('error', (e: NodeJS.ErrnoException) => finish(new DnsAttemptError('NETWORK', e.code === 'ECONNREFUSED'
+      ? `nothing listens at ${server.host}:${server.port} (ECONNREFUSED)`
+      : `${server.host}:${server.port}: ${e.message}`)));
     sock.on('message', (buf, rinfo) => {
       if (rinfo.port !== server.port) return;
       if (buf.length >= 2 && buf.readUInt16BE(0) !== id) return; // stray or spoofed
@@ -395,7 +399,7 @@ function truncatedStub(buf: Buffer): DnsMessage {
 }
 
 function tcpExchange(server: ServerAddress, name: string, type: number, o: ExchangeOptions): Promise<DnsMessage> {
-  const id = randomBytes(2).readUInt16BE(0);
+  const id = o.id ?? randomBytes(2).readUInt16BE(0);
   const q = encodeQuery(id, name, type, o);
   const framed = Buffer.alloc(q.length + 2);
   framed.writeUInt16BE(q.length, 0);
@@ -441,10 +445,98 @@ function tcpExchange(server: ServerAddress, name: string, type: number, o: Excha
   });
 }
 
+interface PendingUdp {
+  host: string;
+  port: number;
+  name: string;
+  type: number;
+  finish: (err: Error | null, m?: DnsMessage) => void;
+}
+
+/**
+ * A few long-lived UDP sockets (each on its own random source port) shared by all queries,
+ * answers matched by ID, source address and question: far cheaper than a socket per query
+ * when auditing thousands of domains. Sockets are unref'd (they never keep the process alive).
+ */
+export class UdpPool {
+  private socks: { sock: Socket; pending: Map<number, PendingUdp> }[] = [];
+  private next = 0;
+  constructor(readonly size: number, readonly family: 'udp4' | 'udp6') {}
+
+  private socket(): { sock: Socket; pending: Map<number, PendingUdp> } {
+    if (this.socks.length < this.size) {
+      const sock = createSocket(this.family);
+      const entry = { sock, pending: new Map<number, PendingUdp>() };
+      sock.on('message', (buf, rinfo) => {
+        if (buf.length < 2) return;
+        const p = entry.pending.get(buf.readUInt16BE(0));
+        if (!p || rinfo.port !== p.port || rinfo.address !== p.host) return; // stray or spoofed
+        let m: DnsMessage;
+        try {
+          m = decodeMessage(buf);
+        } catch (e) {
+          if (buf.length >= 12 && (buf[2] & 0x82) === 0x82) return p.finish(null, truncatedStub(buf));
+          return p.finish(new DnsAttemptError('MALFORMED', `malformed answer from ${p.host}:${p.port}: ${(e as Error).message}`));
+        }
+        if (matches(m, m.id, p.name, p.type)) p.finish(null, m);
+      });
+      sock.on('error', () => {
+        /* per-send errors are reported to the sender; a broken socket just stops answering */
+      });
+      sock.bind(0);
+      sock.unref();
+      this.socks.push(entry);
+      return entry;
+    }
+    this.next = (this.next + 1) % this.socks.length;
+    return this.socks[this.next];
+  }
+
+  /** Sends one query and waits for its answer. */
+  query(server: ServerAddress, name: string, type: number, o: ExchangeOptions): Promise<DnsMessage> {
+    const entry = this.socket();
+    let id = o.id ?? randomBytes(2).readUInt16BE(0);
+    if (o.id === undefined) while (entry.pending.has(id)) id = (id + 1) & 0xffff;
+    const msg = encodeQuery(id, name, type, o);
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const finish = (err: Error | null, m?: DnsMessage) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (entry.pending.get(id) === p) entry.pending.delete(id);
+        if (err) reject(err);
+        else resolve(m!);
+      };
+      const p: PendingUdp = { host: server.host, port: server.port, name, type, finish };
+      const timer = setTimeout(
+        () => finish(new DnsAttemptError('TIMEOUT', `no answer from ${server.host}:${server.port} within ${o.timeoutMs} ms`)),
+        o.timeoutMs,
+      );
+      entry.pending.set(id, p);
+      entry.sock.send(msg, server.port, server.host, (e) => e && finish(new DnsAttemptError('NETWORK', `${server.host}:${server.port}: ${e.message}`)));
+    });
+  }
+
+  /** Closes the sockets (pending queries time out). */
+  close(): void {
+    for (const s of this.socks) {
+      try {
+        s.sock.close();
+      } catch {
+        /* closed */
+      }
+    }
+    this.socks = [];
+  }
+}
+
 /** One question, one answer: UDP (TCP when `tcp` is set or the UDP answer is truncated). */
-export async function exchange(server: ServerAddress, name: string, type: number, o: ExchangeOptions): Promise<{ message: DnsMessage; transport: 'udp' | 'tcp' }> {
+export async function exchange(
+  server: ServerAddress, name: string, type: number, o: ExchangeOptions, pool?: UdpPool,
+): Promise<{ message: DnsMessage; transport: 'udp' | 'tcp' }> {
   if (!o.tcp) {
-    const m = await udpExchange(server, name, type, o);
+    const m = pool ? await pool.query(server, name, type, o) : await udpExchange(server, name, type, o);
     if (!m.flags.tc) return { message: m, transport: 'udp' };
   }
   return { message: await tcpExchange(server, name, type, o), transport: 'tcp' };
@@ -469,6 +561,8 @@ export interface LookupResult {
   dnssecBogus?: boolean;
   /** How bogus-ness was established. */
   bogusReason?: string;
+  /** Status of the CD=1 re-ask when it did not show a DNSSEC failure. */
+  cdRecheck?: string;
   /** Error text when no answer. */
   error?: string;
 }
@@ -491,6 +585,13 @@ export interface DnsClientOptions {
   retries: number;
   /** First retry delay, ms (p-retry minTimeout; default 50). */
   retryDelayMs?: number;
+  /** Message IDs (default: random). Only tests with canned answers set this. */
+  nextId?: () => number;
+  /**
+   * UDP sockets shared by all queries (default 16, per address family); 0: a fresh connected
+   * socket per query (then "nothing listens" is seen at once, from the ICMP error).
+   */
+  udpSockets?: number;
 }
 
 /** Human text for EDE options: "EDE 7 (Signature Expired: ...)". */
@@ -506,7 +607,21 @@ class RetryableOutcome extends Error {
 
 /** A stub client bound to nothing: every call names its server. */
 export class DnsClient {
+  private pools: Partial<Record<'udp4' | 'udp6', UdpPool>> = {};
   constructor(readonly opts: DnsClientOptions) {}
+
+  private pool(server: ServerAddress): UdpPool | undefined {
+    const size = this.opts.udpSockets ?? 16;
+    if (size <= 0) return undefined;
+    const fam = isIPv6(server.host) ? 'udp6' : 'udp4';
+    return (this.pools[fam] ??= new UdpPool(size, fam));
+  }
+
+  /** Closes the shared sockets. */
+  close(): void {
+    for (const p of Object.values(this.pools)) p?.close();
+    this.pools = {};
+  }
 
   /** Asks `server` one question with retries; always resolves. */
   async lookup(server: ServerAddress, name: string, type: number, lo: LookupOptions = {}): Promise<LookupResult> {
@@ -518,7 +633,7 @@ export class DnsClient {
     const once = async (cd: boolean): Promise<LookupResult> => {
       attempts++;
       try {
-        const { message, transport } = await exchange(server, name, type, { timeoutMs, rd, cd });
+        const { message, transport } = await exchange(server, name, type, { timeoutMs, rd, cd, id: this.opts.nextId?.() }, this.pool(server));
         const status = RCODE_NAMES[message.rcode] ?? `RCODE${message.rcode}`;
         return { name, type, server: srv, status, message, aa: message.flags.aa, transport, attempts, ede: message.ede };
       } catch (e) {
@@ -532,7 +647,9 @@ export class DnsClient {
         async () => {
           const r = await once(false);
           last = r;
-          if (r.status === 'TIMEOUT' || r.status === 'MALFORMED' || r.status === 'NETWORK' || (retryServfail && r.status === 'SERVFAIL')) {
+          // a SERVFAIL that says "DNSSEC bogus" is deterministic: no point asking again
+          const bogus = r.ede.some((x) => BOGUS_EDE_CODES.has(x.code));
+          if (r.status === 'TIMEOUT' || r.status === 'MALFORMED' || r.status === 'NETWORK' || (retryServfail && r.status === 'SERVFAIL' && !bogus)) {
             throw new RetryableOutcome(r);
           }
           return r;
@@ -556,12 +673,12 @@ export class DnsClient {
         result.bogusReason = `the resolver says ${edeText([bogusEde])}`;
       } else {
         const cd = await once(true);
-        result.attempts = attempts;
         if (cd.status === 'NOERROR' || cd.status === 'NXDOMAIN') {
           result.dnssecBogus = true;
           result.bogusReason = `the resolver answers ${cd.status} when asked again with CD=1 (checking disabled)`;
         } else {
           result.dnssecBogus = false;
+          result.cdRecheck = cd.status;
         }
       }
     }

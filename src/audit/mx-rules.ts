@@ -113,7 +113,10 @@ export function isIpLiteral(host: string): boolean {
 }
 
 function failedText(what: string, l: RRsetLookup<unknown>): string {
-  if (l.dnssecBogus) return `${what} lookup failed DNSSEC validation (bogus): ${l.error ?? 'SERVFAIL'}; ${l.bogusReason ?? ''}`.replace(/; $/, '');
+  if (l.dnssecBogus) {
+    const why = l.bogusReason && !l.bogusReason.startsWith('the resolver says') ? `; ${l.bogusReason}` : '';
+    return `${what} lookup failed DNSSEC validation (bogus): ${l.error ?? 'SERVFAIL'}${why}`;
+  }
   return `${what} lookup failed: ${l.error ?? 'no answer'}`;
 }
 
@@ -218,8 +221,11 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
       }
 
       // 6. foreign MX mixed with the provider's
-      const foreign = real.filter((r) => !isProviderHost(r.host));
-      if (foreign.length > 0 && foreign.length < real.length) {
+      // an alias of the provider's host is the provider's (rule 8 flags the alias); IP literals are rule 8's
+      const aliasOf = new Map(input.targets.filter((t) => t.cname).map((t) => [lc(t.host), lc(t.cname!)]));
+      const foreign = real.filter((r) => !isIpLiteral(r.host) && !isProviderHost(r.host) && !isProviderHost(aliasOf.get(r.host) ?? ''));
+      const providers = real.filter((r) => !isIpLiteral(r.host) && !foreign.includes(r));
+      if (foreign.length > 0 && providers.length > 0) {
         for (const r of foreign) {
           add('foreign-mx', 'WARN', `${mxText(r)} is another provider's server mixed with the provider's: part of the mail would go there`,
             `delete \`${mxText(r)}\` at your DNS provider`);
@@ -353,8 +359,9 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
         add('spf', 'WARN', `${d} has no SPF record`, `add \`TXT "v=spf1 include:${inc} ~all"\` at your DNS provider`);
       } else if (spf.length > 1) {
         const merged = mergeSpf(spf, inc);
-        add('spf', 'WARN', `${d} has ${spf.length} SPF records (RFC 7208 §3.2: a permanent error): ${spf.map((t) => `"${t}"`).join(', ')}`,
-          `delete ${joinAnd(spf.map((t) => `\`TXT "${t}"\``))} and add \`TXT "${merged}"\` at your DNS provider`);
+        const sorted = [...spf].sort();
+        add('spf', 'WARN', `${d} has ${spf.length} SPF records (RFC 7208 §3.2: a permanent error): ${sorted.map((t) => `"${t}"`).join(', ')}`,
+          `delete ${joinAnd(sorted.map((t) => `\`TXT "${t}"\``))}, then add \`TXT "${merged}"\` at your DNS provider`);
       } else if (!has(spf[0])) {
         add('spf', 'WARN', `the SPF record "${spf[0]}" lacks include:${inc}`,
           `change \`TXT "${spf[0]}"\` to \`TXT "${insertInclude(spf[0], inc)}"\` at your DNS provider`);
@@ -375,15 +382,17 @@ export function insertInclude(spf: string, inc: string): string {
   return terms.join(' ');
 }
 
+/** One SPF record merging several (sorted, so the advice is stable); `~all` wins over stricter `all` terms. */
 function mergeSpf(records: string[], inc: string): string {
   const mechs: string[] = [];
-  let all = '~all';
-  for (const r of records) {
+  const alls: string[] = [];
+  for (const r of [...records].sort()) {
     for (const t of r.trim().split(/\s+/).slice(1)) {
-      if (/^[+?~-]?all$/i.test(t)) all = t;
+      if (/^[+?~-]?all$/i.test(t)) alls.push(t.toLowerCase());
       else if (!mechs.includes(t)) mechs.push(t);
     }
   }
+  const all = alls.includes('~all') || alls.length === 0 ? '~all' : alls[0];
   if (!mechs.some((m) => m.toLowerCase().replace(/^[+?~-]/, '') === `include:${inc}`)) mechs.push(`include:${inc}`);
   return ['v=spf1', ...mechs, all].join(' ');
 }

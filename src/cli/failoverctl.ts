@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { startController } from '../main.js';
 import { clientHelp, runOperationCommand, runStatusCommand, UsageError, CLIENT_HELP } from './commands.js';
+import { MX_AUDIT_USAGE, runMxAuditCommand } from './mx-audit-command.js';
+import { mxAuditSettings } from '../audit/audit-settings.js';
 
 const USAGE = `failoverctl: DNS and IP failover controller
 
@@ -14,6 +16,7 @@ Usage:
   failoverctl cutover SERVER --transit T [--wait]  cut a server over to a transit (API client)
   failoverctl cutback SERVER [--wait]              route a server's addresses back (API client)
   failoverctl status [SERVER]                      where each address is routed, overlays, operations
+  failoverctl mx-audit [--config FILE] DOMAIN...   check MX records of domains on external DNS
   failoverctl help [COMMAND]                       show help
 
 Options for every command:
@@ -91,6 +94,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'help') {
     const topic = rest[0];
+    if (topic === 'mx-audit') {
+      process.stdout.write(MX_AUDIT_USAGE);
+      return 0;
+    }
     if (topic && topic in CLIENT_HELP) {
       process.stdout.write(clientHelp(topic as keyof typeof CLIENT_HELP));
       return 0;
@@ -106,6 +113,8 @@ async function main(argv: string[]): Promise<number> {
       return runOperationCommand(cmd, rest);
     case 'status':
       return runStatusCommand(rest);
+    case 'mx-audit':
+      return runMxAuditCommand(rest, (file) => (file ? loadConfig(file).mxAudit : mxAuditSettings()));
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }

@@ -9,6 +9,9 @@ import { Address4, Address6 } from 'ip-address';
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import { parseAddress, type IpAddress } from '../core/addresses.js';
 import { HOST_NAME, pairAddresses, type Server, type Transit } from '../core/inventory.js';
+import { mxAuditSettings, type MxAuditSettings } from '../audit/audit-settings.js';
+import { parseServerAddress } from '../audit/dns-client.js';
+import { nameKey } from '../dns/name.js';
 
 /** An IP literal and port to bind. */
 export interface HostPort {
@@ -43,6 +46,8 @@ export interface Config {
   readonly state: { readonly path: string };
   readonly routing: RoutingConfig;
   readonly health: HealthConfig;
+  /** mx_audit.*: the provider's rules for the MX audit (defaults: the provider's real values). */
+  readonly mxAudit: MxAuditSettings;
 }
 
 /** health.*: how downtime is measured during operations (probe null: not measured). */
@@ -220,7 +225,7 @@ export function parseConfig(text: string, file: string): Config {
   const c = new Checker(doc, lines);
   const root = (doc.toJS() ?? {}) as Record<string, Json>;
   const base = dirname(resolve(file));
-  const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'state', 'routing', 'health'])!;
+  const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'state', 'routing', 'health', 'mx_audit'])!;
 
   const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries', 'cutover_ttl']);
   const cutoverTtl = c.integer(['dns', 'cutover_ttl'], dns?.cutover_ttl, 60, 0, 86400);
@@ -268,6 +273,7 @@ export function parseConfig(text: string, file: string): Config {
   const statePath = c.string(['state', 'path'], st?.path, './var/state.db');
   const routing = checkRouting(c, top.routing, inv.servers, inv.transits);
   const health = checkHealth(c, top.health);
+  const mxAudit = checkMxAudit(c, top.mx_audit);
 
   if (c.problems.length > 0) throw new ConfigError(file, c.problems);
   return deepFreeze({
@@ -281,6 +287,7 @@ export function parseConfig(text: string, file: string): Config {
     state: { path: resolve(base, statePath!) },
     routing,
     health,
+    mxAudit,
   });
 }
 
@@ -419,6 +426,89 @@ function checkHealth(c: Checker, raw: Json): HealthConfig {
   }
   if (timeoutMs > deadlineMs) c.fail(['health', 'timeout_ms'], 'must not exceed deadline_s');
   return { intervalMs, timeoutMs, deadlineMs, recoveryProbes, overlayMaxDays, probe };
+}
+
+/** mx_audit: resolver, timeouts and the provider's MX rules. */
+function checkMxAudit(c: Checker, raw: Json): MxAuditSettings {
+  const p: Path = ['mx_audit'];
+  const m = c.object(p, raw, ['resolver', 'timeout_ms', 'retries', 'provider_nameservers', 'required_mx', 'forbidden_mx', 'spf_include', 'concurrency', 'authoritative_port', 'check_authoritative'], false);
+  const d = mxAuditSettings();
+  if (!m) return d;
+  const host = (path: Path, v: Json): string | undefined => {
+    if (typeof v !== 'string' || v.length === 0) {
+      c.fail(path, `must be a host name, not ${describe(v)}`);
+      return undefined;
+    }
+    try {
+      const k = nameKey(v.endsWith('.') ? v : v + '.');
+      if (k === '.') throw new Error('the root is not a host');
+      return k.slice(0, -1);
+    } catch (err) {
+      c.fail(path, `${JSON.stringify(v)} is not a host name: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+  const names = (path: Path, v: Json, dflt: string[], pattern = false): string[] => {
+    if (v === undefined) return dflt;
+    if (!Array.isArray(v) || v.length === 0) {
+      c.fail(path, 'must be a non-empty list of host names');
+      return dflt;
+    }
+    return v.flatMap((x, i) => {
+      if (pattern && typeof x === 'string' && x.startsWith('*.')) {
+        const h = host([...path, i], x.slice(2));
+        return h ? ['*.' + h] : [];
+      }
+      const h = host([...path, i], x);
+      return h ? [h] : [];
+    });
+  };
+  let resolver = d.resolver;
+  if (m.resolver !== undefined) {
+    if (typeof m.resolver !== 'string') c.fail([...p, 'resolver'], `must be "HOST:PORT", not ${describe(m.resolver)}`);
+    else {
+      try {
+        parseServerAddress(m.resolver);
+        resolver = m.resolver;
+      } catch (err) {
+        c.fail([...p, 'resolver'], `${JSON.stringify(m.resolver)}: ${(err as Error).message}`);
+      }
+    }
+  }
+  let required = d.required_mx;
+  if (m.required_mx !== undefined) {
+    if (!Array.isArray(m.required_mx) || m.required_mx.length === 0) c.fail([...p, 'required_mx'], 'must be a non-empty list of {priority, host}');
+    else {
+      required = [];
+      m.required_mx.forEach((x, i) => {
+        const o = c.object([...p, 'required_mx', i], x, ['priority', 'host']);
+        if (!o) return;
+        if (o.priority === undefined) c.fail([...p, 'required_mx', i, 'priority'], 'is required');
+        const priority = c.integer([...p, 'required_mx', i, 'priority'], o.priority, 0, 0, 65535);
+        const h = host([...p, 'required_mx', i, 'host'], o.host);
+        if (h) required.push({ priority, host: h });
+      });
+    }
+  }
+  let spf = d.spf_include;
+  if (m.spf_include !== undefined) spf = host([...p, 'spf_include'], m.spf_include) ?? spf;
+  let checkAuth = d.check_authoritative;
+  if (m.check_authoritative !== undefined) {
+    if (typeof m.check_authoritative !== 'boolean') c.fail([...p, 'check_authoritative'], `must be true or false, not ${describe(m.check_authoritative)}`);
+    else checkAuth = m.check_authoritative;
+  }
+  return mxAuditSettings({
+    resolver,
+    timeout_ms: c.integer([...p, 'timeout_ms'], m.timeout_ms, d.timeout_ms, 10, 60_000),
+    retries: c.integer([...p, 'retries'], m.retries, d.retries, 0, 10),
+    provider_nameservers: names([...p, 'provider_nameservers'], m.provider_nameservers, d.provider_nameservers),
+    required_mx: required,
+    forbidden_mx: names([...p, 'forbidden_mx'], m.forbidden_mx, d.forbidden_mx, true),
+    spf_include: spf,
+    concurrency: c.integer([...p, 'concurrency'], m.concurrency, d.concurrency, 1, 4096),
+    authoritative_port: c.integer([...p, 'authoritative_port'], m.authoritative_port, d.authoritative_port, 1, 65535),
+    check_authoritative: checkAuth,
+  });
 }
 
 const BACKENDS: BackendName[] = ['dry-run', 'linux-route', 'linux-address', 'http'];

@@ -42,6 +42,7 @@ export interface Metrics {
   ipLastDowntime: Gauge<'server' | 'address' | 'direction'>;
   ipRecovered: Gauge<'server' | 'address' | 'direction'>;
   probeSuccess: Gauge<'server' | 'address'>;
+  mxAudits: Counter<'verdict'>;
 }
 
 /** Defines all metrics on `registry` (with Node's default process metrics). */
@@ -206,6 +207,12 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'failover_probe_success',
       help: 'Result of the latest probe of the address while a measurement runs (1 answered by origin or target, 0 failed).',
       labelNames: ['server', 'address'] as const,
+      registers: [registry],
+    }),
+    mxAudits: new Counter({
+      name: 'failover_mx_audits_total',
+      help: 'Domains audited by the MX audit (API), by overall verdict (OK, INFO, WARN, UNKNOWN, FAIL).',
+      labelNames: ['verdict'] as const,
       registers: [registry],
     }),
     dnsZoneReloads: new Counter({

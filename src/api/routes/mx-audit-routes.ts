@@ -1,0 +1,56 @@
+/**
+ * Routes of the MX audit (mounted under /v1, after the bearer-token check):
+ *   GET  /v1/mx-audit/:domain            -> the domain's AuditResult
+ *   POST /v1/mx-audit {"domains":[...]}  -> {"results":[AuditResult...], "counts":{verdict:n}}
+ * Up to 10,000 domains per POST; names that are not domain names come back per item with
+ * verdict INVALID and error.code INVALID_DOMAIN (never looked up).
+ */
+import { Router, type Request, type Response } from 'express';
+import type { AuditResult, AuditVerdict, MxAuditor } from '../../audit/mx-audit.js';
+import { validateDomain } from '../../audit/mx-audit.js';
+import { ApiError } from '../errors.js';
+
+/** Most domains accepted by one POST /v1/mx-audit. */
+export const MAX_AUDIT_DOMAINS = 10_000;
+
+/** The router; `onVerdict` is called once per audited (valid) domain, e.g. to count failover_mx_audits_total{verdict}. */
+export function mxAuditRoutes(auditor: MxAuditor, onVerdict?: (verdict: AuditVerdict) => void): Router {
+  const r = Router();
+  const count = (x: AuditResult) => {
+    if (x.verdict !== 'INVALID') onVerdict?.(x.verdict);
+  };
+
+  r.get('/mx-audit/:domain', async (req: Request, res: Response) => {
+    const raw = String(req.params.domain);
+    const v = validateDomain(raw);
+    if (!v.ok) throw new ApiError('BAD_REQUEST', `invalid domain name: ${v.reason}`);
+    const result = await auditor.audit(v.domain);
+    count(result);
+    res.json(result);
+  });
+
+  r.post('/mx-audit', async (req: Request, res: Response) => {
+    const body = req.body as unknown;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ApiError('BAD_REQUEST', 'the body must be a JSON object {"domains":[...]}');
+    }
+    const domains = (body as { domains?: unknown }).domains;
+    if (!Array.isArray(domains)) throw new ApiError('BAD_REQUEST', '"domains" must be an array of domain names');
+    if (domains.length === 0) throw new ApiError('BAD_REQUEST', '"domains" is empty');
+    if (domains.length > MAX_AUDIT_DOMAINS) {
+      throw new ApiError('PAYLOAD_TOO_LARGE', `at most ${MAX_AUDIT_DOMAINS} domains per request (got ${domains.length})`);
+    }
+    const results = await auditor.auditMany(domains);
+    const counts: Record<string, number> = {};
+    for (const x of results) {
+      count(x);
+      counts[x.verdict] = (counts[x.verdict] ?? 0) + 1;
+    }
+    res.json({ results, counts });
+  });
+
+  r.all('/mx-audit', (req: Request) => {
+    throw new ApiError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on /v1/mx-audit (use POST)`);
+  });
+  return r;
+}

@@ -1,0 +1,130 @@
+/** Table-driven tests of the pure MX rules (no DNS): one row per rule and edge. */
+import { describe, expect, test } from '@jest/globals';
+import { mxAuditSettings } from '../../src/audit/audit-settings.js';
+import {
+  insertInclude, isIpLiteral, matchesPattern, overallVerdict, runMxRules, type AuditInput, type Check, type MxRecord,
+} from '../../src/audit/mx-rules.js';
+
+const S = mxAuditSettings();
+const EXT = ['ns1.extdns.net', 'ns2.extdns.net'];
+const GOOD_MX: MxRecord[] = [{ priority: 10, host: 'mx1.alwaysdata.com' }, { priority: 20, host: 'mx2.alwaysdata.com' }];
+const SPF = 'v=spf1 include:_spf.alwaysdata.com ~all';
+
+/** A good external domain, with overrides. */
+function input(over: Partial<AuditInput> & { mxList?: MxRecord[] } = {}): AuditInput {
+  const mx = over.mxList ?? GOOD_MX;
+  const base: AuditInput = {
+    domain: 'example.com',
+    zone: 'example.com',
+    ns: { status: 'ok', values: EXT },
+    mx: mx.length ? { status: 'ok', values: mx } : { status: 'nodata', values: [] },
+    targets: [...new Set(mx.map((m) => m.host))].filter((h) => h !== '.' && !isIpLiteral(h))
+      .map((host) => ({ host, addresses: { status: 'ok', values: ['192.0.2.1'] } })),
+    txt: { status: 'ok', values: [SPF] },
+    auth: EXT.map((ns, i) => ({ ns, address: `192.0.2.${i + 10}`, status: 'answered', rcode: 'NOERROR', aa: true, mx })),
+  };
+  const { mxList: _m, ...rest } = over;
+  return { ...base, ...rest };
+}
+
+const failed = { status: 'failed' as const, values: [], error: 'SERVFAIL from 127.0.0.1:53 after 3 attempts' };
+
+type Row = [string, AuditInput, string, Partial<Check>[]];
+const rows: Row[] = [
+  ['all good', input(), 'OK', []],
+  ['NXDOMAIN', input({ ns: { status: 'nxdomain', values: [] }, mx: { status: 'nxdomain', values: [] } }), 'FAIL',
+    [{ check: 'domain-exists', verdict: 'FAIL' }]],
+  ['NS lookup SERVFAIL', input({ ns: failed, auth: undefined }), 'UNKNOWN', [{ check: 'ns-lookup', verdict: 'UNKNOWN', evidence: `NS lookup failed: ${failed.error}` }]],
+  ['MX lookup timeout', input({ mx: { status: 'failed', values: [], error: 'timeout from 127.0.0.1:53 after 3 attempts' } }), 'UNKNOWN',
+    [{ check: 'mx-lookup', verdict: 'UNKNOWN' }]],
+  ['DNSSEC bogus', input({ mx: { ...failed, dnssecBogus: true, bogusReason: 'the resolver answers NOERROR when asked again with CD=1 (checking disabled)' } }), 'UNKNOWN',
+    [{ check: 'mx-lookup', verdict: 'UNKNOWN', evidence: `MX lookup failed DNSSEC validation (bogus): ${failed.error}; the resolver answers NOERROR when asked again with CD=1 (checking disabled)` }]],
+  ['provider DNS skips the external rules', input({ ns: { status: 'ok', values: ['dns1.alwaysdata.com', 'DNS2.alwaysdata.com.'] }, mxList: [{ priority: 5, host: 'srv-1.alwaysdata.net' }], txt: { status: 'ok', values: [] } }), 'INFO',
+    [{ check: 'dns-host', verdict: 'INFO' }]],
+  ['forbidden MX', input({ mxList: [{ priority: 5, host: 'srv-42.alwaysdata.net' }, ...GOOD_MX] }), 'FAIL',
+    [{ check: 'forbidden-mx', verdict: 'FAIL', fix: 'delete `MX 5 srv-42.alwaysdata.net` at your DNS provider' }]],
+  ['required MX missing', input({ mxList: [GOOD_MX[0]] }), 'FAIL',
+    [{ check: 'required-mx', verdict: 'FAIL', fix: 'add `MX 20 mx2.alwaysdata.com` at your DNS provider' }]],
+  ['required MX with another priority', input({ mxList: [GOOD_MX[0], { priority: 15, host: 'mx2.alwaysdata.com' }] }), 'FAIL',
+    [{ check: 'required-mx', verdict: 'FAIL', fix: 'change `MX 15 mx2.alwaysdata.com` to `MX 20 mx2.alwaysdata.com` at your DNS provider' }]],
+  ['foreign MX mixed', input({ mxList: [...GOOD_MX, { priority: 30, host: 'mx.other.example' }] }), 'WARN',
+    [{ check: 'foreign-mx', verdict: 'WARN', fix: 'delete `MX 30 mx.other.example` at your DNS provider' }]],
+  ['no MX', input({ mxList: [] }), 'FAIL',
+    [{ check: 'mx-present', verdict: 'FAIL', fix: 'add `MX 10 mx1.alwaysdata.com` and `MX 20 mx2.alwaysdata.com` at your DNS provider' }]],
+  ['null MX', input({ mxList: [{ priority: 0, host: '.' }] }), 'FAIL',
+    [{ check: 'mx-present', verdict: 'FAIL', fix: 'delete `MX 0 .`, then add `MX 10 mx1.alwaysdata.com` and `MX 20 mx2.alwaysdata.com` at your DNS provider' }]],
+  ['CNAME target', (() => {
+    const i = input({ mxList: [...GOOD_MX, { priority: 30, host: 'mail.example.com' }] });
+    i.targets.find((t) => t.host === 'mail.example.com')!.cname = 'mx2.alwaysdata.com';
+    return i;
+  })(), 'WARN', [{ check: 'mx-target', verdict: 'WARN', fix: 'change `MX 30 mail.example.com` to `MX 30 mx2.alwaysdata.com` at your DNS provider' }]],
+  ['IP literal target', input({ mxList: [...GOOD_MX, { priority: 30, host: '192.0.2.7' }] }), 'FAIL',
+    [{ check: 'mx-target', verdict: 'FAIL' }]],
+  ['target without address', (() => {
+    const i = input({ mxList: [...GOOD_MX, { priority: 30, host: 'gone.example.com' }] });
+    i.targets.find((t) => t.host === 'gone.example.com')!.addresses = { status: 'nxdomain', values: [] };
+    return i;
+  })(), 'FAIL', [{ check: 'mx-target', verdict: 'FAIL', fix: 'delete `MX 30 gone.example.com` at your DNS provider' }]],
+  ['target lookup failed is UNKNOWN, not FAIL', (() => {
+    const i = input();
+    i.targets[0].addresses = failed;
+    return i;
+  })(), 'UNKNOWN', [{ check: 'mx-target', verdict: 'UNKNOWN' }]],
+  ['same host twice', input({ mxList: [...GOOD_MX, { priority: 5, host: 'mx1.alwaysdata.com' }] }), 'WARN',
+    [{ check: 'duplicate-mx', verdict: 'WARN', fix: 'delete `MX 5 mx1.alwaysdata.com` at your DNS provider' }]],
+  ['same priority', input({ ns: { status: 'ok', values: ['dns1.alwaysdata.com'] }, mxList: [{ priority: 10, host: 'mx1.alwaysdata.com' }, { priority: 10, host: 'mx2.alwaysdata.com' }] }), 'INFO',
+    [{ check: 'same-priority', verdict: 'INFO' }]],
+  ['lame: REFUSED', input({ auth: [{ ns: 'ns1.extdns.net', address: '192.0.2.10', status: 'answered', rcode: 'REFUSED', aa: false }] }), 'WARN',
+    [{ check: 'lame-server', verdict: 'WARN', fix: 'delete `example.com. NS ns1.extdns.net` at your registrar and DNS provider, or make ns1.extdns.net serve example.com' }]],
+  ['lame: no AA', input({ auth: [{ ns: 'ns1.extdns.net', address: '192.0.2.10', status: 'answered', rcode: 'NOERROR', aa: false }] }), 'WARN',
+    [{ check: 'lame-server', verdict: 'WARN' }]],
+  ['dead server', input({ auth: [{ ns: 'ns1.extdns.net', address: '192.0.2.10', status: 'timeout', aa: false, detail: 'timeout' }] }), 'WARN',
+    [{ check: 'lame-server', verdict: 'WARN' }]],
+  ['stale secondary', input({ auth: [
+    { ns: 'ns1.extdns.net', address: '192.0.2.10', status: 'answered', rcode: 'NOERROR', aa: true, mx: GOOD_MX },
+    { ns: 'ns3.extdns.net', address: '192.0.2.12', status: 'answered', rcode: 'NOERROR', aa: true, mx: GOOD_MX },
+    { ns: 'ns2.extdns.net', address: '192.0.2.11', status: 'answered', rcode: 'NOERROR', aa: true, mx: [{ priority: 5, host: 'srv-1.alwaysdata.net' }, ...GOOD_MX] },
+  ] }), 'WARN', [{ check: 'stale-secondary', verdict: 'WARN', fix: 'on ns2.extdns.net: delete `MX 5 srv-1.alwaysdata.net` (a stale secondary: make it transfer example.com again and compare SOA serials)' }]],
+  ['no SPF', input({ txt: { status: 'ok', values: ['google-site-verification=x'] } }), 'WARN',
+    [{ check: 'spf', verdict: 'WARN', fix: 'add `TXT "v=spf1 include:_spf.alwaysdata.com ~all"` at your DNS provider' }]],
+  ['two SPF', input({ txt: { status: 'ok', values: [SPF, 'v=spf1 a -all'] } }), 'WARN', [{ check: 'spf', verdict: 'WARN' }]],
+  ['SPF without the include', input({ txt: { status: 'ok', values: ['v=spf1 a mx -all'] } }), 'WARN',
+    [{ check: 'spf', verdict: 'WARN', fix: 'change `TXT "v=spf1 a mx -all"` to `TXT "v=spf1 a mx include:_spf.alwaysdata.com -all"` at your DNS provider' }]],
+  ['SPF via redirect', input({ txt: { status: 'ok', values: ['v=spf1 redirect=_spf.alwaysdata.com'] } }), 'OK', []],
+  ['TXT lookup failed', input({ txt: failed }), 'UNKNOWN', [{ check: 'spf', verdict: 'UNKNOWN' }]],
+];
+
+describe('MX rules', () => {
+  test.each(rows)('%s', (_name, inp, verdict, want) => {
+    const checks = runMxRules(inp, S);
+    expect(overallVerdict(checks)).toBe(verdict);
+    for (const w of want) expect(checks).toContainEqual(expect.objectContaining(w));
+    for (const c of checks) if (c.verdict === 'FAIL' || c.verdict === 'WARN') expect(typeof c.fix).toBe('string');
+  });
+
+  test('provider DNS: no forbidden/required/foreign/SPF checks', () => {
+    const checks = runMxRules(input({ ns: { status: 'ok', values: ['dns1.alwaysdata.com', 'dns2.alwaysdata.com'] }, mxList: [{ priority: 5, host: 'srv-1.alwaysdata.net' }] }), S);
+    expect(checks.map((c) => c.check)).not.toEqual(expect.arrayContaining(['forbidden-mx']));
+    expect(checks.some((c) => ['required-mx', 'foreign-mx', 'spf'].includes(c.check))).toBe(false);
+  });
+
+  test('verdict order OK < INFO < WARN < UNKNOWN < FAIL', () => {
+    const c = (verdict: Check['verdict']): Check => ({ check: 'x', verdict, evidence: '', fix: null });
+    expect(overallVerdict([])).toBe('OK');
+    expect(overallVerdict([c('INFO'), c('OK')])).toBe('INFO');
+    expect(overallVerdict([c('WARN'), c('UNKNOWN'), c('INFO')])).toBe('UNKNOWN');
+    expect(overallVerdict([c('UNKNOWN'), c('FAIL')])).toBe('FAIL');
+  });
+
+  test.each([
+    ['srv-42.alwaysdata.net', '*.alwaysdata.net', true], ['alwaysdata.net', '*.alwaysdata.net', false],
+    ['SRV.AlwaysData.NET.', '*.alwaysdata.net', true], ['xalwaysdata.net', '*.alwaysdata.net', false],
+    ['mx1.alwaysdata.com', 'mx1.alwaysdata.com', true],
+  ] as [string, string, boolean][])('matchesPattern(%s, %s) = %s', (h, p, want) => expect(matchesPattern(h, p)).toBe(want));
+
+  test('insertInclude puts the include before all/redirect', () => {
+    expect(insertInclude('v=spf1 mx -all', 'x.com')).toBe('v=spf1 mx include:x.com -all');
+    expect(insertInclude('v=spf1 mx', 'x.com')).toBe('v=spf1 mx include:x.com');
+    expect(insertInclude('v=spf1 redirect=y.com', 'x.com')).toBe('v=spf1 include:x.com redirect=y.com');
+  });
+});
