@@ -44,7 +44,8 @@ describe('MX audit in the DNS lab', () => {
       const ok = found.some((ch) =>
         (want.fix === undefined || ch.fix === want.fix) &&
         (want.fix_contains === undefined || (ch.fix ?? '').includes(want.fix_contains)) &&
-        (want.evidence_contains === undefined || ch.evidence.includes(want.evidence_contains)));
+        (want.evidence_contains === undefined || ch.evidence.includes(want.evidence_contains)) &&
+        (want.evidence_matches === undefined || new RegExp(want.evidence_matches).test(ch.evidence)));
       if (!ok) throw new Error(`${domain}: expected check ${JSON.stringify(want)}\ngot ${msg}`);
     }
   });

@@ -46,6 +46,8 @@ export interface ExpectedCheck {
   fix?: string;
   fix_contains?: string;
   evidence_contains?: string;
+  /** A regular expression the evidence must match. */
+  evidence_matches?: string;
 }
 
 /** One customer zone of the lab. */
