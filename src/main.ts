@@ -15,6 +15,7 @@ import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './dns/server/
 import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './dns/zone/zone-loader.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { CutoverService } from './controller/cutover-service.js';
+import { OverlayComposer } from './controller/overlay-composer.js';
 import type { Inventory } from './core/inventory.js';
 import type { StateStore } from './core/ports.js';
 import { createRouteBackend } from './routing/create-backend.js';
@@ -136,11 +137,12 @@ export async function startController(config: Config, logger?: Logger): Promise<
     });
     const addressServer = new Map(config.servers.flatMap((s) => s.addresses.map((a) => [a.address, s.name] as const)));
     const transitNames = new Set(config.transits.map((t) => t.name));
+    const composer = new OverlayComposer({ dns: { apply: (overlay) => responder.update({ overlay }) }, store, ttlCap: config.cutoverTtl });
     cutover = new CutoverService({
       inventory,
       store,
       backend,
-      dns: { apply: (overlay) => responder.update({ overlay }) },
+      overlays: composer,
       ttlCap: config.cutoverTtl,
       clock: { now: () => Date.now(), monotonic: () => performance.now() },
       logger: ctlLog,

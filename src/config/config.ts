@@ -8,7 +8,8 @@ import { dirname, resolve } from 'node:path';
 import { Address4, Address6 } from 'ip-address';
 import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
 import { parseAddress, type IpAddress } from '../core/addresses.js';
-import { HOST_NAME, pairAddresses, type Server, type Transit } from '../core/inventory.js';
+import { HOST_NAME, pairAddresses, profileOf, type Account, type Server, type Transit } from '../core/inventory.js';
+import { parseMoney } from '../core/money.js';
 import { mxAuditSettings, type MxAuditSettings } from '../audit/audit-settings.js';
 import { parseServerAddress } from '../audit/dns-client.js';
 import { nameKey } from '../dns/name.js';
@@ -41,6 +42,11 @@ export interface Config {
   readonly log: { readonly level: LogLevel };
   readonly servers: readonly Server[];
   readonly transits: readonly Transit[];
+  readonly accounts: readonly Account[];
+  /** billing.*: the transit's free period and the currency of monthly prices. */
+  readonly billing: { readonly freeDays: number; readonly currency: string };
+  /** dns.ttl_margin_s: extra time before a scheduled reinstall when TTLs are lowered. */
+  readonly ttlMarginS: number;
   /** Cap on the TTL of records rewritten by a cutover overlay. */
   readonly cutoverTtl: number;
   readonly state: { readonly path: string };
@@ -225,10 +231,11 @@ export function parseConfig(text: string, file: string): Config {
   const c = new Checker(doc, lines);
   const root = (doc.toJS() ?? {}) as Record<string, Json>;
   const base = dirname(resolve(file));
-  const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'state', 'routing', 'health', 'mx_audit'])!;
+  const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'accounts', 'billing', 'state', 'routing', 'health', 'mx_audit'])!;
 
-  const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries', 'cutover_ttl']);
+  const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries', 'cutover_ttl', 'ttl_margin_s']);
   const cutoverTtl = c.integer(['dns', 'cutover_ttl'], dns?.cutover_ttl, 60, 0, 86400);
+  const ttlMarginS = c.integer(['dns', 'ttl_margin_s'], dns?.ttl_margin_s, 300, 0, 86400);
   const listen: HostPort[] = [];
   if (dns) {
     const l = dns.listen;
@@ -269,6 +276,13 @@ export function parseConfig(text: string, file: string): Config {
   }
 
   const inv = checkInventory(c, top);
+  const accounts = checkAccounts(c, top.accounts, inv.servers);
+  const b = c.object(['billing'], top.billing, ['free_days', 'currency'], false);
+  const billing = {
+    freeDays: c.integer(['billing', 'free_days'], b?.free_days, 14, 0, 3650),
+    currency: c.string(['billing', 'currency'], b?.currency, 'EUR') ?? 'EUR',
+  };
+  if (!/^[A-Z]{3}$/.test(billing.currency)) c.fail(['billing', 'currency'], `${JSON.stringify(billing.currency)} is not an ISO 4217 currency code`);
   const st = c.object(['state'], top.state, ['path'], false);
   const statePath = c.string(['state', 'path'], st?.path, './var/state.db');
   const routing = checkRouting(c, top.routing, inv.servers, inv.transits);
@@ -283,6 +297,9 @@ export function parseConfig(text: string, file: string): Config {
     log: { level },
     servers: inv.servers,
     transits: inv.transits,
+    accounts,
+    billing,
+    ttlMarginS,
     cutoverTtl,
     state: { path: resolve(base, statePath!) },
     routing,
@@ -307,7 +324,7 @@ function checkInventory(c: Checker, top: Record<string, Json>): { servers: Serve
     const out: (Server & { path: Path })[] = [];
     list.forEach((raw, i) => {
       const path: Path = [key, i];
-      const h = c.object(path, raw, key === 'servers' ? ['name', 'addresses', 'pairs'] : ['name', 'addresses']);
+      const h = c.object(path, raw, key === 'servers' ? ['name', 'addresses', 'pairs', 'profile', 'monthly_price'] : ['name', 'addresses', 'profile']);
       if (!h) return;
       const name = c.string([...path, 'name'], h.name);
       if (name !== undefined) {
@@ -351,7 +368,19 @@ function checkInventory(c: Checker, top: Record<string, Json>): { servers: Serve
           }
         }
       }
-      out.push({ name: name ?? `?${i}`, addresses, pairs, path });
+      let profile: string | undefined;
+      if (h.profile !== undefined) {
+        profile = c.string([...path, 'profile'], h.profile);
+        if (profile !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(profile)) c.fail([...path, 'profile'], `${JSON.stringify(profile)} is not a profile name (letters, digits, . _ -)`);
+      }
+      let monthlyPrice: string | undefined;
+      if (h.monthly_price !== undefined) {
+        const m = parseMoney(typeof h.monthly_price === 'string' ? h.monthly_price : String(h.monthly_price));
+        if (typeof m === 'string') c.fail([...path, 'monthly_price'], `${m} (write it as a quoted decimal, e.g. "29.99")`);
+        else if (typeof h.monthly_price !== 'string') c.fail([...path, 'monthly_price'], `must be a quoted decimal string (e.g. "29.99"), not the number ${h.monthly_price}`);
+        else monthlyPrice = h.monthly_price;
+      }
+      out.push({ name: name ?? `?${i}`, addresses, pairs, path, profile, monthlyPrice });
     });
     return out;
   };
@@ -359,6 +388,7 @@ function checkInventory(c: Checker, top: Record<string, Json>): { servers: Serve
   const transits = hosts('transits');
   for (const s of servers) {
     for (const t of transits) {
+      if (profileOf(s) !== profileOf(t)) continue; // a transit only stands in for its own profile
       const r = pairAddresses(s, t);
       if (typeof r === 'string') c.fail([...s.path, s.pairs?.[t.name] ? 'pairs' : 'addresses'], `${r} (${fmtPath(t.path)})`);
     }
@@ -366,8 +396,59 @@ function checkInventory(c: Checker, top: Record<string, Json>): { servers: Serve
       if (!transits.some((t) => t.name === transit)) c.fail([...s.path, 'pairs', transit], `no transit named ${JSON.stringify(transit)}`);
     }
   }
-  const strip = ({ path: _p, ...h }: Server & { path: Path }) => h;
-  return { servers: servers.map(strip), transits: transits.map((t) => ({ name: t.name, addresses: t.addresses })) };
+  const strip = ({ path: _p, ...h }: Server & { path: Path }) => Object.fromEntries(Object.entries(h).filter(([, v]) => v !== undefined)) as unknown as Server;
+  return { servers: servers.map(strip), transits: transits.map((t) => strip({ name: t.name, addresses: t.addresses, profile: t.profile, path: t.path })) };
+}
+
+/** accounts: names, home servers that exist, zones owned by one account each. */
+function checkAccounts(c: Checker, raw: Json, servers: Server[]): Account[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) {
+    c.fail(['accounts'], 'must be a list');
+    return [];
+  }
+  const names = new Map<string, number>();
+  const zoneOwner = new Map<string, string>();
+  const out: Account[] = [];
+  raw.forEach((r, i) => {
+    const path: Path = ['accounts', i];
+    const a = c.object(path, r, ['name', 'server', 'zones', 'probe']);
+    if (!a) return;
+    const name = c.string([...path, 'name'], a.name);
+    if (name !== undefined) {
+      if (!HOST_NAME.test(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} is not a valid name (lower-case letters, digits and hyphens)`);
+      else if (names.has(name)) c.fail([...path, 'name'], `${JSON.stringify(name)} is already accounts[${names.get(name)}]`);
+      else names.set(name, i);
+    }
+    const server = c.string([...path, 'server'], a.server);
+    if (server !== undefined && !servers.some((s) => s.name === server)) c.fail([...path, 'server'], `no server named ${JSON.stringify(server)}`);
+    const zones: string[] = [];
+    if (!Array.isArray(a.zones) || a.zones.length === 0) c.fail([...path, 'zones'], 'must be a non-empty list of zone names');
+    else {
+      a.zones.forEach((z, j) => {
+        try {
+          if (typeof z !== 'string') throw new Error('not a string');
+          const k = nameKey(z.endsWith('.') ? z : z + '.');
+          const other = zoneOwner.get(k);
+          if (other) c.fail([...path, 'zones', j], `${z} already belongs to account ${other}`);
+          else zoneOwner.set(k, name ?? '?');
+          zones.push(k);
+        } catch (err) {
+          c.fail([...path, 'zones', j], `${JSON.stringify(z)} is not a zone name: ${(err as Error).message}`);
+        }
+      });
+    }
+    let probe: Account['probe'];
+    if (a.probe !== undefined) {
+      const pr = c.object([...path, 'probe'], a.probe, ['url', 'identity_header']);
+      const url = pr ? c.string([...path, 'probe', 'url'], pr.url) : undefined;
+      if (url !== undefined && !/^https?:\/\/[^\s]+$/.test(url)) c.fail([...path, 'probe', 'url'], `${JSON.stringify(url)} is not an http(s) URL`);
+      const ih = pr?.identity_header === undefined ? undefined : c.string([...path, 'probe', 'identity_header'], pr.identity_header);
+      if (url) probe = { url, identityHeader: ih?.toLowerCase() };
+    }
+    if (name && server) out.push({ name, server, zones, probe });
+  });
+  return out;
 }
 
 /** health: probe cadence, timeouts, the prober and its settings. */

@@ -13,8 +13,8 @@ import {
   isFinished, measured, newOperation, routingFailed, routingStarted, routingSucceeded, sourceHost, targetHost,
   type AddressDowntime, type Direction, type Operation,
 } from '../core/operation.js';
-import { compileOverlay, type ServerOverlay } from '../core/overlay.js';
-import type { Clock, DnsOverlayPort, DowntimeMeter, MeterRun, StateStore } from '../core/ports.js';
+import type { ServerOverlay } from '../core/overlay.js';
+import type { Clock, DowntimeMeter, MeterRun, ServerOverlaySink, StateStore } from '../core/ports.js';
 import { RouteError, type RouteBackend } from '../routing/route-backend.js';
 
 /** A refusal with a stable code (mapped to an HTTP status by the API). */
@@ -40,7 +40,8 @@ export interface CutoverServiceDeps {
   inventory: Inventory;
   store: StateStore;
   backend: RouteBackend;
-  dns: DnsOverlayPort;
+  /** Receives the active server overlays (DNS answers them before the call returns). */
+  overlays: ServerOverlaySink;
   /** TTL cap of rewritten records (dns.cutover_ttl). */
   ttlCap: number;
   clock: Clock;
@@ -85,7 +86,7 @@ export class CutoverService {
   resume(): void {
     const { overlays, operations } = this.deps.store.load();
     for (const o of overlays) this.overlays.set(o.server, o);
-    this.publishOverlay();
+    this.publishOverlay(true);
     if (overlays.length > 0) this.log.info({ servers: overlays.map((o) => o.server) }, 'cutover overlays restored');
     for (let op of operations) {
       this.log.warn({ operation: op.id, server: op.server, direction: op.direction, state: op.state, phase: op.phase }, 'resuming an unfinished operation');
@@ -245,8 +246,8 @@ export class CutoverService {
     return this.deps.newId?.() ?? `op-${randomUUID()}`;
   }
 
-  private publishOverlay(): void {
-    this.deps.dns.apply(compileOverlay(this.overlays.values(), this.deps.ttlCap));
+  private publishOverlay(restore = false): void {
+    this.deps.overlays.setServers([...this.overlays.values()], { restore });
     this.deps.observer?.overlaysChanged?.([...this.overlays.values()], this.deps.store.routes());
   }
 

@@ -9,11 +9,25 @@ import type { IpAddress } from './addresses.js';
 export interface Host {
   name: string;
   addresses: readonly IpAddress[];
+  /** Configuration class; a transit stands in for servers of its own profile. Default "default". */
+  profile?: string;
 }
 
 /** A server, with optional explicit pairs per transit: server address → transit address. */
 export interface Server extends Host {
   pairs?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Monthly price, a decimal string (billing.currency), billed for a transit past the free period. */
+  monthlyPrice?: string;
+}
+
+/** A hosting account: its home server and the zones it owns. */
+export interface Account {
+  name: string;
+  server: string;
+  /** Zone keys ("acme.example.") whose answers follow the account when it moves. */
+  zones: readonly string[];
+  /** Optional HTTP probe of the account's site during its moves. */
+  probe?: { url: string; identityHeader?: string };
 }
 
 export type Transit = Host;
@@ -28,6 +42,12 @@ export interface AddressPair {
 export interface Inventory {
   readonly servers: ReadonlyMap<string, Server>;
   readonly transits: ReadonlyMap<string, Transit>;
+  readonly accounts?: ReadonlyMap<string, Account>;
+}
+
+/** The profile of a host ("default" when none is set). */
+export function profileOf(h: Host): string {
+  return h.profile ?? 'default';
 }
 
 /** Names of servers and transits: what may appear in a URL path and in a metric label. */

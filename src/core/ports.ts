@@ -10,6 +10,10 @@ export interface StateChange {
   operation?: Operation;
   overlay?: { server: string; value: ServerOverlay | null };
   routes?: { address: string; host: string }[];
+  /** Small named values (e.g. the SOA serial bump); null deletes. */
+  meta?: Record<string, string | null>;
+  /** A migration record, by server (JSON-safe). */
+  migration?: { server: string; value: unknown };
 }
 
 /** Durable state. Every method commits before it returns (or throws). */
@@ -23,12 +27,20 @@ export interface StateStore {
   routes(): Map<string, string>;
   /** Commits a change atomically: an operation, a server's overlay (null removes it), confirmed routes. */
   commit(change: StateChange): void;
+  getMeta(key: string): string | undefined;
+  /** Every stored migration record (finished ones included). */
+  migrations(): unknown[];
   close(): void;
 }
 
 /** The DNS side of a cutover: makes a compiled overlay active in every answer sent afterwards. */
 export interface DnsOverlayPort {
   apply(overlay: import('./overlay.js').CompiledOverlay | null): void;
+}
+
+/** Where the cutover service publishes the active server overlays (composed with the rest in controller/). */
+export interface ServerOverlaySink {
+  setServers(overlays: ServerOverlay[], opts?: { restore?: boolean }): void;
 }
 
 /** Wall clock and a monotonic clock, injected so that the core can be tested. */

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS operations (
 CREATE INDEX IF NOT EXISTS operations_server ON operations (server, accepted DESC);
 CREATE TABLE IF NOT EXISTS overlays (server TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS routes (address TEXT PRIMARY KEY, host TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS migrations (server TEXT PRIMARY KEY, body TEXT NOT NULL);
 `;
 const SCHEMA_VERSION = '1';
 
@@ -60,6 +61,11 @@ export function openSqliteStore(path: string): StateStore {
   const allOverlays = db.prepare('SELECT body FROM overlays').pluck();
   const putRoute = db.prepare('INSERT INTO routes (address, host, at) VALUES (?, ?, ?) ON CONFLICT(address) DO UPDATE SET host = excluded.host, at = excluded.at');
   const allRoutes = db.prepare('SELECT address, host FROM routes');
+  const putMeta = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
+  const delMeta = db.prepare('DELETE FROM meta WHERE key = ?');
+  const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
+  const putMigration = db.prepare('INSERT INTO migrations (server, body) VALUES (?, ?) ON CONFLICT(server) DO UPDATE SET body = excluded.body');
+  const allMigrations = db.prepare('SELECT body FROM migrations').pluck();
 
   const commit = db.transaction((change: StateChange) => {
     if (change.operation) {
@@ -71,6 +77,12 @@ export function openSqliteStore(path: string): StateStore {
       else delOverlay.run(change.overlay.server);
     }
     for (const r of change.routes ?? []) putRoute.run(r.address, r.host, Date.now());
+    for (const [k, v] of Object.entries(change.meta ?? {})) {
+      if (k === 'schema') throw new Error('meta key "schema" is reserved');
+      if (v === null) delMeta.run(k);
+      else putMeta.run(k, v);
+    }
+    if (change.migration) putMigration.run(change.migration.server, JSON.stringify(change.migration.value));
   });
 
   return {
@@ -92,6 +104,12 @@ export function openSqliteStore(path: string): StateStore {
     },
     commit(change) {
       commit(change);
+    },
+    getMeta(key) {
+      return getMeta.get(key) as string | undefined;
+    },
+    migrations() {
+      return (allMigrations.all() as string[]).map((b) => JSON.parse(b) as unknown);
     },
     close() {
       db.close();

@@ -14,6 +14,7 @@ import type { CompiledOverlay } from '../../src/core/overlay.js';
 import type { StateStore } from '../../src/core/ports.js';
 import { RouteError, type DesiredRoute, type RouteBackend } from '../../src/routing/route-backend.js';
 import { openSqliteStore, StateLockedError } from '../../src/store/sqlite-store.js';
+import { OverlayComposer } from '../../src/controller/overlay-composer.js';
 
 const addr = (s: string) => parseAddress(s) as IpAddress;
 const inventory: Inventory = {
@@ -70,9 +71,10 @@ function setup(path?: string) {
   const backend = new ScriptedBackend();
   const overlays: (CompiledOverlay | null)[] = [];
   let t = 1_000_000;
+  const composer = new OverlayComposer({ dns: { apply: (o) => overlays.push(o) }, store, ttlCap: 60 });
   const svc = new CutoverService({
     inventory, store, backend,
-    dns: { apply: (o) => overlays.push(o) },
+    overlays: composer,
     ttlCap: 60,
     clock: { now: () => (t += 10), monotonic: () => t },
     logger: pino({ level: 'silent' }),
@@ -81,7 +83,7 @@ function setup(path?: string) {
     const o = overlays[overlays.length - 1];
     const ip = addr(a);
     const bytes = ip.family === 4 ? Buffer.from(ip.address.split('.').map(Number)) : null;
-    return bytes && o ? o.replacement(bytes) ?? null : null;
+    return bytes && o ? o.replacement(bytes, 'any.zone.') ?? null : null;
   };
   return { file, store, backend, svc, overlays, dnsAnswer };
 }
@@ -136,6 +138,22 @@ describe('cutover service', () => {
     const { svc, overlays } = setup();
     expect(codeOf(() => svc.cutover('srv-42', 'transit-s'))).toBe('TRANSIT_TOO_SMALL');
     expect(overlays).toEqual([]);
+  });
+
+  test('every overlay change bumps the served SOA serial, durably; a restart restores it without a bump', async () => {
+    const first = setup();
+    first.svc.cutover('srv-42', 'transit-3');
+    await first.svc.idle();
+    first.svc.cutback('srv-42');
+    await first.svc.idle();
+    const bumps = first.overlays.map((o) => o?.serialBump ?? 0);
+    expect(bumps).toEqual([1, 2]);
+    // lifted, but the serial stays ahead of what secondaries saw during the cutover
+    expect(first.overlays[1]).not.toBeNull();
+    first.store.close();
+    const second = setup(first.file);
+    second.svc.resume();
+    expect(second.overlays.map((o) => o?.serialBump)).toEqual([2]);
   });
 
   test('routing that fails for good: operation failed with the reason, overlay stays; retry succeeds', async () => {

@@ -9,12 +9,16 @@ import { Rcode, RRType } from '../wire/constants.js';
 import type { Answer, WireRecord } from '../wire/encoder.js';
 import { findSet, negativeTtl, type RRset, type Zone } from '../zone/zone.js';
 
-/** Rewrites served addresses during a cutover. */
+/** Rewrites served data during cutovers and migrations (see core/overlay.ts). */
 export interface AddressOverlay {
-  /** The replacement for a 4- or 16-byte address, or undefined when it is not rewritten. */
-  replacement(address: Buffer): Buffer | undefined;
+  /** The replacement for a 4- or 16-byte address in a record of `zone` (origin key), or undefined. */
+  replacement(address: Buffer, zone: string): Buffer | undefined;
   /** Cap on the TTL of rewritten records. */
   readonly ttlCap: number;
+  /** A TTL cap for a record carrying this address that is not rewritten (TTLs lowered ahead of a reinstall). */
+  ttlCapFor?(address: Buffer): number | undefined;
+  /** Added to served SOA serials (serial arithmetic, RFC 1982) so secondaries see every change. */
+  readonly serialBump?: number;
 }
 
 /** The set of zones served, looked up by the closest enclosing origin. */
@@ -166,20 +170,33 @@ export function lookup(zones: ZoneSet, qname: string, qtype: number, opts: Looku
     else addNegative(ans, zone);
     break;
   }
-  if (opts.overlay) applyOverlay(ans, opts.overlay);
+  if (opts.overlay) applyOverlay(ans, opts.overlay, zones);
   return ans;
 }
 
-/** Rewrites A/AAAA data in every section; duplicates created by the rewrite are dropped. */
-function applyOverlay(ans: Answer, overlay: AddressOverlay): void {
+/** Rewrites A/AAAA data and TTLs and bumps SOA serials in every section; duplicates created by a rewrite are dropped. */
+function applyOverlay(ans: Answer, overlay: AddressOverlay, zones: ZoneSet): void {
   for (const section of [ans.answer, ans.authority, ans.additional]) {
     let changed = false;
     for (let i = 0; i < section.length; i++) {
       const rr = section[i];
+      if (rr.type === RRType.SOA && overlay.serialBump) {
+        const rd = Buffer.from(rr.rdata);
+        const at = rd.length - 20;
+        rd.writeUInt32BE((rd.readUInt32BE(at) + overlay.serialBump) % 0x100000000, at);
+        section[i] = { ...rr, rdata: rd };
+        continue;
+      }
       if (rr.type !== RRType.A && rr.type !== RRType.AAAA) continue;
-      const repl = overlay.replacement(rr.rdata);
+      const repl = overlay.replacement(rr.rdata, zones.find(rr.owner)?.origin ?? '');
       if (repl) {
         section[i] = { ...rr, rdata: repl, ttl: Math.min(rr.ttl, overlay.ttlCap) };
+        changed = true;
+        continue;
+      }
+      const cap = overlay.ttlCapFor?.(rr.rdata);
+      if (cap !== undefined && cap < rr.ttl) {
+        section[i] = { ...rr, ttl: cap };
         changed = true;
       }
     }
