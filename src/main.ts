@@ -16,6 +16,11 @@ import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './dns/zone/z
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { CutoverService } from './controller/cutover-service.js';
 import { OverlayComposer } from './controller/overlay-composer.js';
+import { MigrationService } from './controller/migration-service.js';
+import { addressBytes } from './core/addresses.js';
+import { billableDays } from './core/billing.js';
+import { MIGRATION_STATES, isFinished as migrationFinished } from './core/migration.js';
+import { profileOf } from './core/inventory.js';
 import type { Inventory } from './core/inventory.js';
 import type { StateStore } from './core/ports.js';
 import { createRouteBackend } from './routing/create-backend.js';
@@ -31,6 +36,7 @@ export interface Controller {
   readonly responder: Responder;
   /** Absent when the config has no servers. */
   readonly cutover?: CutoverService;
+  readonly migrations?: MigrationService;
   /** Reloads the zone directory (as SIGHUP does). */
   reload(): Promise<LoadResult>;
   stop(): Promise<void>;
@@ -121,12 +127,14 @@ export async function startController(config: Config, logger?: Logger): Promise<
   // cutover: state first, so that DNS answers carry any active overlay from the first packet on
   let store: StateStore | undefined;
   let cutover: CutoverService | undefined;
+  let migrations: MigrationService | undefined;
   if (config.servers.length > 0) {
     const ctlLog = log.child({ component: 'cutover' });
     store = openSqliteStore(config.state.path);
     const inventory: Inventory = {
       servers: new Map(config.servers.map((s) => [s.name, s])),
       transits: new Map(config.transits.map((t) => [t.name, t])),
+      accounts: new Map(config.accounts.map((a) => [a.name, a])),
     };
     const routeLog = log.child({ component: 'routing' });
     const backend = withRetry(createRouteBackend(config.routing, routeLog), {
@@ -138,13 +146,53 @@ export async function startController(config: Config, logger?: Logger): Promise<
     const addressServer = new Map(config.servers.flatMap((s) => s.addresses.map((a) => [a.address, s.name] as const)));
     const transitNames = new Set(config.transits.map((t) => t.name));
     const composer = new OverlayComposer({ dns: { apply: (overlay) => responder.update({ overlay }) }, store, ttlCap: config.cutoverTtl });
+    const clock = { now: () => Date.now(), monotonic: () => performance.now() };
+    const mig = new MigrationService({
+      inventory: () => inventory,
+      store,
+      overlays: composer,
+      clock,
+      logger: log.child({ component: 'migration' }),
+      cutoverTtl: config.cutoverTtl,
+      ttlMarginS: config.ttlMarginS,
+      freeDays: config.billing.freeDays,
+      currency: config.billing.currency,
+      largestTtl: (addresses) => largestTtl(responder.zoneSet, addresses),
+      transitsInCutover: () => new Set(cutover?.statusAll().flatMap((s) => (s.overlay.active ? [s.overlay.transit] : [])) ?? []),
+      observer: {
+        accountMoved: (direction, downtimeMs) => {
+          if (downtimeMs !== null) metrics.accountMoveDowntime.observe({ direction }, downtimeMs / 1000);
+        },
+      },
+    });
+    migrations = mig;
+    metrics.sources.migration = {
+      transitsFree: () => {
+        const t = mig.transits();
+        return [...new Set(config.transits.map(profileOf))].map((profile) => ({
+          labels: { profile }, value: t.transits.filter((x) => x.profile === profile && x.held_by === null).length,
+        }));
+      },
+      queueLength: () => {
+        const t = mig.transits();
+        return [...new Set(config.servers.map(profileOf))].map((profile) => ({ labels: { profile }, value: t.queue.filter((q) => q.profile === profile).length }));
+      },
+      migrations: () => MIGRATION_STATES.map((state) => ({ labels: { state }, value: mig.all().filter((m) => m.state === state).length })),
+      billableDays: () => mig.all().filter((m) => !migrationFinished(m) && m.assignedAt !== null)
+        .map((m) => ({ labels: { server: m.server }, value: billableDays(m.assignedAt!, Date.now(), config.billing.freeDays) })),
+    };
     cutover = new CutoverService({
       inventory,
       store,
       backend,
       overlays: composer,
       ttlCap: config.cutoverTtl,
-      clock: { now: () => Date.now(), monotonic: () => performance.now() },
+      clock,
+      hooks: {
+        beforeCutover: (server, transit, force) => mig.checkCutover(server, transit, force),
+        cutoverAccepted: (server, force) => mig.cutoverAccepted(server, force),
+        cutbackSucceeded: (server) => mig.cutbackSucceeded(server),
+      },
       logger: ctlLog,
       meter: config.health.probe
         ? createDowntimeMeter({
@@ -187,6 +235,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     });
     metrics.overlayMaxAge.set(config.health.overlayMaxDays * 86400);
     cutover.resume();
+    mig.resume();
     mainLog.info({ servers: config.servers.length, transits: config.transits.length, backend: backend.name, state: config.state.path, measured: config.health.probe?.type ?? 'no' }, 'cutover service ready');
   }
   mainLog.info({ ms: Date.now() - t0 }, 'initial zone load finished');
@@ -224,6 +273,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     zones: () => [...responder.zoneSet.zones()].map((z) => ({ zone: z.origin, serial: z.serial, records: z.recordCount })),
     zoneErrors: () => lastErrors,
     cutover,
+    migrations,
     mxAuditor: createMxAuditor(config.mxAudit),
     onMxVerdict: (verdict) => metrics.mxAudits.inc({ verdict }),
   });
@@ -242,6 +292,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     metrics,
     responder,
     cutover,
+    migrations,
     reload,
     async stop() {
       ready = false;
@@ -253,10 +304,25 @@ export async function startController(config: Config, logger?: Logger): Promise<
         // let routing in flight finish briefly; what does not is resumed at the next start
         await Promise.race([cutover.idle(), new Promise((r) => setTimeout(r, 5000).unref())]);
       }
+      migrations?.stop();
       store?.close();
       mainLog.info('stopped');
     },
   };
+}
+
+/** Largest TTL of the A/AAAA records served with any of these addresses (0 when none). */
+function largestTtl(zones: ZoneSet, addresses: string[]): number {
+  const wanted = new Set(addresses.map((a) => addressBytes({ address: a, family: a.includes(':') ? 6 : 4 }).toString('latin1')));
+  let max = 0;
+  for (const z of zones.zones()) {
+    for (const sets of z.nodes.values()) {
+      for (const set of sets) {
+        if ((set.type === 1 || set.type === 28) && set.ttl > max && set.rdata.some((d) => wanted.has(d.toString('latin1')))) max = set.ttl;
+      }
+    }
+  }
+  return max;
 }
 
 function zoneLabel(file: string): string {

@@ -10,6 +10,8 @@ import type { CutoverService } from '../controller/cutover-service.js';
 import { ApiError, errorBody, ERROR_STATUS } from './errors.js';
 import { cutoverRoutes } from './routes/cutover-routes.js';
 import { mxAuditRoutes } from './routes/mx-audit-routes.js';
+import { migrationRoutes } from './routes/migration-routes.js';
+import type { MigrationService } from '../controller/migration-service.js';
 import type { MxAuditor } from '../audit/mx-audit.js';
 
 /** What the API reads from the running controller. */
@@ -28,6 +30,7 @@ export interface ApiDeps {
   cutover?: CutoverService;
   /** The MX audit, and a hook for each verdict (metrics). */
   mxAuditor?: MxAuditor;
+  migrations?: MigrationService;
   onMxVerdict?: (verdict: string) => void;
 }
 
@@ -78,6 +81,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   v1.get('/zones', (_req, res) => {
     res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
   });
+  if (deps.migrations) v1.use(migrationRoutes(deps.migrations));
   if (deps.cutover) v1.use(cutoverRoutes(deps.cutover));
   if (deps.mxAuditor) v1.use(mxAuditRoutes(deps.mxAuditor, deps.onMxVerdict));
   app.use('/v1', v1);
@@ -87,10 +91,12 @@ export function createApiApp(deps: ApiDeps): express.Express {
     let status: number = ERROR_STATUS.INTERNAL;
     let code = 'INTERNAL';
     let message = 'internal error';
+    let details: Record<string, unknown> | undefined;
     if (err instanceof ApiError) {
       status = err.status;
       code = err.code;
       message = err.message;
+      details = err.details;
     } else if (isHttpError(err)) {
       status = err.status;
       code = err.type === 'entity.too.large' ? 'PAYLOAD_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST';
@@ -99,7 +105,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
       deps.logger.error({ err, method: req.method, path: req.path }, 'api internal error');
     }
     if (status >= 500 || status === 401) deps.logger.warn({ method: req.method, path: req.path, status, code }, 'api request failed');
-    res.status(status).json(errorBody(code, message));
+    res.status(status).json(errorBody(code, message, details));
   });
   return app;
 }

@@ -12,14 +12,14 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
-/** An error that the API reports as-is. */
+/** An error that the API reports as-is; `details` are added to the error object (state, allowed...). */
 export class ApiError extends Error {
-  constructor(readonly code: ErrorCode, message: string, readonly status: number = ERROR_STATUS[code]) {
+  constructor(readonly code: ErrorCode, message: string, readonly status: number = ERROR_STATUS[code], readonly details?: Record<string, unknown>) {
     super(message);
   }
 }
 
 /** The JSON body of an error response. */
-export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
-  return { error: { code, message } };
+export function errorBody(code: string, message: string, details?: Record<string, unknown>): { error: { code: string; message: string } } {
+  return { error: { code, message, ...(details ?? {}) } };
 }

@@ -50,6 +50,15 @@ export interface CutoverServiceDeps {
   newId?: () => string;
   /** Measures each address's downtime; without it operations are not measured. */
   meter?: DowntimeMeter;
+  /** The migration lifecycle's say on cutovers (guard) and what it hears back. */
+  hooks?: CutoverHooks;
+}
+
+/** Hooks for the migration lifecycle. `beforeCutover` throws to refuse. */
+export interface CutoverHooks {
+  beforeCutover?(server: string, transit: string, force: boolean): void;
+  cutoverAccepted?(server: string, force: boolean): void;
+  cutbackSucceeded?(server: string): void;
 }
 
 /** The result of a cutover/cutback request: the operation and whether this call started it. */
@@ -96,7 +105,7 @@ export class CutoverService {
   }
 
   /** Cuts a server over to a transit: DNS now, routing in the background. */
-  cutover(serverName: string, transitName: string): Accepted {
+  cutover(serverName: string, transitName: string, opts: { force?: boolean } = {}): Accepted {
     const t0 = this.deps.clock.monotonic();
     const server = this.server(serverName);
     const transit = this.deps.inventory.transits.get(transitName);
@@ -125,6 +134,7 @@ export class CutoverService {
     }
     const pairs = pairAddresses(server, transit);
     if (typeof pairs === 'string') throw new ServiceError('TRANSIT_TOO_SMALL', pairs);
+    this.deps.hooks?.beforeCutover?.(serverName, transitName, opts.force === true);
     const now = this.deps.clock.now();
     let op = newOperation({ id: this.newId(), server: serverName, transit: transitName, direction: 'cutover', backend: this.deps.backend.name, pairs, now });
     const overlay: ServerOverlay = { server: serverName, transit: transitName, operationId: op.id, since: now, pairs };
@@ -138,6 +148,7 @@ export class CutoverService {
     this.deps.store.commit({ operation: op });
     this.startedAt.set(op.id, t0);
     this.log.info({ operation: op.id, server: serverName, transit: transitName, addresses: pairs.length, dnsSwitchMs: op.durationsMs.dnsSwitch }, 'cutover: DNS switched');
+    this.deps.hooks?.cutoverAccepted?.(serverName, opts.force === true);
     this.launch(op);
     return { operation: op, created: true };
   }
@@ -299,6 +310,7 @@ export class CutoverService {
         this.deps.store.commit({ operation: routed, overlay: { server: op.server, value: null }, routes });
         this.overlays.delete(op.server);
         this.publishOverlay();
+        this.deps.hooks?.cutbackSucceeded?.(op.server);
       } else {
         this.deps.store.commit({ operation: routed, routes });
         this.deps.observer?.overlaysChanged?.([...this.overlays.values()], this.deps.store.routes());

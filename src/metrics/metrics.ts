@@ -11,6 +11,14 @@ export interface Sample<L extends string> {
   value: number;
 }
 
+/** Read-outs of the migration lifecycle at scrape time. */
+export interface MigrationSource {
+  transitsFree(): Sample<'profile'>[];
+  queueLength(): Sample<'profile'>[];
+  migrations(): Sample<'state'>[];
+  billableDays(): Sample<'server'>[];
+}
+
 /** Read-outs provided by the DNS server at scrape time. */
 export interface DnsSource {
   queries(): Sample<'transport' | 'rcode'>[];
@@ -24,7 +32,7 @@ export interface DnsSource {
 export interface Metrics {
   registry: Registry;
   /** Set by main once the DNS server exists. */
-  sources: { dns?: DnsSource };
+  sources: { dns?: DnsSource; migration?: MigrationSource };
   dnsQueryDuration: Histogram;
   dnsZonesLoaded: Gauge;
   dnsZoneLoadErrors: Counter<'zone'>;
@@ -43,6 +51,7 @@ export interface Metrics {
   ipRecovered: Gauge<'server' | 'address' | 'direction'>;
   probeSuccess: Gauge<'server' | 'address'>;
   mxAudits: Counter<'verdict'>;
+  accountMoveDowntime: Histogram<'direction'>;
 }
 
 /** Defines all metrics on `registry` (with Node's default process metrics). */
@@ -102,6 +111,18 @@ export function createMetrics(registry: Registry): Metrics {
       if (v > 0) this.inc(v);
     },
   });
+  const gaugeFrom = <L extends string>(name: string, help: string, label: L, read: (m: MigrationSource) => Sample<L>[]) =>
+    new Gauge({
+      name, help, labelNames: [label] as const, registers: [registry],
+      collect() {
+        this.reset();
+        if (sources.migration) for (const s of read(sources.migration)) this.set(s.labels, s.value);
+      },
+    });
+  gaugeFrom('failover_transits_free', 'Transits of each profile free for the next migration.', 'profile', (m) => m.transitsFree());
+  gaugeFrom('failover_migration_queue_length', 'Servers waiting for a transit, per profile.', 'profile', (m) => m.queueLength());
+  gaugeFrom('failover_migrations', 'Migrations per state (completed and cancelled included).', 'state', (m) => m.migrations());
+  gaugeFrom('failover_transit_billable_days', 'Billable days so far of the transit held by the server (days started past the free period).', 'server', (m) => m.billableDays());
   new Gauge({
     name: 'failover_dns_cache_entries',
     help: 'Encoded answers held in the DNS wire cache.',
@@ -207,6 +228,13 @@ export function createMetrics(registry: Registry): Metrics {
       name: 'failover_probe_success',
       help: 'Result of the latest probe of the address while a measurement runs (1 answered by origin or target, 0 failed).',
       labelNames: ['server', 'address'] as const,
+      registers: [registry],
+    }),
+    accountMoveDowntime: new Histogram({
+      name: 'failover_account_move_downtime_seconds',
+      help: 'Downtime of an account during its move (reported by the migration tool, else started to completed), by direction (transit, home).',
+      labelNames: ['direction'] as const,
+      buckets: [1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600],
       registers: [registry],
     }),
     mxAudits: new Counter({

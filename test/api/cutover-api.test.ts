@@ -57,7 +57,7 @@ describe('cutover API', () => {
   test('a malformed body is 400 listing every problem', async () => {
     const r = await call('POST', '/v1/servers/srv-42/cutover', '{"transit":3,"colour":"red"}');
     expect(r.status).toBe(400);
-    expect(r.body.error.message).toBe('transit: must be a string, not 3; colour: unknown field (allowed: transit)');
+    expect(r.body.error.message).toBe('transit: must be a string, not 3; colour: unknown field (allowed: transit, force)');
   });
 
   test('cutover 202 → same again 200 (same operation) → other transit 409 → cutback → 409 when nothing is cut over', async () => {

@@ -68,6 +68,9 @@ const STATUS: Record<string, number> = {
 
 function fromService(err: unknown): unknown {
   if (err instanceof ServiceError) return new ApiError(err.code as never, err.message, STATUS[err.code] ?? 409);
+  // refusals of the migration lifecycle (e.g. ACCOUNTS_NOT_ON_TRANSIT) carry their own status and details
+  const e = err as { code?: unknown; status?: unknown; details?: Record<string, unknown> };
+  if (err instanceof Error && err.name === 'MigrationError') return new ApiError(e.code as never, err.message, e.status as number, e.details);
   return err;
 }
 
@@ -131,10 +134,10 @@ export function cutoverRoutes(svc: CutoverService): Router {
   r.post('/servers/:server/cutover', wrap(async (req, res) => {
     const server = nameParam(req, 'server');
     const wait = waitParam(req);
-    const b = body(req, { transit: 'string' }, ['transit']);
+    const b = body(req, { transit: 'string', force: 'boolean' }, ['transit']);
     const transit = b.transit as string;
     if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${JSON.stringify(transit)} is not a valid name`, 400);
-    const { operation, created } = svc.cutover(server, transit);
+    const { operation, created } = svc.cutover(server, transit, { force: b.force === true });
     await respondAccepted(res, svc, operation, created, wait);
   }));
   r.post('/servers/:server/cutback', wrap(async (req, res) => {

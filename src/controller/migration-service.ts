@@ -1,0 +1,359 @@
+/**
+ * The migration of a server, step by step: a transit of the same profile is assigned (or the
+ * server waits in a first-come-first-served queue per profile), accounts move to it one by one
+ * (each account's zones follow it in DNS at the moment its move completes), the cutover is guarded
+ * until all accounts are there, then reinstall, cutback, accounts back, and the transit goes to
+ * the next server waiting. TTLs are lowered ahead of a scheduled reinstall. Billing is derived.
+ * Every change is committed to the state store before it is answered.
+ */
+import type { Logger } from 'pino';
+import { billing, type Billing } from '../core/billing.js';
+import { pairAddresses, profileOf, type Account, type Inventory } from '../core/inventory.js';
+import {
+  accountsNotOnTransit, allowedEvents, isFinished, newMigration, transition,
+  type Migration, type MigrationEvent, type MoveTarget,
+} from '../core/migration.js';
+import type { AccountOverlay, LoweredTtl } from '../core/overlay.js';
+import type { Clock, StateStore } from '../core/ports.js';
+import { assign as poolAssign, queuePosition, summary, type Pool, type Queue } from '../core/transit-pool.js';
+import { staleness, ttlPlan } from '../core/ttl-plan.js';
+import type { OverlayComposer } from './overlay-composer.js';
+
+/** A refusal with a stable code, the current state and what is allowed. */
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+export interface MigrationObserver {
+  changed?(all: Migration[]): void;
+  accountMoved?(direction: MoveTarget, downtimeMs: number | null): void;
+}
+
+export interface MigrationServiceDeps {
+  inventory: () => Inventory;
+  store: StateStore;
+  overlays: Pick<OverlayComposer, 'setAccounts' | 'setLowered'>;
+  clock: Clock;
+  logger: Logger;
+  cutoverTtl: number;
+  ttlMarginS: number;
+  freeDays: number;
+  currency: string;
+  /** Largest TTL (s) of the served records carrying any of these addresses (0 when none). */
+  largestTtl: (addresses: string[]) => number;
+  /** Transits standing in for a server through an active cutover (not free even without a migration). */
+  transitsInCutover?: () => Set<string>;
+  observer?: MigrationObserver;
+}
+
+/** What GET /v1/servers/{server}/migration shows. */
+export interface MigrationView {
+  migration: Migration;
+  queuePosition: number | null;
+  freeUntil: number | null;
+  billing: (Billing & { currency: string }) | null;
+  allowed: string[];
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class MigrationService {
+  private readonly migrations = new Map<string, Migration>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly deps: MigrationServiceDeps) {
+    this.log = deps.logger;
+    for (const m of deps.store.migrations() as Migration[]) this.migrations.set(m.server, m);
+  }
+
+  /** Re-publishes account overlays and lowered TTLs from the stored migrations (at start). */
+  resume(): void {
+    this.publish(true);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** The migration of a server, or null. */
+  get(server: string): Migration | null {
+    return this.migrations.get(server) ?? null;
+  }
+
+  /** Active (not finished) migration of a server, or null. */
+  active(server: string): Migration | null {
+    const m = this.migrations.get(server);
+    return m && !isFinished(m) ? m : null;
+  }
+
+  all(): Migration[] {
+    return [...this.migrations.values()];
+  }
+
+  view(server: string): MigrationView {
+    this.server(server);
+    const m = this.migrations.get(server);
+    if (!m) throw new MigrationError('MIGRATION_NOT_FOUND', `${server} has no migration`, 404);
+    const price = this.deps.inventory().servers.get(server)?.monthlyPrice;
+    const until = m.finishedAt ?? this.deps.clock.now();
+    const b = m.assignedAt !== null && price ? billing({ assignedAt: m.assignedAt, now: until, freeDays: this.deps.freeDays, monthlyPrice: price }) : null;
+    const pos = m.state === 'waiting_for_transit' ? queuePosition(this.queue(), server)?.position ?? null : null;
+    return {
+      migration: m,
+      queuePosition: pos,
+      freeUntil: m.assignedAt !== null ? m.assignedAt + this.deps.freeDays * 86_400_000 : null,
+      billing: b ? { ...b, currency: this.deps.currency } : null,
+      allowed: allowedEvents(m),
+    };
+  }
+
+  /** Requests a migration: assigns a free transit of the server's profile, or queues the server. */
+  request(serverName: string, reinstallAt: number | null): { migration: Migration; created: boolean } {
+    const server = this.server(serverName);
+    const existing = this.active(serverName);
+    if (existing) return { migration: existing, created: false };
+    const now = this.deps.clock.now();
+    const inv = this.deps.inventory();
+    const accounts = [...(inv.accounts?.values() ?? [])].filter((a) => a.server === serverName).map((a) => a.name);
+    const profile = profileOf(server);
+    if (![...inv.transits.values()].some((t) => profileOf(t) === profile)) {
+      throw new MigrationError('NO_TRANSIT_FOR_PROFILE', `no transit has the profile ${profile} of ${serverName}`, 409);
+    }
+    const plan = reinstallAt !== null
+      ? ttlPlan({ reinstallAt, maxTtl: this.deps.largestTtl(server.addresses.map((a) => a.address)), cutoverTtl: this.deps.cutoverTtl, marginSeconds: this.deps.ttlMarginS, now })
+      : null;
+    const m = newMigration({ server: serverName, profile, accounts, reinstallAt, ttlPlan: plan, now });
+    if (typeof m === 'string') throw new MigrationError('BAD_REQUEST', m, 400);
+    let migration = m;
+    const res = poolAssign(this.pool(), this.queue(), { server: serverName, profile, at: now });
+    if (res.ok && res.outcome.kind === 'assigned') migration = this.apply(migration, { type: 'transit_assigned', transit: res.outcome.transit }, now);
+    this.commit(migration);
+    this.log.info({ server: serverName, state: migration.state, transit: migration.transit, reinstallAt }, 'migration requested');
+    this.publish();
+    return { migration, created: true };
+  }
+
+  /** An account's move: phase started, then completed (its zones follow it in DNS now). */
+  move(accountName: string, to: MoveTarget, phase: 'started' | 'completed' | 'failed', extra: { downtimeMs?: number | null; error?: string } = {}): Migration {
+    const account = this.account(accountName);
+    const m = this.active(account.server);
+    if (!m) throw new MigrationError('NO_MIGRATION', `${account.server}, the server of ${accountName}, has no active migration`, 409);
+    const now = this.deps.clock.now();
+    const event: MigrationEvent = phase === 'started'
+      ? { type: 'move_started', account: accountName, to }
+      : phase === 'completed'
+        ? { type: 'move_completed', account: accountName, to, downtimeMs: extra.downtimeMs ?? null }
+        : { type: 'move_failed', account: accountName, to, error: extra.error };
+    const next = this.apply(m, event, now);
+    this.commit(next);
+    if (phase === 'completed') {
+      const mv = next.accounts.find((a) => a.name === accountName)?.moves.at(-1);
+      const downtime = mv?.downtimeMs ?? (mv ? (mv.completedAt ?? now) - mv.startedAt : null);
+      this.deps.observer?.accountMoved?.(to, downtime);
+      this.log.info({ account: accountName, server: account.server, to, state: next.state, downtimeMs: downtime }, 'account moved; its zones follow it in DNS');
+    }
+    this.publish();
+    this.afterFinish(m, next, now);
+    return next;
+  }
+
+  /** Guards a cutover: 409 unless every account is on the transit (or force); the transit must be the migration's. */
+  checkCutover(server: string, transit: string, force: boolean): void {
+    const m = this.active(server);
+    if (!m) return; // a cutover without a migration (issue-3 use) stays allowed
+    if (m.transit !== null && m.transit !== transit) {
+      throw new MigrationError('TRANSIT_MISMATCH', `${server}'s migration holds ${m.transit}, not ${transit}`, 409, { state: m.state });
+    }
+    const res = transition(m, { type: 'cutover', force }, this.deps.clock.now());
+    if (!res.ok) {
+      throw new MigrationError(res.code, res.message, 409, { state: res.state, allowed: res.allowed, ...(res.details?.accounts ? { accounts: res.details.accounts } : {}) });
+    }
+  }
+
+  /** Records an accepted cutover (the migration moves to reinstalling). */
+  cutoverAccepted(server: string, force: boolean): void {
+    const m = this.active(server);
+    if (!m || m.state === 'reinstalling') return;
+    const next = this.apply(m, { type: 'cutover', force }, this.deps.clock.now());
+    this.commit(next);
+    this.publish();
+  }
+
+  /** The reinstall job says the server is reinstalled. */
+  reinstalled(server: string): Migration {
+    this.server(server);
+    const m = this.active(server);
+    if (!m) throw new MigrationError('NO_MIGRATION', `${server} has no active migration`, 409);
+    const next = this.apply(m, { type: 'reinstalled' }, this.deps.clock.now());
+    this.commit(next);
+    return next;
+  }
+
+  /** A cutback succeeded: accounts may move home. */
+  cutbackSucceeded(server: string): void {
+    const m = this.active(server);
+    if (!m || m.state !== 'reinstalling') return;
+    const now = this.deps.clock.now();
+    const next = this.apply(m, { type: 'cutback_succeeded' }, now);
+    this.commit(next);
+    this.publish();
+    this.afterFinish(m, next, now);
+  }
+
+  /** Cancels a migration while nothing is in the way; the transit goes to the next server waiting. */
+  cancel(server: string): Migration {
+    this.server(server);
+    const m = this.active(server);
+    if (!m) throw new MigrationError('NO_MIGRATION', `${server} has no active migration`, 409);
+    const now = this.deps.clock.now();
+    const next = this.apply(m, { type: 'cancel' }, now);
+    this.commit(next);
+    this.publish();
+    this.afterFinish(m, next, now);
+    return next;
+  }
+
+  /** The transit pool and the queue per profile. */
+  transits() {
+    const pool = this.pool();
+    const queue = this.queue();
+    const held = new Map<string, Migration>();
+    for (const m of this.migrations.values()) if (!isFinished(m) && m.transit) held.set(m.transit, m);
+    return {
+      transits: pool.map((t) => ({
+        name: t.name, profile: t.profile, held_by: t.assignedTo,
+        since: t.assignedAt, in_cutover: this.deps.transitsInCutover?.().has(t.name) ?? false,
+      })),
+      profiles: summary(pool, queue),
+      queue: queue.map((q, i) => ({ server: q.server, profile: q.profile, requested_at: q.requestedAt, position: queuePosition(queue, q.server)?.position ?? i + 1 })),
+    };
+  }
+
+  /** Where an account is: home, moving, or on the transit. */
+  accountStatus(name: string) {
+    const a = this.account(name);
+    const m = this.active(a.server);
+    const entry = m?.accounts.find((x) => x.name === name);
+    return { account: a, migration: m, location: entry?.location ?? 'home', moves: entry?.moves ?? [] };
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  private server(name: string) {
+    const s = this.deps.inventory().servers.get(name);
+    if (!s) throw new MigrationError('SERVER_NOT_FOUND', `no server named "${name}"`, 404);
+    return s;
+  }
+
+  private account(name: string): Account {
+    const a = this.deps.inventory().accounts?.get(name);
+    if (!a) throw new MigrationError('ACCOUNT_NOT_FOUND', `no account named "${name}"`, 404);
+    return a;
+  }
+
+  private apply(m: Migration, event: MigrationEvent, now: number): Migration {
+    const res = transition(m, event, now);
+    if (!res.ok) {
+      throw new MigrationError(res.code, res.message, res.code === 'UNKNOWN_ACCOUNT' ? 404 : 409, {
+        state: res.state, allowed: res.allowed, ...(res.details ?? {}),
+      });
+    }
+    if (event.type === 'cutover' && res.migration.cutover && m.ttlPlan) {
+      const st = staleness(m.ttlPlan, now);
+      this.log.info({ server: m.server, cacheSafe: st.cacheSafe, staleForMs: st.staleForMs }, 'cutover during migration');
+    }
+    return res.migration;
+  }
+
+  private commit(m: Migration): void {
+    this.deps.store.commit({ migration: { server: m.server, value: m } });
+    this.migrations.set(m.server, m);
+    this.deps.observer?.changed?.(this.all());
+  }
+
+  /** When a migration finished, its transit goes to the next server waiting for that profile. */
+  private afterFinish(before: Migration, after: Migration, now: number): void {
+    if (isFinished(before) || !isFinished(after)) return;
+    this.log.info({ server: after.server, state: after.state, transit: before.transit }, 'migration finished; transit released');
+    const waiting = this.queue().filter((q) => q.profile === after.profile);
+    if (before.transit === null || waiting.length === 0) return;
+    const next = this.migrations.get(waiting[0].server)!;
+    const assigned = this.apply(next, { type: 'transit_assigned', transit: before.transit }, now);
+    this.commit(assigned);
+    this.log.info({ server: assigned.server, transit: before.transit }, 'transit assigned to the next server waiting');
+  }
+
+  private pool(): Pool {
+    const inv = this.deps.inventory();
+    const holder = new Map<string, Migration>();
+    for (const m of this.migrations.values()) if (!isFinished(m) && m.transit) holder.set(m.transit, m);
+    const busy = this.deps.transitsInCutover?.() ?? new Set<string>();
+    return [...inv.transits.values()].map((t) => {
+      const h = holder.get(t.name);
+      // a transit standing in through a cutover without a migration is not free either
+      const user = h?.server ?? (busy.has(t.name) ? '(cutover)' : null);
+      return { name: t.name, profile: profileOf(t), assignedTo: user, assignedAt: h?.assignedAt ?? null };
+    });
+  }
+
+  private queue(): Queue {
+    return [...this.migrations.values()]
+      .filter((m) => m.state === 'waiting_for_transit')
+      .sort((a, b) => a.requestedAt - b.requestedAt || a.server.localeCompare(b.server))
+      .map((m) => ({ server: m.server, profile: m.profile, requestedAt: m.requestedAt }));
+  }
+
+  /** Publishes account overlays and lowered TTLs, and arms the timer for the next TTL lowering. */
+  private publish(restore = false): void {
+    const inv = this.deps.inventory();
+    const now = this.deps.clock.now();
+    const accounts: AccountOverlay[] = [];
+    const lowered: LoweredTtl[] = [];
+    let nextLowering = Infinity;
+    for (const m of this.migrations.values()) {
+      if (isFinished(m)) continue;
+      const server = inv.servers.get(m.server);
+      const transit = m.transit ? inv.transits.get(m.transit) : undefined;
+      if (!server) continue;
+      if (transit) {
+        const pairs = pairAddresses(server, transit);
+        if (typeof pairs !== 'string') {
+          for (const a of m.accounts) {
+            if (a.location !== 'transit' && a.location !== 'moving_home') continue;
+            const acc = inv.accounts?.get(a.name);
+            if (acc) accounts.push({ account: a.name, server: m.server, transit: transit.name, zones: [...acc.zones], pairs, since: a.moves.at(-1)?.completedAt ?? now });
+          }
+        }
+      }
+      if (m.ttlPlan) {
+        if (now >= m.ttlPlan.lowerFrom) {
+          lowered.push({ server: m.server, addresses: server.addresses.map((a) => ({ address: a.address, family: a.family })), ttl: m.ttlPlan.loweredTtl });
+        } else {
+          nextLowering = Math.min(nextLowering, m.ttlPlan.lowerFrom);
+        }
+      }
+    }
+    this.deps.overlays.setAccounts(accounts, { restore: true });
+    this.deps.overlays.setLowered(lowered, { restore });
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (nextLowering !== Infinity) {
+      this.timer = setTimeout(() => {
+        this.log.info('lowering TTLs ahead of a scheduled reinstall');
+        this.publish();
+      }, Math.min(MAX_TIMER_MS, Math.max(0, nextLowering - now)));
+      this.timer.unref();
+    }
+  }
+}
+
+export { accountsNotOnTransit };
