@@ -161,9 +161,16 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
   const api = client(values);
   try {
     if (positionals.length === 1) {
-      const s = (await api.request<Status>('GET', `/v1/servers/${encodeURIComponent(positionals[0])}`)).body;
-      if (values.json) process.stdout.write(JSON.stringify(s) + '\n');
-      else process.stdout.write(describeStatus(s) + '\n');
+      const name = encodeURIComponent(positionals[0]);
+      const s = (await api.request<Status>('GET', `/v1/servers/${name}`)).body;
+      let migration: Migration | null = null;
+      try {
+        migration = (await api.request<Migration>('GET', `/v1/servers/${name}/migration`)).body;
+      } catch (err) {
+        if (!(err instanceof ApiClientError && err.status === 404)) throw err;
+      }
+      if (values.json) process.stdout.write(JSON.stringify({ ...s, migration }) + '\n');
+      else process.stdout.write(describeStatus(s) + (migration ? '\n' + describeMigration(migration) : '') + '\n');
     } else {
       const all = (await api.request<{ servers: Status[] }>('GET', '/v1/servers')).body;
       if (values.json) process.stdout.write(JSON.stringify(all) + '\n');
@@ -194,6 +201,35 @@ function describeStatus(s: Status): string {
       lines.push(`    ${op.timestamps.accepted}  ${op.direction.padEnd(8)} ${op.state.padEnd(10)} dns ${fmtMs(op.durations_ms.dns_switch)}, routing ${fmtMs(op.durations_ms.routing)}  ${op.id}${op.error ? '  ' + op.error.message : ''}`);
     }
   }
+  return lines.join('\n');
+}
+
+interface Migration {
+  state: string; transit: string | null; queue_position: number | null; assigned_at: string | null; free_until: string | null;
+  reinstall_at: string | null; profile: string;
+  billing: { currency: string; billable_days: number; amount: string } | null;
+  ttl_plan: { lower_from: string; cache_safe_at: string; lowered_ttl: number } | null;
+  accounts: { name: string; location: string; moves: { direction: string; downtime_ms: number | null; completed_at: string | null }[] }[];
+  allowed: string[];
+}
+
+const LOCATION: Record<string, string> = { home: 'home', transit: 'on the transit', moving_to_transit: 'moving to the transit', moving_home: 'moving home' };
+
+/** A migration as a person reads it: state, transit, accounts and where each is, free until, amount so far. */
+export function describeMigration(m: Migration): string {
+  const lines = [`  migration: ${m.state.replace(/_/g, ' ')}${m.transit ? `, transit ${m.transit}` : ''}${m.queue_position ? `, position ${m.queue_position} in the queue for ${m.profile}` : ''}`];
+  if (m.assigned_at) lines.push(`    transit assigned ${m.assigned_at}, free until ${m.free_until}`);
+  if (m.billing) lines.push(`    billed so far: ${m.billing.amount} ${m.billing.currency} (${m.billing.billable_days} billable day${m.billing.billable_days === 1 ? '' : 's'})`);
+  else if (m.assigned_at) lines.push('    billed so far: nothing (no monthly_price for this server)');
+  if (m.reinstall_at) lines.push(`    reinstall planned ${m.reinstall_at}${m.ttl_plan ? `; TTLs lowered to ${m.ttl_plan.lowered_ttl} s from ${m.ttl_plan.lower_from}, cutover cache-safe from ${m.ttl_plan.cache_safe_at}` : ''}`);
+  if (m.accounts.length > 0) {
+    lines.push('    accounts:');
+    for (const a of m.accounts) {
+      const last = a.moves.at(-1);
+      lines.push(`      ${a.name.padEnd(24)} ${(LOCATION[a.location] ?? a.location).padEnd(22)}${last?.downtime_ms !== null && last?.downtime_ms !== undefined ? ` last move ${fmtMs(last.downtime_ms)} down` : ''}`);
+    }
+  }
+  if (m.allowed.length > 0) lines.push(`    next: ${m.allowed.join(', ')}`);
   return lines.join('\n');
 }
 
