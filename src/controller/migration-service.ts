@@ -84,6 +84,11 @@ export class MigrationService {
     if (this.timer) clearTimeout(this.timer);
   }
 
+  /** Re-evaluates time-driven changes (TTL lowering) now; the internal timer calls it when due. */
+  tick(): void {
+    this.publish();
+  }
+
   /** The migration of a server, or null. */
   get(server: string): Migration | null {
     return this.migrations.get(server) ?? null;
