@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createApiApp } from './api/app.js';
-import { type Config } from './config/config.js';
+import type { Config } from './config/config.js';
 import { ZoneSet } from './dns/engine/engine.js';
 import { createDnsServer, type DnsServer } from './dns/server/dns-server.js';
 import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './dns/server/responder.js';
@@ -17,6 +17,7 @@ import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { CutoverService } from './controller/cutover-service.js';
 import { OverlayComposer } from './controller/overlay-composer.js';
 import { MigrationService } from './controller/migration-service.js';
+import { applyStoredEdits, InventoryService } from './controller/inventory-service.js';
 import { addressBytes } from './core/addresses.js';
 import { billableDays } from './core/billing.js';
 import { MIGRATION_STATES, isFinished as migrationFinished } from './core/migration.js';
@@ -128,14 +129,40 @@ export async function startController(config: Config, logger?: Logger): Promise<
   let store: StateStore | undefined;
   let cutover: CutoverService | undefined;
   let migrations: MigrationService | undefined;
+  let inventoryService: InventoryService | undefined;
   if (config.servers.length > 0) {
     const ctlLog = log.child({ component: 'cutover' });
     store = openSqliteStore(config.state.path);
-    const inventory: Inventory = {
-      servers: new Map(config.servers.map((s) => [s.name, s])),
-      transits: new Map(config.transits.map((t) => [t.name, t])),
-      accounts: new Map(config.accounts.map((a) => [a.name, a])),
-    };
+    let effective: Config;
+    try {
+      effective = applyStoredEdits(config, store);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+    const inventorySvc = new InventoryService({
+      config: effective,
+      store,
+      inUse: (kind, name) => {
+        if (kind === 'servers') {
+          if (cutover?.status(name).overlay.active) return 'it is cut over';
+          const m = migrations?.active(name);
+          return m ? `its migration is ${m.state}` : null;
+        }
+        if (kind === 'transits') {
+          const s = cutover?.statusAll().find((x) => x.overlay.active && x.overlay.transit === name);
+          if (s) return `it stands in for ${s.name}`;
+          const m = migrations?.all().find((x) => x.transit === name && migrations?.active(x.server));
+          return m ? `it is held by the migration of ${m.server}` : null;
+        }
+        const acc = inventory.accounts?.get(name);
+        const m = acc ? migrations?.active(acc.server) : null;
+        const loc = m?.accounts.find((a) => a.name === name)?.location;
+        return loc && loc !== 'home' ? `it is ${loc.replace(/_/g, ' ')}` : null;
+      },
+    });
+    inventoryService = inventorySvc;
+    const inventory: Inventory = inventorySvc.live;
     const routeLog = log.child({ component: 'routing' });
     const backend = withRetry(createRouteBackend(config.routing, routeLog), {
       deadlineMs: config.routing.retry.deadlineMs,
@@ -143,8 +170,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
       maxTimeoutMs: config.routing.retry.maxDelayMs,
       onRetry: ({ attempt, error }) => routeLog.warn({ attempt, err: error.message, address: error.address }, 'routing attempt failed; retrying'),
     });
-    const addressServer = new Map(config.servers.flatMap((s) => s.addresses.map((a) => [a.address, s.name] as const)));
-    const transitNames = new Set(config.transits.map((t) => t.name));
+
     const composer = new OverlayComposer({ dns: { apply: (overlay) => responder.update({ overlay }) }, store, ttlCap: config.cutoverTtl });
     const clock = { now: () => Date.now(), monotonic: () => performance.now() };
     const mig = new MigrationService({
@@ -169,13 +195,13 @@ export async function startController(config: Config, logger?: Logger): Promise<
     metrics.sources.migration = {
       transitsFree: () => {
         const t = mig.transits();
-        return [...new Set(config.transits.map(profileOf))].map((profile) => ({
+        return [...new Set([...inventory.transits.values()].map(profileOf))].map((profile) => ({
           labels: { profile }, value: t.transits.filter((x) => x.profile === profile && x.held_by === null).length,
         }));
       },
       queueLength: () => {
         const t = mig.transits();
-        return [...new Set(config.servers.map(profileOf))].map((profile) => ({ labels: { profile }, value: t.queue.filter((q) => q.profile === profile).length }));
+        return [...new Set([...inventory.servers.values()].map(profileOf))].map((profile) => ({ labels: { profile }, value: t.queue.filter((q) => q.profile === profile).length }));
       },
       migrations: () => MIGRATION_STATES.map((state) => ({ labels: { state }, value: mig.all().filter((m) => m.state === state).length })),
       billableDays: () => mig.all().filter((m) => !migrationFinished(m) && m.assignedAt !== null)
@@ -221,14 +247,15 @@ export async function startController(config: Config, logger?: Logger): Promise<
           metrics.routingErrors.inc({ backend: backendName });
         },
         overlaysChanged(overlays, routes) {
-          for (const s of config.servers) {
+          const transitNames = new Set(inventory.transits.keys());
+          for (const s of inventory.servers.values()) {
             const o = overlays.find((x) => x.server === s.name);
             metrics.overlayActive.set({ server: s.name }, o ? 1 : 0);
             if (o) metrics.overlaySince.set({ server: s.name }, o.since / 1000);
             else metrics.overlaySince.remove({ server: s.name });
           }
-          for (const [address, server] of addressServer) {
-            metrics.addressOnTransit.set({ server, address }, transitNames.has(routes.get(address) ?? '') ? 1 : 0);
+          for (const s of inventory.servers.values()) {
+            for (const a of s.addresses) metrics.addressOnTransit.set({ server: s.name, address: a.address }, transitNames.has(routes.get(a.address) ?? '') ? 1 : 0);
           }
         },
       },
@@ -274,6 +301,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     zoneErrors: () => lastErrors,
     cutover,
     migrations,
+    inventory: inventoryService,
     mxAuditor: createMxAuditor(config.mxAudit),
     onMxVerdict: (verdict) => metrics.mxAudits.inc({ verdict }),
   });

@@ -12,6 +12,8 @@ import { cutoverRoutes } from './routes/cutover-routes.js';
 import { mxAuditRoutes } from './routes/mx-audit-routes.js';
 import { migrationRoutes } from './routes/migration-routes.js';
 import type { MigrationService } from '../controller/migration-service.js';
+import type { InventoryService } from '../controller/inventory-service.js';
+import { inventoryRoutes } from './routes/inventory-routes.js';
 import type { MxAuditor } from '../audit/mx-audit.js';
 
 /** What the API reads from the running controller. */
@@ -31,6 +33,7 @@ export interface ApiDeps {
   /** The MX audit, and a hook for each verdict (metrics). */
   mxAuditor?: MxAuditor;
   migrations?: MigrationService;
+  inventory?: InventoryService;
   onMxVerdict?: (verdict: string) => void;
 }
 
@@ -81,6 +84,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
   v1.get('/zones', (_req, res) => {
     res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
   });
+  if (deps.inventory) v1.use(inventoryRoutes(deps.inventory));
   if (deps.migrations) v1.use(migrationRoutes(deps.migrations));
   if (deps.cutover) v1.use(cutoverRoutes(deps.cutover));
   if (deps.mxAuditor) v1.use(mxAuditRoutes(deps.mxAuditor, deps.onMxVerdict));

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Address4, Address6 } from 'ip-address';
-import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, LineCounter, parseDocument, stringify, type Document } from 'yaml';
 import { parseAddress, type IpAddress } from '../core/addresses.js';
 import { HOST_NAME, pairAddresses, profileOf, type Account, type Server, type Transit } from '../core/inventory.js';
 import { parseMoney } from '../core/money.js';
@@ -26,6 +26,8 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 /** The validated configuration. Paths are absolute. */
 export interface Config {
   readonly file: string;
+  /** The file as parsed (plain data), to validate inventory edits exactly as the file is. */
+  readonly raw: Readonly<Record<string, unknown>>;
   readonly dns: {
     readonly listen: readonly HostPort[];
     readonly zones: string;
@@ -292,6 +294,7 @@ export function parseConfig(text: string, file: string): Config {
   if (c.problems.length > 0) throw new ConfigError(file, c.problems);
   return deepFreeze({
     file: resolve(file),
+    raw: structuredClone(root),
     dns: { listen, zones: resolve(base, zones!), tcpIdleTimeoutMs: tcpIdle, tcpMaxConnections: tcpMax, cacheEntries },
     api: { listen: apiListen!, tokenEnv: tokenEnv!, tokenFile: resolve(base, tokenFile!) },
     log: { level },
@@ -736,6 +739,28 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
     }
   }
   return out;
+}
+
+/** The inventory sections that the API can edit, as plain data (the config's own form). */
+export type InventoryKind = 'servers' | 'transits' | 'accounts';
+
+/**
+ * Validates the configuration with the given inventory entries replaced (value) or removed (null),
+ * exactly as the file is validated. Throws ConfigError whose problems name the path and reason.
+ */
+export function withInventoryEdits(config: Config, edits: { kind: InventoryKind; name: string; value: Record<string, unknown> | null }[]): Config {
+  const raw = structuredClone(config.raw) as Record<string, unknown>;
+  for (const e of edits) {
+    const list = Array.isArray(raw[e.kind]) ? (raw[e.kind] as Record<string, unknown>[]) : [];
+    const i = list.findIndex((x) => x && typeof x === 'object' && x.name === e.name);
+    if (e.value === null) {
+      if (i >= 0) list.splice(i, 1);
+    } else if (i >= 0) list[i] = { ...e.value, name: e.name };
+    else list.push({ ...e.value, name: e.name });
+    raw[e.kind] = list;
+  }
+  // relative paths stay relative to the original file
+  return parseConfig(stringify(raw), config.file);
 }
 
 /** Reads and validates a configuration file. Throws ConfigError. */

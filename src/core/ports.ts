@@ -14,6 +14,8 @@ export interface StateChange {
   meta?: Record<string, string | null>;
   /** A migration record, by server (JSON-safe). */
   migration?: { server: string; value: unknown };
+  /** An inventory edit made through the API (value null: removed). */
+  inventory?: { kind: string; name: string; value: Record<string, unknown> | null };
 }
 
 /** Durable state. Every method commits before it returns (or throws). */
@@ -30,6 +32,8 @@ export interface StateStore {
   getMeta(key: string): string | undefined;
   /** Every stored migration record (finished ones included). */
   migrations(): unknown[];
+  /** Inventory edits made through the API, oldest first. */
+  inventoryEdits(): { kind: string; name: string; value: Record<string, unknown> | null }[];
   close(): void;
 }
 

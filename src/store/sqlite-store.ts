@@ -23,6 +23,7 @@ CREATE INDEX IF NOT EXISTS operations_server ON operations (server, accepted DES
 CREATE TABLE IF NOT EXISTS overlays (server TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS routes (address TEXT PRIMARY KEY, host TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS migrations (server TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inventory (kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT, at INTEGER NOT NULL, PRIMARY KEY (kind, name));
 `;
 const SCHEMA_VERSION = '1';
 
@@ -66,6 +67,8 @@ export function openSqliteStore(path: string): StateStore {
   const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
   const putMigration = db.prepare('INSERT INTO migrations (server, body) VALUES (?, ?) ON CONFLICT(server) DO UPDATE SET body = excluded.body');
   const allMigrations = db.prepare('SELECT body FROM migrations').pluck();
+  const putInventory = db.prepare('INSERT INTO inventory (kind, name, body, at) VALUES (?, ?, ?, ?) ON CONFLICT(kind, name) DO UPDATE SET body = excluded.body, at = excluded.at');
+  const allInventory = db.prepare('SELECT kind, name, body FROM inventory ORDER BY at, rowid');
 
   const commit = db.transaction((change: StateChange) => {
     if (change.operation) {
@@ -83,6 +86,10 @@ export function openSqliteStore(path: string): StateStore {
       else putMeta.run(k, v);
     }
     if (change.migration) putMigration.run(change.migration.server, JSON.stringify(change.migration.value));
+    if (change.inventory) {
+      const v = change.inventory.value;
+      putInventory.run(change.inventory.kind, change.inventory.name, v === null ? null : JSON.stringify(v), Date.now());
+    }
   });
 
   return {
@@ -107,6 +114,11 @@ export function openSqliteStore(path: string): StateStore {
     },
     getMeta(key) {
       return getMeta.get(key) as string | undefined;
+    },
+    inventoryEdits() {
+      return (allInventory.all() as { kind: string; name: string; body: string | null }[]).map((r) => ({
+        kind: r.kind, name: r.name, value: r.body === null ? null : (JSON.parse(r.body) as Record<string, unknown>),
+      }));
     },
     migrations() {
       return (allMigrations.all() as string[]).map((b) => JSON.parse(b) as unknown);

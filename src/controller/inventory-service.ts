@@ -1,0 +1,116 @@
+/**
+ * Servers, transits and accounts edited through the API. The config file seeds the inventory;
+ * edits are validated exactly as the file is (the same checks, the same messages), committed to
+ * the state store, and applied at once. At start the stored edits are applied over the file.
+ */
+import { ConfigError, withInventoryEdits, type Config, type InventoryKind } from '../config/config.js';
+import type { Inventory } from '../core/inventory.js';
+import type { StateStore } from '../core/ports.js';
+
+/** A refused edit: code, HTTP status, message, and the problems found (path: reason). */
+export class InventoryError extends Error {
+  override name = 'InventoryError';
+  constructor(readonly code: string, readonly status: number, message: string, readonly problems?: string[]) {
+    super(message);
+  }
+}
+
+/** The inventory of a validated config. */
+export function inventoryOf(config: Config): Inventory {
+  return {
+    servers: new Map(config.servers.map((s) => [s.name, s])),
+    transits: new Map(config.transits.map((t) => [t.name, t])),
+    accounts: new Map(config.accounts.map((a) => [a.name, a])),
+  };
+}
+
+/** The config with the stored edits applied. Throws ConfigError when they no longer fit the file. */
+export function applyStoredEdits(config: Config, store: StateStore): Config {
+  const edits = store.inventoryEdits().filter((e): e is { kind: InventoryKind; name: string; value: Record<string, unknown> | null } =>
+    e.kind === 'servers' || e.kind === 'transits' || e.kind === 'accounts');
+  return edits.length === 0 ? config : withInventoryEdits(config, edits);
+}
+
+const KEYS: Record<InventoryKind, string[]> = {
+  servers: ['name', 'addresses', 'pairs', 'profile', 'monthly_price'],
+  transits: ['name', 'addresses', 'profile'],
+  accounts: ['name', 'server', 'zones', 'probe'],
+};
+
+export class InventoryService {
+  private config: Config;
+  private current: Inventory;
+  /** An Inventory whose maps always reflect the latest edit (hand it to the other services). */
+  readonly live: Inventory;
+
+  constructor(private readonly deps: {
+    config: Config;
+    store: StateStore;
+    /** Why an entry cannot change now (active cutover, migration...), or null. */
+    inUse: (kind: InventoryKind, name: string) => string | null;
+  }) {
+    this.config = deps.config;
+    this.current = inventoryOf(deps.config);
+    const self = this;
+    this.live = {
+      get servers() { return self.current.servers; },
+      get transits() { return self.current.transits; },
+      get accounts() { return self.current.accounts; },
+    };
+  }
+
+  /** The entries in the config's form. */
+  list(): Record<InventoryKind, unknown[]> {
+    const raw = (k: InventoryKind) => (Array.isArray(this.config.raw[k]) ? (this.config.raw[k] as unknown[]) : []);
+    return { servers: raw('servers'), transits: raw('transits'), accounts: raw('accounts') };
+  }
+
+  /** Creates or replaces an entry; returns whether it was created. */
+  put(kind: InventoryKind, name: string, value: unknown): boolean {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InventoryError('BAD_REQUEST', 400, 'the body must be a JSON object');
+    const body = { ...(value as Record<string, unknown>) };
+    if (body.name !== undefined && body.name !== name) throw new InventoryError('BAD_REQUEST', 400, `name: ${JSON.stringify(body.name)} differs from the name in the path (${name})`);
+    const unknown = Object.keys(body).filter((k) => !KEYS[kind].includes(k));
+    if (unknown.length > 0) throw new InventoryError('BAD_REQUEST', 400, unknown.map((k) => `${k}: unknown field (allowed: ${KEYS[kind].join(', ')})`).join('; '));
+    delete body.name;
+    const exists = this.exists(kind, name);
+    if (exists) {
+      const why = this.deps.inUse(kind, name);
+      if (why) throw new InventoryError('IN_USE', 409, `${name} cannot change now: ${why}`);
+    }
+    this.apply({ kind, name, value: body });
+    return !exists;
+  }
+
+  /** Removes an entry. */
+  remove(kind: InventoryKind, name: string): void {
+    if (!this.exists(kind, name)) throw new InventoryError(`${kind.slice(0, -1).toUpperCase()}_NOT_FOUND`, 404, `no ${kind.slice(0, -1)} named "${name}"`);
+    const why = this.deps.inUse(kind, name);
+    if (why) throw new InventoryError('IN_USE', 409, `${name} cannot be removed now: ${why}`);
+    if (kind === 'servers') {
+      const owners = this.config.accounts.filter((a) => a.server === name).map((a) => a.name);
+      if (owners.length > 0) throw new InventoryError('IN_USE', 409, `${name} is the home of account(s) ${owners.join(', ')}; move or remove them first`);
+    }
+    this.apply({ kind, name, value: null });
+  }
+
+  private exists(kind: InventoryKind, name: string): boolean {
+    return kind === 'servers' ? this.current.servers.has(name) : kind === 'transits' ? this.current.transits.has(name) : !!this.current.accounts?.has(name);
+  }
+
+  private apply(edit: { kind: InventoryKind; name: string; value: Record<string, unknown> | null }): void {
+    let next: Config;
+    try {
+      next = withInventoryEdits(this.config, [edit]);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        const problems = err.problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message));
+        throw new InventoryError('INVALID_INVENTORY', 400, problems.join('; '), problems);
+      }
+      throw err;
+    }
+    this.deps.store.commit({ inventory: edit });
+    this.config = next;
+    this.current = inventoryOf(next);
+  }
+}
