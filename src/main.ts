@@ -28,6 +28,7 @@ import { createRouteBackend } from './routing/create-backend.js';
 import { withRetry } from './routing/retrying-backend.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import { createDowntimeMeter } from './health/downtime-meter.js';
+import { createAccountProber } from './health/account-probe.js';
 import { createMxAuditor } from './audit/mx-audit.js';
 
 /** A running controller. */
@@ -184,6 +185,13 @@ export async function startController(config: Config, logger?: Logger): Promise<
       freeDays: config.billing.freeDays,
       currency: config.billing.currency,
       largestTtl: (addresses) => largestTtl(responder.zoneSet, addresses),
+      accountProber: createAccountProber({
+        resolve: (host) => responder.resolve(host),
+        intervalMs: config.health.intervalMs,
+        timeoutMs: config.health.timeoutMs,
+        deadlineMs: config.health.deadlineMs,
+        recoveryProbes: config.health.recoveryProbes,
+      }),
       transitsInCutover: () => new Set(cutover?.statusAll().flatMap((s) => (s.overlay.active ? [s.overlay.transit] : [])) ?? []),
       observer: {
         accountMoved: (direction, downtimeMs) => {

@@ -463,7 +463,7 @@ function checkHealth(c: Checker, raw: Json): HealthConfig {
   const recoveryProbes = c.integer(['health', 'recovery_probes'], h?.recovery_probes, 3, 1, 1000);
   const overlayMaxDays = c.integer(['health', 'overlay_max_days'], h?.overlay_max_days, 14, 1, 3650);
   let probe: ProbeConfig | null = null;
-  const p = c.object(['health', 'probe'], h?.probe, ['type', 'port', 'path', 'host', 'identity_header', 'body_pattern'], h !== undefined);
+  const p = c.object(['health', 'probe'], h?.probe, ['type', 'port', 'path', 'host', 'identity_header', 'body_pattern'], false);
   if (p) {
     const path: Path = ['health', 'probe'];
     const port = () => {

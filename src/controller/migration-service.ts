@@ -18,6 +18,7 @@ import type { Clock, StateStore } from '../core/ports.js';
 import { assign as poolAssign, queuePosition, summary, type Pool, type Queue } from '../core/transit-pool.js';
 import { staleness, ttlPlan } from '../core/ttl-plan.js';
 import type { OverlayComposer } from './overlay-composer.js';
+import type { AccountProber, AccountProbeRun } from '../health/account-probe.js';
 
 /** A refusal with a stable code, the current state and what is allowed. */
 export class MigrationError extends Error {
@@ -52,6 +53,8 @@ export interface MigrationServiceDeps {
   /** Transits standing in for a server through an active cutover (not free even without a migration). */
   transitsInCutover?: () => Set<string>;
   observer?: MigrationObserver;
+  /** Probes the site of accounts that have a probe configured during their moves. */
+  accountProber?: AccountProber;
 }
 
 /** What GET /v1/servers/{server}/migration shows. */
@@ -67,6 +70,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class MigrationService {
   private readonly migrations = new Map<string, Migration>();
+  private readonly probes = new Map<string, AccountProbeRun>();
   private timer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
@@ -82,6 +86,8 @@ export class MigrationService {
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
+    for (const r of this.probes.values()) r.stop().catch(() => undefined);
+    this.probes.clear();
   }
 
   /** Re-evaluates time-driven changes (TTL lowering) now; the internal timer calls it when due. */
@@ -160,6 +166,7 @@ export class MigrationService {
         : { type: 'move_failed', account: accountName, to, error: extra.error };
     const next = this.apply(m, event, now);
     this.commit(next);
+    this.probeMove(account, m, to, phase);
     if (phase === 'completed') {
       const mv = next.accounts.find((a) => a.name === accountName)?.moves.at(-1);
       const downtime = mv?.downtimeMs ?? (mv ? (mv.completedAt ?? now) - mv.startedAt : null);
@@ -252,6 +259,40 @@ export class MigrationService {
   }
 
   // --- internals -------------------------------------------------------------------------
+
+  /** Starts the account's probe at `started`; at `completed` records its gap once measured. */
+  private probeMove(account: Account, m: Migration, to: MoveTarget, phase: 'started' | 'completed' | 'failed'): void {
+    const prober = this.deps.accountProber;
+    if (!prober || !account.probe) return;
+    if (phase === 'started') {
+      this.probes.get(account.name)?.stop().catch(() => undefined);
+      const [origin, target] = to === 'transit' ? [m.server, m.transit] : [m.transit, m.server];
+      if (!origin || !target) return;
+      const run = prober.start({ url: account.probe.url, identityHeader: account.probe.identityHeader, origin, target });
+      if (run) this.probes.set(account.name, run);
+      else this.log.warn({ account: account.name, url: account.probe.url }, 'account probe not started: its host does not resolve in our zones (or the URL is not http)');
+      return;
+    }
+    const run = this.probes.get(account.name);
+    this.probes.delete(account.name);
+    if (!run) return;
+    if (phase === 'failed') {
+      run.stop().catch(() => undefined);
+      return;
+    }
+    run.done().then((probe) => {
+      const cur = this.migrations.get(m.server);
+      const acc = cur?.accounts.find((a) => a.name === account.name);
+      const mv = acc?.moves.at(-1);
+      if (!cur || !acc || !mv || mv.direction !== to) return;
+      const patched: Migration = {
+        ...cur,
+        accounts: cur.accounts.map((a) => (a === acc ? { ...a, moves: [...a.moves.slice(0, -1), { ...mv, probe }] } : a)),
+      };
+      this.commit(patched);
+      this.log.info({ account: account.name, to, probeDowntimeMs: probe.downtimeMs, recovered: probe.recovered }, 'account move measured by probe');
+    }, (err) => this.log.error({ account: account.name, err: (err as Error).message }, 'account probe failed'));
+  }
 
   private server(name: string) {
     const s = this.deps.inventory().servers.get(name);

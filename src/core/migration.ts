@@ -62,6 +62,8 @@ export interface AccountMove {
   downtimeMs: number | null;
   failedAt: number | null;
   error: string | null;
+  /** Measured by the controller's probe of the account's site (when the account has one). */
+  probe?: { downtimeMs: number; recovered: boolean; probesSent: number; probesFailed: number } | null;
 }
 
 export interface MigrationAccount {

@@ -59,6 +59,9 @@ export function migrationJson(m: Migration, v?: MigrationView) {
         direction: mv.direction, started_at: iso(mv.startedAt), completed_at: iso(mv.completedAt),
         downtime_ms: mv.downtimeMs ?? (mv.completedAt !== null ? mv.completedAt - mv.startedAt : null),
         failed_at: iso(mv.failedAt), error: mv.error,
+        probe: mv.probe
+          ? { downtime_ms: mv.probe.downtimeMs, recovered: mv.probe.recovered, probes_sent: mv.probe.probesSent, probes_failed: mv.probe.probesFailed }
+          : null,
       })),
     })),
     allowed: v?.allowed ?? [],

@@ -4,7 +4,8 @@
  * the engine and the encoder once and caches the result until the zones or the overlay change.
  * Never throws: an internal error becomes SERVFAIL.
  */
-import { labelsToKey } from '../name.js';
+import { Address6 } from 'ip-address';
+import { labelsToKey, nameKey } from '../name.js';
 import { lookup, type AddressOverlay, type ZoneSet } from '../engine/engine.js';
 import { MAX_UDP_PAYLOAD, Rcode, RRClass, RRType } from '../wire/constants.js';
 import { encodeResponse, type Answer } from '../wire/encoder.js';
@@ -99,6 +100,28 @@ export class Responder {
 
   get zoneSet(): ZoneSet {
     return this.zones;
+  }
+
+  /**
+   * The first address the server answers for `name` now (A, else AAAA), following CNAMEs in our
+   * zones, overlays applied: what a customer on our DNS gets. Null when there is none.
+   */
+  resolve(name: string): { address: string; family: 4 | 6 } | null {
+    let key: string;
+    try {
+      key = nameKey(name.endsWith('.') ? name : name + '.');
+    } catch {
+      return null;
+    }
+    for (const [type, family] of [[RRType.A, 4], [RRType.AAAA, 6]] as const) {
+      const ans = lookup(this.zones, key, type, { tcp: false, overlay: this.overlay });
+      const rr = ans.answer.find((r) => r.type === type);
+      if (rr) {
+        const address = family === 4 ? [...rr.rdata].join('.') : rr.rdata.toString('hex').replace(/(.{4})(?!$)/g, '$1:');
+        return { address: family === 4 ? address : new Address6(address).correctForm(), family };
+      }
+    }
+    return null;
   }
 
   /** Answers one message; null means send nothing. `tcp` selects limits and counters. */

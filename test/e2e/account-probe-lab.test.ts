@@ -1,0 +1,50 @@
+/**
+ * An account with a probe, moved during a migration in the namespace lab: the controller (in the
+ * client namespace) probes the account's site through its own DNS answers while the account moves,
+ * and records the probe-measured gap on the move.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { join } from 'node:path';
+import { REPO_ROOT, startController, type ControllerHandle } from '../support/controller.js';
+import { createLab, type Lab } from '../support/netns-lab.js';
+
+let lab: Lab;
+let ctl: ControllerHandle;
+beforeAll(async () => {
+  lab = await createLab();
+  const lr = lab.linuxRoute;
+  ctl = await startController({
+    netns: lab.ns.client,
+    zonesDir: join(REPO_ROOT, 'test', 'fixtures', 'migration'),
+    sections: {
+      servers: [{ name: 'srv-42', profile: 'vps', addresses: ['203.0.113.10', '203.0.113.11', '2001:db8:42::10'] }],
+      transits: [{ name: 'transit-3', profile: 'vps', addresses: ['198.51.100.20', '198.51.100.21', '2001:db8:3::20'] }],
+      accounts: [{ name: 'acme', server: 'srv-42', zones: ['acme.test'], probe: { url: 'http://www.acme.test/', identity_header: 'x-served-by' } }],
+      state: { path: './state.db' },
+      routing: { backend: 'linux-route', linux_route: { router: lr.router, next_hops: lr.nextHops, hosts: lr.hosts } },
+      health: { interval_ms: 10, timeout_ms: 200, deadline_s: 30, recovery_probes: 20 },
+    },
+  });
+}, 90_000);
+afterAll(async () => {
+  await ctl?.stop();
+  await lab?.destroy();
+});
+
+describe('account probe', () => {
+  test("the account's site is probed through our own DNS during its move; the gap is recorded", async () => {
+    expect((await ctl.post('/v1/servers/srv-42/migration')).status).toBe(201);
+    expect((await ctl.post('/v1/accounts/acme/move', { to: 'transit', phase: 'started' })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300)); // the move itself (copying files and databases)
+    expect((await ctl.post('/v1/accounts/acme/move', { to: 'transit', phase: 'completed' })).status).toBe(200);
+    let probe: Record<string, unknown> | null = null;
+    for (let i = 0; i < 100 && !probe; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const m = JSON.parse((await ctl.get('/v1/servers/srv-42/migration')).body);
+      probe = m.accounts[0].moves[0].probe;
+    }
+    console.log('acme move to transit, probe:', JSON.stringify(probe));
+    expect(probe).toMatchObject({ recovered: true, downtime_ms: 0, probes_failed: 0 });
+    expect(probe!.probes_sent as number).toBeGreaterThan(20);
+  }, 60_000);
+});
