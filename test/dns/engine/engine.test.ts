@@ -128,6 +128,23 @@ describe('engine lookup', () => {
     expect(show(a.additional)).toEqual(['ns.sub.example.test. 3600 A 192.0.2.54', 'ns.sub.example.test. 3600 AAAA 2001:db8::54']);
   });
 
+  test('account overlays are zone-scoped; lowered TTLs cap without rewriting; SOA serials are bumped', () => {
+    const web = Buffer.from('c0000250', 'hex'); // 192.0.2.80
+    const overlay: AddressOverlay = {
+      ttlCap: 60,
+      serialBump: 5,
+      replacement: (a, zone) => (zone === 'second.test.' && a.toString('hex') === 'c6336407' ? Buffer.from('c6336414', 'hex') : undefined),
+      ttlCapFor: (a) => (a.equals(web) ? 120 : undefined),
+    };
+    // host.second.test (198.51.100.7) is rewritten in its own zone, reached through a CNAME from another zone
+    expect(show(ask('cross.example.test.', 'A', false, overlay).answer)).toContain('host.second.test. 60 A 198.51.100.20');
+    expect(show(ask('web.example.test.', 'A', false, overlay).answer)).toEqual(['web.example.test. 120 A 192.0.2.80']);
+    const soa = ask('example.test.', 'SOA', false, overlay).answer[0];
+    expect(soa.rdata.readUInt32BE(soa.rdata.length - 20)).toBe(1 + 5);
+    const neg = ask('nope.second.test.', 'A', false, overlay).authority[0];
+    expect(neg.rdata.readUInt32BE(neg.rdata.length - 20)).toBe(7 + 5);
+  });
+
   test('a CNAME into a delegation: authoritative CNAME, then the referral (RFC 1034 4.3.2)', () => {
     const a = ask('todeleg.example.test.', 'A');
     expect(a.aa).toBe(true);
