@@ -192,7 +192,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
         deadlineMs: config.health.deadlineMs,
         recoveryProbes: config.health.recoveryProbes,
       }),
-      transitsInCutover: () => new Set(cutover?.statusAll().flatMap((s) => (s.overlay.active ? [s.overlay.transit] : [])) ?? []),
+      transitsInCutover: () => new Map(cutover?.statusAll().flatMap((s) => (s.overlay.active ? [[s.overlay.transit, s.name] as [string, string]] : [])) ?? []),
       observer: {
         accountMoved: (direction, downtimeMs) => {
           if (downtimeMs !== null) metrics.accountMoveDowntime.observe({ direction }, downtimeMs / 1000);

@@ -50,8 +50,8 @@ export interface MigrationServiceDeps {
   currency: string;
   /** Largest TTL (s) of the served records carrying any of these addresses (0 when none). */
   largestTtl: (addresses: string[]) => number;
-  /** Transits standing in for a server through an active cutover (not free even without a migration). */
-  transitsInCutover?: () => Set<string>;
+  /** Transits standing in for a server through an active cutover: transit → server (not free even without a migration). */
+  transitsInCutover?: () => Map<string, string>;
   observer?: MigrationObserver;
   /** Probes the site of accounts that have a probe configured during their moves. */
   accountProber?: AccountProber;
@@ -145,8 +145,13 @@ export class MigrationService {
     const m = newMigration({ server: serverName, profile, accounts, reinstallAt, ttlPlan: plan, now });
     if (typeof m === 'string') throw new MigrationError('BAD_REQUEST', m, 400);
     let migration = m;
-    const res = poolAssign(this.pool(), this.queue(), { server: serverName, profile, at: now });
-    if (res.ok && res.outcome.kind === 'assigned') migration = this.apply(migration, { type: 'transit_assigned', transit: res.outcome.transit }, now);
+    // a server already cut over (without a migration) keeps the transit it stands on
+    const own = [...(this.deps.transitsInCutover?.() ?? new Map<string, string>())].find(([, srv]) => srv === serverName)?.[0];
+    if (own) migration = this.apply(migration, { type: 'transit_assigned', transit: own }, now);
+    else {
+      const res = poolAssign(this.pool(), this.queue(), { server: serverName, profile, at: now });
+      if (res.ok && res.outcome.kind === 'assigned') migration = this.apply(migration, { type: 'transit_assigned', transit: res.outcome.transit }, now);
+    }
     this.commit(migration);
     this.log.info({ server: serverName, state: migration.state, transit: migration.transit, reinstallAt }, 'migration requested');
     this.publish();
@@ -342,11 +347,11 @@ export class MigrationService {
     const inv = this.deps.inventory();
     const holder = new Map<string, Migration>();
     for (const m of this.migrations.values()) if (!isFinished(m) && m.transit) holder.set(m.transit, m);
-    const busy = this.deps.transitsInCutover?.() ?? new Set<string>();
+    const busy = this.deps.transitsInCutover?.() ?? new Map<string, string>();
     return [...inv.transits.values()].map((t) => {
       const h = holder.get(t.name);
       // a transit standing in through a cutover without a migration is not free either
-      const user = h?.server ?? (busy.has(t.name) ? '(cutover)' : null);
+      const user = h?.server ?? busy.get(t.name) ?? null;
       return { name: t.name, profile: profileOf(t), assignedTo: user, assignedAt: h?.assignedAt ?? null };
     });
   }
