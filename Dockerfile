@@ -2,14 +2,18 @@
 # Multi-stage build: compile TypeScript with dev dependencies, ship only the runtime.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
+# better-sqlite3 is compiled from source (no prebuilt binary is fetched)
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm_config_build_from_source=true npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
+# iproute2 and arping for the linux backends, fping for the icmp prober
+RUN apt-get update && apt-get install -y --no-install-recommends iproute2 iputils-arping fping && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
