@@ -1,6 +1,7 @@
 /**
  * npm run bench:cutover: builds the namespace lab, then runs N cutovers and cutbacks with each
- * Linux backend (linux-route with make-before-break, linux-address with GARP/unsolicited NA),
+ * Linux backend (linux-route with make-before-break, the same with connection pinning on the
+ * router — nftables + conntrack, see src/routing/README.md —, linux-address with GARP/unsolicited NA),
  * measuring every address with the controller's own DowntimeMeter (HTTP probes every 10 ms from
  * the client namespace). Prints per-address downtime percentiles (p50, p99, max) and the fraction
  * of operations with zero lost probes. Needs root (network namespaces). Prints figures, asserts nothing.
@@ -39,6 +40,8 @@ async function runInner(settings: Settings): Promise<void> {
   });
   const cases: { name: string; backend: RouteBackend; addresses: string[] }[] = [
     { name: 'linux-route (make-before-break)', backend: new LinuxRouteBackend(settings.linuxRoute), addresses: [...SERVICE_ADDRESSES[ORIGIN]] },
+    // After the unpinned case: once pinning is installed, its map decides where new connections go.
+    { name: 'linux-route (mbb, pinned conns)', backend: new LinuxRouteBackend({ ...settings.linuxRoute, pinConnections: true }), addresses: [...SERVICE_ADDRESSES[ORIGIN]] },
     { name: 'linux-address (GARP/NA)', backend: new LinuxAddressBackend(settings.linuxAddress), addresses: [...ON_LINK_ADDRESSES] },
   ];
   for (const c of cases) {

@@ -84,6 +84,8 @@ export interface RoutingConfig {
     readonly nextHops: Readonly<Record<string, readonly string[]>>;
     readonly hosts?: Readonly<Record<string, readonly string[]>>;
     readonly device: string;
+    readonly pinConnections: boolean;
+    readonly drainMs: number;
   };
   readonly linuxAddress?: {
     readonly hosts: Readonly<Record<string, { readonly exec: readonly string[]; readonly device: string }>>;
@@ -628,7 +630,7 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
   const out: { -readonly [K in keyof RoutingConfig]: RoutingConfig[K] } = { backend, retry };
   if (backend === 'linux-route' || r?.linux_route !== undefined) {
     const p: Path = ['routing', 'linux_route'];
-    const lr = c.object(p, r?.linux_route, ['router', 'next_hops', 'hosts', 'device'], backend === 'linux-route');
+    const lr = c.object(p, r?.linux_route, ['router', 'next_hops', 'hosts', 'device', 'pin_connections', 'drain_ms'], backend === 'linux-route');
     if (lr) {
       const router = argv([...p, 'router'], lr.router);
       const nh = hostMap([...p, 'next_hops'], lr.next_hops, true);
@@ -667,7 +669,13 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
         }
       }
       const device = c.string([...p, 'device'], lr.device, 'lo');
-      if (router) out.linuxRoute = { router, nextHops, hosts: hostPrefixes, device: device ?? 'lo' };
+      let pinConnections = false;
+      if (lr.pin_connections !== undefined) {
+        if (typeof lr.pin_connections !== 'boolean') c.fail([...p, 'pin_connections'], `must be true or false, not ${describe(lr.pin_connections)}`);
+        else pinConnections = lr.pin_connections;
+      }
+      const drainMs = c.integer([...p, 'drain_ms'], lr.drain_ms, 2000, 0, 600_000);
+      if (router) out.linuxRoute = { router, nextHops, hosts: hostPrefixes, device: device ?? 'lo', pinConnections, drainMs };
     }
   }
   if (backend === 'linux-address' || r?.linux_address !== undefined) {

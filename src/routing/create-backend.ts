@@ -38,6 +38,8 @@ export function createRouteBackend(routing: RoutingConfig, logger: Logger, env: 
         nextHops: Object.fromEntries(Object.entries(l.nextHops).map(([k, v]) => [k, [...v]])),
         hosts: l.hosts ? Object.fromEntries(Object.entries(l.hosts).map(([k, v]) => [k, [...v]])) : undefined,
         hostDevice: l.device,
+        pinConnections: l.pinConnections,
+        drainMs: l.drainMs,
       });
     }
     case 'linux-address': {

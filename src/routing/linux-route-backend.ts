@@ -8,6 +8,16 @@
  * added on the receiving host (`ip addr replace ADDR/32 dev lo`), then the route moves, then the
  * address is removed from the other host. Traffic always reaches a host that owns the address.
  *
+ * Connection pinning (`pinConnections: true`): the router keeps every connection on the host it
+ * started on. An nftables table `inet failover` marks the first packet of each flow to a service
+ * address with the mark of the host the address points at (map `pin4`/`pin6`: address → mark),
+ * saves it in the conntrack entry and restores it on every later packet; `ip rule fwmark MARK
+ * lookup MARK` sends each mark to its host's next hop (one routing table per host). The flip is
+ * then one atomic nft transaction on the map (plus the main-table route, kept in sync as the
+ * fallback and as what current() reads): only new connections go to the new host. With
+ * make-before-break, the address is removed from the old host once the connections pinned to it
+ * have ended, or after `drainMs`; what is left of them is then cut (conntrack entries deleted).
+ *
  * Every address is validated and normalised with ip-address before it is used; commands run with
  * execFile and argv arrays (CommandRunner), never through a local shell. This backend does not
  * retry: it throws RouteError and says whether a retry may help (wrap it with withRetry).
@@ -30,7 +40,32 @@ export interface LinuxRouteBackendOptions {
   runner?: CommandRunner;
   /** Timeout of each command in ms (default 10000). */
   timeoutMs?: number;
+  /**
+   * Connection pinning on the router (nftables + conntrack + fwmark policy routing; needs `nft`
+   * and `conntrack` there): connections keep going to the host they started on, only new ones
+   * follow a flip. The setup is installed idempotently by the first apply (default false).
+   */
+  pinConnections?: boolean;
+  /**
+   * With pinning and make-before-break: how long the old host keeps the address after the flip
+   * while TCP connections pinned to it are still open (default 2000 ms; 0 = do not wait). Those
+   * still open then are cut.
+   */
+  drainMs?: number;
+  /** Preference of the `ip rule fwmark` rules installed for pinning (default 1000; below main's 32766). */
+  pinRulePriority?: number;
 }
+
+/** nftables table (family inet) that pinning installs on the router. */
+export const PIN_TABLE = 'failover';
+/** Marks (and routing table ids) used for pinning: PIN_MARK_BASE | host id (16 bits). */
+export const PIN_MARK_BASE = 0x0fa10000;
+export const PIN_MARK_MASK = 0xffff0000;
+/** Pause between a fresh pinning setup and a flip in the same apply: flows in flight get pinned first. */
+export const PIN_SETTLE_MS = 200;
+/** Interval of the conntrack reads while pinned connections drain. */
+const DRAIN_POLL_MS = 50;
+const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
 /** One validated desired route. */
 interface Move {
@@ -53,6 +88,13 @@ export class LinuxRouteBackend implements RouteBackend {
   private readonly device: string;
   private readonly runner: CommandRunner;
   private readonly timeoutMs: number;
+  private readonly pin: boolean;
+  private readonly drainMs: number;
+  private readonly rulePriority: number;
+  /** host → pinning mark (= its routing table id) */
+  private readonly markOf = new Map<string, number>();
+  /** True once this instance has installed (or checked) the router's pinning setup. */
+  private pinReady = false;
 
   constructor(opts: LinuxRouteBackendOptions) {
     this.router = checkPrefix(opts.router, 'router');
@@ -76,12 +118,18 @@ export class LinuxRouteBackend implements RouteBackend {
     this.device = checkDevice(opts.hostDevice ?? 'lo', 'hostDevice');
     this.runner = opts.runner ?? runCommand;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.pin = opts.pinConnections === true;
+    this.drainMs = checkNumber(opts.drainMs ?? 2000, 'drainMs', 0, 3_600_000);
+    this.rulePriority = checkNumber(opts.pinRulePriority ?? 1000, 'pinRulePriority', 1, 32765);
+    for (const [host, id] of pinIds([...this.hops.keys()])) this.markOf.set(host, (PIN_MARK_BASE | id) >>> 0);
   }
 
   /**
    * Reads the router's routes for `desired`, then (make-before-break) adds the addresses on the
    * receiving hosts, replaces every route that is not already right in one `ip -batch -`, and
    * removes the addresses from the other hosts. Routes already right are `unchanged` and untouched.
+   * With pinning, the map element of each address is read and flipped too (one nft transaction,
+   * before the routes), and the removal from the other host waits for its pinned connections.
    */
   async apply(desired: DesiredRoute[]): Promise<ApplyResult> {
     const moves = this.validate(desired);
@@ -89,32 +137,50 @@ export class LinuxRouteBackend implements RouteBackend {
     if (moves.length === 0) return result;
 
     const mbb = moves.filter((m) => this.hosts.has(m.to) && this.hosts.has(m.from));
-    const [routes, toState] = await Promise.all([
+    const [routes, toState, pinned] = await Promise.all([
       this.readRoutes(moves),
       this.readHosts([...new Set(mbb.map((m) => m.to))]),
+      this.pin ? this.readPinState() : undefined,
     ]);
-    const toChange = moves.filter((m) => routes.get(m.address)?.gateway !== m.nextHop);
+    const routeWrong = (m: Move) => routes.get(m.address)?.gateway !== m.nextHop;
+    const elemWrong = (m: Move) => pinned !== undefined && pinned.elements.get(m.address) !== this.markOf.get(m.to);
+    // 0. Pinning setup (first apply of this instance, or the router lost it), and map elements for
+    //    addresses that have none yet: where the route points now, so flows in flight stay there.
+    let settle = false;
+    if (pinned) settle = await this.preparePinning(moves, routes, pinned);
+    const toChange = moves.filter((m) => routeWrong(m) || elemWrong(m));
 
     // 1. Make: the receiving host owns the address before any packet is routed to it.
     await this.changeHosts(mbb.filter((m) => !toState.get(m.to)!.has(m.address)), (m) => m.to, 'replace', toState);
+    if (settle && toChange.length > 0) await sleep(PIN_SETTLE_MS);
 
-    // 2. The switch: every route that differs, one batch on the router.
-    if (toChange.length > 0) {
-      const lines = toChange.map((m) => `route replace ${m.address}/${m.family === 4 ? 32 : 128} via ${m.nextHop}`);
+    // 2. The switch. Pinning: the map elements (new connections), one atomic nft transaction.
+    if (pinned) {
+      const flip = toChange.filter(elemWrong);
+      if (flip.length > 0) await this.nft(elementLines(flip, (m) => this.markOf.get(m.to)!, pinned.elements), 'flip');
+    }
+    // Every route that differs, one batch on the router.
+    const routeChange = toChange.filter(routeWrong);
+    if (routeChange.length > 0) {
+      const lines = routeChange.map((m) => `route replace ${m.address}/${m.family === 4 ? 32 : 128} via ${m.nextHop}`);
       const r = await this.run(this.router, ['ip', '-batch', '-'], lines.join('\n') + '\n');
       if (r.code !== 0) {
         const line = failedBatchLine(r.stderr);
-        const m = line !== undefined ? toChange[line - 1] : undefined;
+        const m = line !== undefined ? routeChange[line - 1] : undefined;
         throw commandFailure(`linux-route: router: route replace${m ? ` ${m.address} via ${m.nextHop} (${m.to})` : ''}`, r, m?.address);
       }
     }
     const changedSet = new Set(toChange.map((m) => m.address));
     for (const m of moves) (changedSet.has(m.address) ? result.changed : result.unchanged).push(m.address);
 
-    // 3. Break: the other host gives the address up (already gone is fine).
+    // 3. Break: the other host gives the address up (already gone is fine); with pinning, once
+    //    the connections pinned to it have ended (or drainMs), and what is left of them is cut.
     if (mbb.length > 0) {
       const fromState = await this.readHosts([...new Set(mbb.map((m) => m.from))], ' (the routes are already switched)');
-      await this.changeHosts(mbb.filter((m) => fromState.get(m.from)!.has(m.address)), (m) => m.from, 'del', fromState);
+      const leaving = mbb.filter((m) => fromState.get(m.from)!.has(m.address));
+      const left = this.pin && leaving.length > 0 ? await this.drain(leaving) : [];
+      await this.changeHosts(leaving, (m) => m.from, 'del', fromState);
+      if (left.length > 0) await this.cutPinned(left);
     }
     return result;
   }
@@ -216,6 +282,144 @@ export class LinuxRouteBackend implements RouteBackend {
         throw commandFailure(`linux-route: ${host}: ${what}`, r, m?.address);
       }),
     );
+  }
+
+  /**
+   * The pinning state on the router: `nft -j list table inet failover` (its map elements), and
+   * on the first apply the `ip rule` lists. A missing table is not an error: setup installs it.
+   */
+  private async readPinState(): Promise<PinState> {
+    const ready = this.pinReady;
+    const rules = () => Promise.all([this.run(this.router, ['ip', '-j', '-4', 'rule', 'show']), this.run(this.router, ['ip', '-j', '-6', 'rule', 'show'])]);
+    const [table, [rules4, rules6]] = await Promise.all([
+      this.run(this.router, ['nft', '-j', 'list', 'table', 'inet', PIN_TABLE]),
+      ready ? [undefined, undefined] : rules(),
+    ]);
+    // The table is gone although this instance installed it (router restarted): set up again.
+    if (ready && table.code !== 0 && /No such file or directory/.test(table.stderr)) {
+      this.pinReady = false;
+      return this.readPinState();
+    }
+    const state: PinState = { exists: false, elements: new Map(), rules: { 4: [], 6: [] } };
+    if (table.code !== 0) {
+      if (!/No such file or directory/.test(table.stderr)) throw nftFailure('linux-route: router: nft list table', table);
+    } else {
+      try {
+        state.elements = pinElements(table.stdout);
+      } catch (err) {
+        throw new RouteError(`linux-route: router: unreadable nft -j output: ${(err as Error).message}`, false);
+      }
+      state.exists = true;
+    }
+    for (const [family, r] of [[4, rules4], [6, rules6]] as const) {
+      if (!r) continue;
+      if (r.code !== 0) throw commandFailure(`linux-route: router: ip -${family} rule show`, r);
+      try {
+        state.rules[family] = JSON.parse(r.stdout.trim() || '[]') as RuleJson[];
+      } catch (err) {
+        throw new RouteError(`linux-route: router: unreadable ip -j rule output: ${(err as Error).message}`, false);
+      }
+    }
+    return state;
+  }
+
+  /**
+   * Installs what pinning needs on the router (once per instance; again when the table is gone):
+   * the nft table (maps, chain, rules: flushed and re-added in one transaction), one `ip rule
+   * fwmark` per host and family, and each host's table with its default route. Adds the missing
+   * map elements of `moves` (where their route points now). Returns true when a flip in this
+   * apply must wait PIN_SETTLE_MS: pinning was not in force until now for a moving address.
+   */
+  private async preparePinning(moves: Move[], routes: Map<string, { gateway: string | null }>, pinned: PinState): Promise<boolean> {
+    const lines: string[] = [];
+    let settle = false;
+    if (!this.pinReady) {
+      if (this.hosts.size > 0) {
+        // conntrack is needed to drain: a missing tool is said now, before anything changes.
+        const ct = await this.run(this.router, ['conntrack', '-L', '-f', 'ipv4', '-m', `${hex(PIN_MARK_BASE)}/${hex(PIN_MARK_MASK)}`]);
+        if (ct.code !== 0) throw commandFailure('linux-route: router: conntrack -L (pinning needs conntrack-tools on the router)', ct);
+      }
+      lines.push(...pinTableLines());
+      // `-4`/`-6` are not accepted inside a batch: one batch per family (`ip -4 -batch -`).
+      for (const family of [4, 6] as const) {
+        const ipLines: string[] = [];
+        for (const [host, byFamily] of this.hops) {
+          const hop = byFamily.get(family);
+          if (hop === undefined) continue;
+          const mark = this.markOf.get(host)!;
+          ipLines.push(`route replace ${family === 4 ? 'default' : '::/0'} via ${hop} table ${mark}`);
+          const has = pinned.rules[family].some((r) => r.priority === this.rulePriority && Number(r.fwmark) === mark && (r.fwmask === undefined || Number(r.fwmask) === 0xffffffff) && String(r.table) === String(mark));
+          if (!has) {
+            ipLines.push(`rule add pref ${this.rulePriority} fwmark ${hex(mark)} lookup ${mark}`);
+            settle = true;
+          }
+        }
+        if (ipLines.length === 0) continue;
+        const r = await this.run(this.router, ['ip', `-${family}`, '-batch', '-'], ipLines.join('\n') + '\n');
+        if (r.code !== 0) throw commandFailure(`linux-route: router: pinning rules and tables${lineOf(ipLines, r.stderr)}`, r);
+      }
+      if (!pinned.exists) settle = true;
+    }
+    const missing = moves.filter((m) => !pinned.elements.has(m.address));
+    const init = missing.flatMap((m) => {
+      const gw = routes.get(m.address)?.gateway;
+      const host = gw ? this.hostByHop.get(`${m.family}|${gw}`) : undefined;
+      return host ? [{ ...m, to: host }] : [];
+    });
+    // An address pinned just now where it is, and about to move: its flows in flight need the pause.
+    if (init.some((m) => m.to !== moves.find((x) => x.address === m.address)!.to)) settle = true;
+    lines.push(...elementLines(init, (m) => this.markOf.get(m.to)!, new Map()));
+    if (lines.length > 0) await this.nft(lines, 'setup');
+    for (const m of init) pinned.elements.set(m.address, this.markOf.get(m.to)!);
+    this.pinReady = true;
+    return settle;
+  }
+
+  /** One `nft -f -` transaction (all or nothing). A failure makes the next apply check the setup again. */
+  private async nft(lines: string[], what: string): Promise<void> {
+    const r = await this.run(this.router, ['nft', '-f', '-'], lines.join('\n') + '\n');
+    if (r.code !== 0) {
+      this.pinReady = false;
+      throw nftFailure(`linux-route: router: nft ${what}`, r);
+    }
+  }
+
+  /**
+   * Waits until no TCP connection to a leaving address is pinned to another host than the one it
+   * moves to (conntrack on the router, states other than TIME_WAIT and CLOSE), at most drainMs.
+   * Returns the (address, mark) pairs that still had conntrack entries (any state, any protocol).
+   */
+  private async drain(leaving: Move[]): Promise<{ address: string; family: 4 | 6; mark: number }[]> {
+    const byAddress = new Map(leaving.map((m) => [m.address, m]));
+    const families = [...new Set(leaving.map((m) => m.family))];
+    const deadline = performance.now() + this.drainMs;
+    for (;;) {
+      const lists = await Promise.all(
+        families.map((f) => this.run(this.router, ['conntrack', '-L', '-f', f === 4 ? 'ipv4' : 'ipv6', '-m', `${hex(PIN_MARK_BASE)}/${hex(PIN_MARK_MASK)}`])),
+      );
+      const entries = lists.every((r) => r.code === 0) ? lists.flatMap((r) => conntrackEntries(r.stdout)) : undefined;
+      // An unreadable table: wait the whole drainMs, to be safe.
+      const old = (entries ?? []).filter((e) => {
+        const m = byAddress.get(e.dst);
+        return m !== undefined && e.mark !== this.markOf.get(m.to);
+      });
+      const live = entries === undefined || old.some((e) => e.proto === 'tcp' && e.state !== 'TIME_WAIT' && e.state !== 'CLOSE');
+      const left = performance.now() >= deadline;
+      if (!live || left) {
+        const pairs = new Map(old.map((e) => [`${e.dst}|${e.mark}`, { address: e.dst, family: byAddress.get(e.dst)!.family, mark: e.mark }]));
+        return [...pairs.values()];
+      }
+      await sleep(Math.min(DRAIN_POLL_MS, deadline - performance.now()));
+    }
+  }
+
+  /** Deletes the conntrack entries still pinned to the old hosts: their next packets follow the map. */
+  private async cutPinned(left: { address: string; family: 4 | 6; mark: number }[]): Promise<void> {
+    const results = await Promise.all(
+      left.map(async (p) => ({ p, r: await this.run(this.router, ['conntrack', '-D', '-f', p.family === 4 ? 'ipv4' : 'ipv6', '-d', p.address, '-m', String(p.mark)]) })),
+    );
+    const failed = results.find(({ r }) => r.code !== 0 && !/0 flow entries have been deleted/.test(r.stderr));
+    if (failed) throw commandFailure(`linux-route: router: conntrack -D -d ${failed.p.address} (the routes are already switched)`, failed.r, failed.p.address);
   }
 
   private run(prefix: string[], args: string[], input?: string): Promise<CommandResult> {
@@ -350,3 +554,126 @@ export function checkDevice(name: unknown, what: string): string {
   }
   return name;
 }
+
+/** What the router has for pinning. */
+interface PinState {
+  exists: boolean;
+  /** normalised address → mark */
+  elements: Map<string, number>;
+  rules: Record<4 | 6, RuleJson[]>;
+}
+
+/** One element of `ip -j rule show`. */
+interface RuleJson {
+  priority?: number;
+  fwmark?: string;
+  fwmask?: string;
+  table?: string | number;
+}
+
+/** The nft lines that (re)install the pinning table; the maps and their elements are kept. */
+export function pinTableLines(): string[] {
+  const t = `inet ${PIN_TABLE}`;
+  const ours = `ct mark and ${hex(PIN_MARK_MASK)} == ${hex(PIN_MARK_BASE)}`;
+  return [
+    `add table ${t}`,
+    `add map ${t} pin4 { type ipv4_addr : mark; }`,
+    `add map ${t} pin6 { type ipv6_addr : mark; }`,
+    `add chain ${t} prerouting { type filter hook prerouting priority mangle; policy accept; }`,
+    `flush chain ${t} prerouting`,
+    // Later packets of a pinned flow: back to the host it started on (original direction only:
+    // replies go to the client by the main table).
+    `add rule ${t} prerouting ct direction original ${ours} meta mark set ct mark return`,
+    // The first packet seen of a flow to a mapped address: the mark of the address's host, saved.
+    `add rule ${t} prerouting ct direction original meta mark set ip daddr map @pin4 ct mark set meta mark`,
+    `add rule ${t} prerouting ct direction original meta mark set ip6 daddr map @pin6 ct mark set meta mark`,
+  ];
+}
+
+/** `delete element` (for those that have one) + `add element` lines setting each address's mark. */
+function elementLines(moves: { address: string; family: 4 | 6; to: string }[], markOf: (m: { to: string }) => number, existing: Map<string, number>): string[] {
+  const lines: string[] = [];
+  for (const family of [4, 6] as const) {
+    const list = moves.filter((m) => m.family === family);
+    if (list.length === 0) continue;
+    const map = `inet ${PIN_TABLE} pin${family}`;
+    const had = list.filter((m) => existing.has(m.address));
+    if (had.length > 0) lines.push(`delete element ${map} { ${had.map((m) => m.address).join(', ')} }`);
+    lines.push(`add element ${map} { ${list.map((m) => `${m.address} : ${hex(markOf(m))}`).join(', ')} }`);
+  }
+  return lines;
+}
+
+/** The elements of the pinning maps in `nft -j list table inet failover`: normalised address → mark. */
+export function pinElements(stdout: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const doc = JSON.parse(stdout) as { nftables?: { map?: { name?: string; elem?: unknown[] } }[] };
+  if (!Array.isArray(doc.nftables)) throw new Error('no nftables array');
+  for (const item of doc.nftables) {
+    const map = item.map;
+    if (!map || (map.name !== 'pin4' && map.name !== 'pin6')) continue;
+    for (const e of map.elem ?? []) {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number') continue;
+      const ip = parseAddress(e[0]);
+      if (typeof ip !== 'string') out.set(ip.address, e[1]);
+    }
+  }
+  return out;
+}
+
+/** One line of `conntrack -L`: protocol, TCP state, original destination, mark. */
+export function conntrackEntries(stdout: string): { proto: string; state?: string; dst: string; mark: number }[] {
+  const out: { proto: string; state?: string; dst: string; mark: number }[] = [];
+  for (const line of stdout.split('\n')) {
+    const words = line.trim().split(/\s+/);
+    const dst = words.find((w) => w.startsWith('dst='));
+    const mark = words.find((w) => w.startsWith('mark='));
+    if (!dst || !mark) continue;
+    const ip = parseAddress(dst.slice(4));
+    if (typeof ip === 'string') continue;
+    const proto = words[0];
+    out.push({ proto, state: proto === 'tcp' && /^[A-Z_]+$/.test(words[3] ?? '') ? words[3] : undefined, dst: ip.address, mark: Number(mark.slice(5)) >>> 0 });
+  }
+  return out;
+}
+
+/**
+ * A 16-bit id per host for its pinning mark and routing table: FNV-1a of the name folded to 16
+ * bits, so that a host keeps its mark when others are added or removed (pinned connections of a
+ * running router stay valid across a controller restart with a new inventory); collisions go to
+ * the next free id, in sorted name order.
+ */
+export function pinIds(hosts: string[]): Map<string, number> {
+  const used = new Set<number>();
+  const out = new Map<string, number>();
+  for (const host of [...hosts].sort()) {
+    let h = 0x811c9dc5;
+    for (const byte of Buffer.from(host, 'utf8')) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+    let id = ((h >>> 16) ^ (h & 0xffff)) || 1;
+    while (used.has(id)) id = (id % 0xffff) + 1;
+    used.add(id);
+    out.set(host, id);
+  }
+  return out;
+}
+
+/** nft failures: a missing table/map (someone removed it) may pass after a new setup; syntax and permission errors are final. */
+function nftFailure(what: string, r: CommandResult): RouteError {
+  const e = commandFailure(what, r);
+  const retryable = r.code === 124 || r.code === 127 || r.code === 255 || /exec of ".*" failed|command not found|No such file or directory|Device or resource busy|Resource temporarily unavailable|No buffer space/i.test(r.stderr);
+  return new RouteError(e.message, retryable, e.address);
+}
+
+/** " (line N: ...)" for a failed `ip -batch` line. */
+function lineOf(lines: string[], stderr: string): string {
+  const n = failedBatchLine(stderr);
+  return n !== undefined && lines[n - 1] ? ` (${lines[n - 1]})` : '';
+}
+
+/** A number option within bounds. */
+function checkNumber(value: unknown, what: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new RouteError(`linux-route: ${what}: an integer from ${min} to ${max} is expected`, false);
+  return value;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));

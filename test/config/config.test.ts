@@ -140,7 +140,7 @@ describe('config: inventory and routing', () => {
       ['/etc/fc/config.yaml:1: routing: is required']],
     ['a missing IPv6 next hop and an unknown backend setting',
       INVENTORY.replace('[192.0.2.3, "2001:db8:ffff::3"]', '[192.0.2.3]').replace('    router:', '    routr: x\n    router:'),
-      ['/etc/fc/config.yaml:18: routing.linux_route.routr: unknown key (allowed: router, next_hops, hosts, device)',
+      ['/etc/fc/config.yaml:18: routing.linux_route.routr: unknown key (allowed: router, next_hops, hosts, device, pin_connections, drain_ms)',
         '/etc/fc/config.yaml:22: routing.linux_route.next_hops.transit-3: transit-3 has IPv6 addresses but no IPv6 next hop']],
     ['an unknown backend',
       INVENTORY.replace('backend: linux-route', 'backend: carrier-pigeon'),

@@ -68,7 +68,7 @@ describe('cutover in the namespace lab', () => {
     const lr = lab.linuxRoute;
     const routing = {
       backend: 'linux-route',
-      linux_route: { router: lr.router, next_hops: lr.nextHops, hosts: lr.hosts, device: 'lo' },
+      linux_route: { router: lr.router, next_hops: lr.nextHops, hosts: lr.hosts, device: 'lo', pin_connections: true },
     };
     let ctl = await start(dir, routing, server, ['198.51.100.20', '198.51.100.21', '2001:db8:3::20']);
     try {

@@ -3,11 +3,13 @@
  * real thing in a network-namespace lab (root): cutover, idempotency, current(), cutback, and
  * make-before-break under a tight loop of HTTP probes from the client.
  */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { runCommand, type CommandResult, type CommandRunner } from '../../src/routing/command-runner.js';
-import { LinuxRouteBackend } from '../../src/routing/linux-route-backend.js';
+import { conntrackEntries, LinuxRouteBackend, PIN_MARK_BASE, pinElements, pinIds } from '../../src/routing/linux-route-backend.js';
 import { RouteError, type DesiredRoute } from '../../src/routing/route-backend.js';
-import { createLab, LAN, ORIGIN, probeLoop, SERVICE_ADDRESSES, TRANSIT, urlOf, type Lab } from '../support/netns-lab.js';
+import { createLab, LAN, ORIGIN, probeLoop, SERVICE_ADDRESSES, TRANSIT, urlOf, type Lab, type ProbeStats } from '../support/netns-lab.js';
 
 const ROUTER = ['ssh', 'router'];
 const NEXT_HOPS = { [ORIGIN]: ['192.0.2.2', '2001:db8:ffff::2'], [TRANSIT]: ['192.0.2.3', '2001:db8:ffff::3'] };
@@ -184,6 +186,153 @@ describe('LinuxRouteBackend with a fake runner', () => {
   });
 });
 
+describe('LinuxRouteBackend with pinning, fake runner', () => {
+  const ids = pinIds([ORIGIN, TRANSIT]);
+  const mark = (h: string) => (PIN_MARK_BASE | ids.get(h)!) >>> 0;
+  const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
+
+  /** fakeNetwork plus an nft table (absent until `nft -f` creates it), ip rules and a conntrack listing. */
+  function pinnedNetwork(conntrack: () => string = () => '') {
+    const net = fakeNetwork({ '203.0.113.10': '192.0.2.2', '2001:db8:42::10': '2001:db8:ffff::2' }, { 'srv-42': ['203.0.113.10', '2001:db8:42::10'], 'transit-3': [] });
+    let table: Map<string, number> | undefined;
+    const rules: Record<string, { priority: number; fwmark: string; table: string }[]> = { '-4': [], '-6': [] };
+    const inner = net.runner;
+    const runner: CommandRunner = async (argv, opts) => {
+      const cmd = argv.slice(2);
+      const lines = (opts?.input ?? '').split('\n').filter(Boolean);
+      if (cmd[0] === 'nft' && cmd[1] === '-j') {
+        net.calls.push({ argv: [...argv] });
+        if (!table) return { code: 1, stdout: '', stderr: 'Error: No such file or directory\nlist table inet failover\n' };
+        const elem = (f: 4 | 6) => [...table!].filter(([a]) => familyOf(a) === f).map(([a, m]) => [a, m]);
+        return { code: 0, stdout: JSON.stringify({ nftables: [{ table: { name: 'failover' } }, { map: { name: 'pin4', elem: elem(4) } }, { map: { name: 'pin6', elem: elem(6) } }] }), stderr: '' };
+      }
+      if (cmd[0] === 'nft') {
+        net.calls.push({ argv: [...argv], input: opts?.input });
+        table ??= new Map();
+        for (const l of lines) {
+          const m = /^(add|delete) element inet failover pin[46] \{ (.*) \}$/.exec(l);
+          if (!m) continue;
+          for (const e of m[2].split(', ')) {
+            const [a, v] = e.split(' : ');
+            if (m[1] === 'delete') table.delete(a);
+            else table.set(a, Number(v));
+          }
+        }
+        return { code: 0, stdout: '', stderr: '' };
+      }
+      if (cmd[0] === 'conntrack') {
+        net.calls.push({ argv: [...argv] });
+        return cmd[1] === '-L' ? { code: 0, stdout: conntrack(), stderr: 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.\n' } : { code: 1, stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n' };
+      }
+      if (cmd[0] === 'ip' && cmd[1] === '-j' && cmd[3] === 'rule') {
+        net.calls.push({ argv: [...argv] });
+        return { code: 0, stdout: JSON.stringify(rules[cmd[2]]), stderr: '' };
+      }
+      if (cmd[0] === 'ip' && (cmd[1] === '-4' || cmd[1] === '-6')) {
+        net.calls.push({ argv: [...argv], input: opts?.input });
+        for (const l of lines) {
+          const m = /^rule add pref (\d+) fwmark (\S+) lookup (\d+)$/.exec(l);
+          if (m) rules[cmd[1]].push({ priority: Number(m[1]), fwmark: `0x${Number(m[2]).toString(16)}`, table: m[3] });
+        }
+        return { code: 0, stdout: '', stderr: '' };
+      }
+      return inner(argv, opts);
+    };
+    return { ...net, runner, table: () => table, rules };
+  }
+
+  test('host ids are stable: adding a host does not renumber the others', () => {
+    const two = pinIds(['srv-42', 'transit-3']);
+    const three = pinIds(['transit-3', 'srv-7', 'srv-42']);
+    expect(three.get('srv-42')).toBe(two.get('srv-42'));
+    expect(three.get('transit-3')).toBe(two.get('transit-3'));
+    expect(new Set(three.values()).size).toBe(3);
+    for (const id of three.values()) expect(id).toBeGreaterThan(0);
+  });
+
+  test('conntrack -L lines: protocol, TCP state, original destination, mark', () => {
+    const out = [
+      'tcp      6 86399 ESTABLISHED src=192.0.2.130 dst=203.0.113.10 sport=40000 dport=80 src=203.0.113.10 dst=192.0.2.130 sport=80 dport=40000 [ASSURED] mark=262209537 use=1',
+      'tcp      6 119 TIME_WAIT src=2001:db8:c::2 dst=2001:db8:42:0::10 sport=40001 dport=80 src=2001:db8:42::10 dst=2001:db8:c::2 sport=80 dport=40001 [ASSURED] mark=262209538 use=1',
+      'udp      17 29 src=192.0.2.130 dst=203.0.113.11 sport=5353 dport=53 [UNREPLIED] src=203.0.113.11 dst=192.0.2.130 sport=53 dport=5353 mark=262209537 use=1',
+    ].join('\n');
+    expect(conntrackEntries(out)).toEqual([
+      { proto: 'tcp', state: 'ESTABLISHED', dst: '203.0.113.10', mark: 262209537 },
+      { proto: 'tcp', state: 'TIME_WAIT', dst: '2001:db8:42::10', mark: 262209538 },
+      { proto: 'udp', state: undefined, dst: '203.0.113.11', mark: 262209537 },
+    ]);
+  });
+
+  test('first apply: installs the table, rules and tables, pins addresses where they are, then flips the map before the routes', async () => {
+    const net = pinnedNetwork();
+    const b = new LinuxRouteBackend({ router: ROUTER, nextHops: NEXT_HOPS, hosts: HOSTS, runner: net.runner, pinConnections: true, drainMs: 0 });
+    const r = await b.apply(moveAll(['203.0.113.10', '2001:db8:42::10'], TRANSIT, ORIGIN));
+    expect(r).toEqual({ changed: ['203.0.113.10', '2001:db8:42::10'], unchanged: [] });
+    const nftWrites = net.calls.filter((c) => c.argv[2] === 'nft' && c.argv[3] === '-f');
+    expect(nftWrites).toHaveLength(2);
+    // Setup: the table (chain flushed and refilled) and the elements where the routes point now.
+    expect(nftWrites[0].input).toContain('add table inet failover\n');
+    expect(nftWrites[0].input).toContain('flush chain inet failover prerouting\n');
+    expect(nftWrites[0].input).toContain(`add element inet failover pin4 { 203.0.113.10 : ${hex(mark(ORIGIN))} }`);
+    // The flip: one transaction, delete + add per map.
+    expect(nftWrites[1].input).toBe(
+      `delete element inet failover pin4 { 203.0.113.10 }\nadd element inet failover pin4 { 203.0.113.10 : ${hex(mark(TRANSIT))} }\n` +
+        `delete element inet failover pin6 { 2001:db8:42::10 }\nadd element inet failover pin6 { 2001:db8:42::10 : ${hex(mark(TRANSIT))} }\n`,
+    );
+    const ip4 = net.calls.find((c) => c.argv.slice(2).join(' ') === 'ip -4 -batch -')!;
+    expect(ip4.input).toContain(`route replace default via 192.0.2.3 table ${mark(TRANSIT)}\n`);
+    expect(ip4.input).toContain(`rule add pref 1000 fwmark ${hex(mark(TRANSIT))} lookup ${mark(TRANSIT)}\n`);
+    expect(net.calls.find((c) => c.argv.slice(2).join(' ') === 'ip -6 -batch -')!.input).toContain(`route replace ::/0 via 2001:db8:ffff::3 table ${mark(TRANSIT)}\n`);
+    // Order: map flip, then routes, then the drain read, then the old host gives the addresses up.
+    const flip = net.calls.indexOf(nftWrites[1]);
+    const routeBatch = net.calls.findIndex((c) => c.argv[1] === 'router' && c.input?.startsWith('route replace 203'));
+    expect(flip).toBeGreaterThan(0);
+    expect(flip).toBeLessThan(routeBatch);
+    const del = net.calls.findIndex((c) => c.argv[1] === 'srv-42' && c.input?.startsWith('addr del'));
+    expect(del).toBeGreaterThan(routeBatch);
+    expect(net.table()).toEqual(new Map([['203.0.113.10', mark(TRANSIT)], ['2001:db8:42::10', mark(TRANSIT)]]));
+    for (const c of net.calls) for (const a of c.argv) expect(a).toMatch(/^[A-Za-z0-9_.:\/-]+$/);
+
+    // Again: only reads (the setup is not repeated by this instance).
+    net.calls.length = 0;
+    expect(await b.apply(moveAll(['203.0.113.10', '2001:db8:42::10'], TRANSIT, ORIGIN))).toEqual({ changed: [], unchanged: ['203.0.113.10', '2001:db8:42::10'] });
+    expect(net.calls.filter((c) => c.input !== undefined && !c.argv.includes('-j'))).toEqual([]);
+    // A second instance reads the rules, finds them, and adds none.
+    net.calls.length = 0;
+    const b2 = new LinuxRouteBackend({ router: ROUTER, nextHops: NEXT_HOPS, hosts: HOSTS, runner: net.runner, pinConnections: true });
+    await b2.apply(moveAll(['203.0.113.10'], TRANSIT, ORIGIN));
+    expect(net.calls.filter((c) => c.input?.includes('rule add'))).toEqual([]);
+    expect(net.rules['-4']).toHaveLength(2);
+  });
+
+  test('a route right but a map element wrong is changed (the map is repaired)', async () => {
+    const net = pinnedNetwork();
+    const b = new LinuxRouteBackend({ router: ROUTER, nextHops: NEXT_HOPS, runner: net.runner, pinConnections: true });
+    await b.apply(moveAll(['203.0.113.10'], ORIGIN, TRANSIT)); // installs, element = srv-42
+    net.table()!.set('203.0.113.10', mark(TRANSIT));
+    expect(await b.apply(moveAll(['203.0.113.10'], ORIGIN, TRANSIT))).toEqual({ changed: ['203.0.113.10'], unchanged: [] });
+    expect(net.table()!.get('203.0.113.10')).toBe(mark(ORIGIN));
+    expect(net.calls.filter((c) => c.input?.startsWith('route replace 203'))).toEqual([]);
+  });
+
+  test('drain: waits while a TCP connection is pinned to the old host, up to drainMs, then cuts it', async () => {
+    const line = `tcp 6 86399 ESTABLISHED src=192.0.2.130 dst=203.0.113.10 sport=40000 dport=80 src=203.0.113.10 dst=192.0.2.130 sport=80 dport=40000 [ASSURED] mark=${mark(ORIGIN)} use=1`;
+    const net = pinnedNetwork(() => line);
+    const b = new LinuxRouteBackend({ router: ROUTER, nextHops: NEXT_HOPS, hosts: HOSTS, runner: net.runner, pinConnections: true, drainMs: 300 });
+    const t0 = performance.now();
+    await b.apply(moveAll(['203.0.113.10'], TRANSIT, ORIGIN));
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(300 + 200 - 5); // settle after a fresh setup + drain
+    const reads = net.calls.filter((c) => c.argv[2] === 'conntrack' && c.argv[3] === '-L');
+    expect(reads.length).toBeGreaterThan(3);
+    expect(net.calls.at(-1)!.argv.slice(2)).toEqual(['conntrack', '-D', '-f', 'ipv4', '-d', '203.0.113.10', '-m', String(mark(ORIGIN))]);
+  });
+
+  test('options are checked', () => {
+    expect(() => new LinuxRouteBackend({ router: ROUTER, nextHops: NEXT_HOPS, drainMs: -1 })).toThrow(RouteError);
+    expect(() => new LinuxRouteBackend({ router: ROUTER, nextHops: NEXT_HOPS, pinRulePriority: 40000 })).toThrow(RouteError);
+  });
+});
+
 describe('LinuxRouteBackend in a network-namespace lab', () => {
   let lab: Lab;
   const ours = SERVICE_ADDRESSES[ORIGIN];
@@ -292,5 +441,148 @@ describe('LinuxRouteBackend in a network-namespace lab', () => {
     await expect(b.current(['203.0.113.10'])).rejects.toMatchObject({ retryable: true });
     const gone = new LinuxRouteBackend({ router: ['/nonexistent/ssh', 'router'], nextHops: lab.linuxRoute.nextHops });
     await expect(gone.apply(moveAll(['203.0.113.10'], TRANSIT, ORIGIN))).rejects.toMatchObject({ retryable: true });
+  });
+});
+
+describe('LinuxRouteBackend with connection pinning in a network-namespace lab', () => {
+  let lab: Lab;
+  const ours = SERVICE_ADDRESSES[ORIGIN];
+  const FLIPS = 10;
+
+  /** Flips the srv-42 addresses back and forth `flips` times while the client probes every 10 ms (a new connection each). */
+  async function flipsUnderProbes(b: LinuxRouteBackend, flips: number, label: string): Promise<{ stats: ProbeStats; applyMs: number[] }> {
+    const loop = probeLoop(lab, lab.ns.client, ours.map(urlOf), 10, 500);
+    const applyMs: number[] = [];
+    await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < flips; i++) {
+      const [to, from] = i % 2 === 0 ? [TRANSIT, ORIGIN] : [ORIGIN, TRANSIT];
+      const t0 = performance.now();
+      await b.apply(moveAll(ours, to, from));
+      applyMs.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const stats = await loop.stop();
+    const failed = stats.log.filter((p) => p.servedBy === null).map((p) => `${p.url} ${p.error}`);
+    console.log(`linux-route ${label}: ${flips} flips (apply ${applyMs.map((x) => x.toFixed(0)).join(', ')} ms); ${stats.probes} probes from the client, ${stats.failures} failures ${JSON.stringify(stats.errors)}, served by ${JSON.stringify(stats.servedBy)}${failed.length ? `; failed: ${failed.slice(0, 5).join('; ')}` : ''}`);
+    return { stats, applyMs };
+  }
+
+  /**
+   * A TCP connection from the client to ADDR:80 held open by a node process: `send()` writes one
+   * HTTP request on it, `result` is the served-by of the answer or the socket error.
+   */
+  function heldConnection(address: string) {
+    const code = `
+      const s = require('node:net').connect({ host: ${JSON.stringify(address)}, port: 80 });
+      let buf = '';
+      s.on('connect', () => console.log('connected'));
+      s.on('data', (d) => (buf += d));
+      s.on('end', () => { const m = /x-served-by: (\\S+)/i.exec(buf); console.log('served ' + (m ? m[1] : 'none')); process.exit(0); });
+      s.on('error', (e) => { console.log('error ' + e.code); process.exit(0); });
+      require('node:readline').createInterface({ input: process.stdin }).on('line', () => s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'));
+    `;
+    const child = spawn('ip', ['netns', 'exec', lab.ns.client, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout });
+    let onLine: (l: string) => void = () => {};
+    lines.on('line', (l) => onLine(l));
+    const next = () => new Promise<string>((r) => (onLine = r));
+    const connected = next();
+    return {
+      connected,
+      async send(): Promise<string> {
+        const answer = next();
+        child.stdin.write('go\n');
+        return answer;
+      },
+      close: () => child.kill('SIGKILL'),
+    };
+  }
+
+  const onLo = async (ns: string, address: string) => (await lab.exec(ns, ['ip', '-j', 'addr', 'show', 'dev', 'lo'])).stdout.includes(`"${address}"`);
+
+  beforeAll(async () => {
+    lab = await createLab();
+  });
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  test(`without pinning: ${FLIPS} make-before-break flips under 10 ms probes (for comparison, not asserted)`, async () => {
+    const { stats } = await flipsUnderProbes(new LinuxRouteBackend({ ...lab.linuxRoute }), FLIPS, 'without pinning');
+    expect(stats.servedBy[ORIGIN]).toBeGreaterThan(0);
+  });
+
+  test(`with pinning: ${FLIPS} make-before-break flips under 10 ms probes (a new connection each), no failed probe`, async () => {
+    const b = new LinuxRouteBackend({ ...lab.linuxRoute, pinConnections: true });
+    const { stats } = await flipsUnderProbes(b, FLIPS, 'with pinning');
+    expect(stats.failures).toBe(0);
+    expect(stats.servedBy[ORIGIN]).toBeGreaterThan(0);
+    expect(stats.servedBy[TRANSIT]).toBeGreaterThan(0);
+    expect(await servedBy()).toEqual([ORIGIN, ORIGIN, ORIGIN]);
+    expect((await b.current([...ours])).map((c) => c.to)).toEqual([ORIGIN, ORIGIN, ORIGIN]);
+    for (const a of ours) expect(await onLo(lab.ns.transit, a)).toBe(false);
+  });
+
+  async function servedBy(): Promise<(string | null)[]> {
+    return Promise.all(ours.map((a) => lab.httpFrom(lab.ns.client, urlOf(a), 1000)));
+  }
+
+  test('what pinning installed on the router: table inet failover, one rule and table per host and family', async () => {
+    const table = await lab.exec(lab.ns.router, ['nft', '-j', 'list', 'table', 'inet', 'failover']);
+    expect(table.code).toBe(0);
+    const ids = pinIds([ORIGIN, TRANSIT]);
+    const mark = (h: string) => (PIN_MARK_BASE | ids.get(h)!) >>> 0;
+    expect(pinElements(table.stdout)).toEqual(new Map(ours.map((a) => [a, mark(ORIGIN)])));
+    for (const family of ['-4', '-6']) {
+      const rules = JSON.parse((await lab.exec(lab.ns.router, ['ip', '-j', family, 'rule', 'show'])).stdout) as { priority: number; fwmark?: string; table: string }[];
+      for (const h of [ORIGIN, TRANSIT]) expect(rules.filter((r) => r.priority === 1000 && Number(r.fwmark) === mark(h) && r.table === String(mark(h)))).toHaveLength(1);
+      const routes = (await lab.exec(lab.ns.router, ['ip', '-j', family, 'route', 'show', 'table', String(mark(TRANSIT))])).stdout;
+      expect(routes).toContain(family === '-4' ? LAN.transit[0] : LAN.transit[1]);
+    }
+    // A second instance (controller restart) finds everything in place: the same state is only read.
+    const rec: Call[] = [];
+    const again = new LinuxRouteBackend({ ...lab.linuxRoute, pinConnections: true, runner: (argv, opts) => (rec.push({ argv: [...argv], input: opts?.input }), runCommand(argv, opts)) });
+    expect(await again.apply(moveAll(ours, ORIGIN, TRANSIT))).toEqual({ changed: [], unchanged: [...ours] });
+    const rules = JSON.parse((await lab.exec(lab.ns.router, ['ip', '-j', '-4', 'rule', 'show'])).stdout) as { priority: number }[];
+    expect(rules.filter((r) => r.priority === 1000)).toHaveLength(2);
+    expect(rec.filter((c) => c.input?.includes('element'))).toEqual([]);
+  });
+
+  test('a connection opened before the flip stays on the old host; the old host keeps the address until it ends', async () => {
+    const b = new LinuxRouteBackend({ ...lab.linuxRoute, pinConnections: true, drainMs: 5000 });
+    const conn = heldConnection(ours[0]);
+    try {
+      expect(await conn.connected).toBe('connected');
+      const t0 = performance.now();
+      const applied = b.apply(moveAll(ours, TRANSIT, ORIGIN));
+      await new Promise((r) => setTimeout(r, 400));
+      // Flipped: new connections go to transit-3, while srv-42 still has the address (draining).
+      expect(await lab.httpFrom(lab.ns.client, urlOf(ours[0]), 1000)).toBe(TRANSIT);
+      expect(await onLo(lab.ns.origin, ours[0])).toBe(true);
+      expect(await conn.send()).toBe(`served ${ORIGIN}`);
+      await applied;
+      const ms = performance.now() - t0;
+      expect(ms).toBeLessThan(4000); // ended by the connection's end, not by drainMs
+      expect(await onLo(lab.ns.origin, ours[0])).toBe(false);
+    } finally {
+      conn.close();
+    }
+  });
+
+  test('a connection still open after drainMs is cut: the address leaves the old host, the connection is reset', async () => {
+    const b = new LinuxRouteBackend({ ...lab.linuxRoute, pinConnections: true, drainMs: 300 });
+    const conn = heldConnection(ours[1]);
+    try {
+      expect(await conn.connected).toBe('connected');
+      const t0 = performance.now();
+      await b.apply(moveAll(ours, ORIGIN, TRANSIT));
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
+      expect(await onLo(lab.ns.transit, ours[1])).toBe(false);
+      const ct = conntrackEntries((await lab.exec(lab.ns.router, ['conntrack', '-L', '-f', 'ipv4', '-d', ours[1]])).stdout);
+      expect(ct.filter((e) => e.state === 'ESTABLISHED')).toEqual([]);
+      expect(await conn.send()).toBe('error ECONNRESET');
+    } finally {
+      conn.close();
+    }
   });
 });
