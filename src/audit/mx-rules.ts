@@ -177,8 +177,20 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
     }
   }
 
+  // A lame name server can hand the resolver an answer without the MX RRset; when an authoritative
+  // server (AA) has MX records, judge those and say so instead of reporting "no MX".
+  let mxValues = input.mx.values;
+  let mxNote = '';
+  if (mxKnown && mxValues.length === 0) {
+    const auth = input.auth?.find((a) => a.status === 'answered' && a.aa && a.rcode === 'NOERROR' && (a.mx?.length ?? 0) > 0);
+    if (auth) {
+      mxValues = auth.mx!;
+      mxNote = ` (the resolver answered no MX; these come from the authoritative server ${auth.ns}: a lame server answered the resolver)`;
+    }
+  }
+
   if (mxKnown) {
-    const mx = input.mx.values.map((r) => ({ priority: r.priority, host: lc(r.host) || '.' }));
+    const mx = mxValues.map((r) => ({ priority: r.priority, host: lc(r.host) || '.' }));
     const isNull = (r: MxRecord) => r.host === '.' || r.host === '';
     const nulls = mx.filter(isNull);
     const real = mx.filter((r) => !isNull(r));
@@ -192,7 +204,7 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
       add('mx-present', 'FAIL', `${d} publishes a null MX (${nulls.map(mxText).join(', ')}, RFC 7505): it refuses all mail`,
         `delete ${joinAnd(nulls.map((r) => `\`${mxText(r)}\``))}, then ${requiredAddFix(s)}`);
     } else {
-      add('mx-present', 'OK', `${real.length} MX record(s): ${real.map(mxText).join(', ')}`);
+      add('mx-present', 'OK', `${real.length} MX record(s): ${real.map(mxText).join(', ')}${mxNote}`);
     }
 
     // 4-6: the records at the external DNS provider
@@ -324,7 +336,7 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
     }
     if (sets.size > 1) {
       problems++;
-      const resolverKey = mxKnown ? mxSetKey(input.mx.values.map((r) => ({ priority: r.priority, host: lc(r.host) }))) : '';
+      const resolverKey = mxKnown ? mxSetKey(mxValues.map((r) => ({ priority: r.priority, host: lc(r.host) }))) : '';
       const ranked = [...sets.entries()].sort((x, y) => y[1].length - x[1].length || Number(y[0] === resolverKey) - Number(x[0] === resolverKey));
       const [refKey, refServers] = ranked[0];
       const ref = new Set(refServers[0].mx!.map(mxText));

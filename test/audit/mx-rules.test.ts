@@ -128,3 +128,24 @@ describe('MX rules', () => {
     expect(insertInclude('v=spf1 redirect=y.com', 'x.com')).toBe('v=spf1 include:x.com redirect=y.com');
   });
 });
+
+describe('a lame server answering the resolver', () => {
+  test("an empty MX answer from the resolver is judged by the authoritative servers' MX, with a note", () => {
+    const mx = [{ priority: 10, host: 'mx1.alwaysdata.com' }, { priority: 20, host: 'mx2.alwaysdata.com' }];
+    const checks = runMxRules({
+      domain: 'lame.example',
+      ns: { status: 'ok', values: ['ns1.ext.example', 'lame.ext.example'] },
+      mx: { status: 'ok', values: [] },
+      targets: [],
+      txt: { status: 'ok', values: ['v=spf1 include:_spf.alwaysdata.com ~all'] },
+      auth: [
+        { ns: 'ns1.ext.example', address: '192.0.2.1', status: 'answered', rcode: 'NOERROR', aa: true, mx },
+        { ns: 'lame.ext.example', address: '192.0.2.2', status: 'answered', rcode: 'NOERROR', aa: false },
+      ],
+    } as unknown as AuditInput, S);
+    const present = checks.find((c: Check) => c.check === 'mx-present')!;
+    expect(present.verdict).toBe('OK');
+    expect(present.evidence).toContain('a lame server answered the resolver');
+    expect(checks.find((c: Check) => c.check === 'lame-server')?.verdict).toBe('WARN');
+  });
+});
