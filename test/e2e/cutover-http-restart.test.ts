@@ -70,15 +70,6 @@ async function post(ctl: ControllerHandle, path: string, body: unknown = {}) {
   return { status: r.status, body: (await r.json()) as Record<string, any>, ms: performance.now() - t0 };
 }
 
-async function waitOp(ctl: ControllerHandle, id: string, timeoutMs = 30_000): Promise<Record<string, any>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = JSON.parse((await ctl.get(`/v1/operations/${id}`)).body);
-    if (r.state === 'succeeded' || r.state === 'failed' || Date.now() > deadline) return r;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
-
 describe.each([
   ['right after the DNS switch', 0],
   ['during routing', 1500],
@@ -108,7 +99,7 @@ describe.each([
       ctl = await start(dir);
       // DNS answers exactly as before the kill, from the first query on
       expect(await answers(ctl, 'hosted.test')).toEqual({ ips: ['198.51.100.20'], ttl: [30] });
-      const op = await waitOp(ctl, id);
+      const op = await ctl.waitOperation(id);
       expect(op.state).toBe('succeeded');
       expect(op.addresses.map((a: any) => a.routed_to)).toEqual(['transit-3', 'transit-3', 'transit-3']);
       expect(robot.activeServerIp('203.0.113.10')).toBe(TRANSIT.ip);

@@ -37,15 +37,6 @@ async function post(ctl: ControllerHandle, path: string, body: unknown = {}) {
   return { status: r.status, body: (await r.json()) as Record<string, any>, ms: performance.now() - t0 };
 }
 
-async function waitOp(ctl: ControllerHandle, id: string): Promise<Record<string, any>> {
-  for (let i = 0; i < 300; i++) {
-    const op = JSON.parse((await ctl.get(`/v1/operations/${id}`)).body);
-    if (op.state === 'succeeded' || op.state === 'failed') return op;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('operation did not finish');
-}
-
 const servedBy = async (addresses: string[]) => Promise.all(addresses.map((a) => lab.httpFrom(lab.ns.client, urlOf(a), 1000)));
 
 function start(dir: string, routing: Record<string, unknown>, server: string[], transit: string[]) {
@@ -78,7 +69,7 @@ describe('cutover in the namespace lab', () => {
       expect(r.status).toBe(202);
       expect(await dnsA(ctl, 'hosted.test')).toEqual(['198.51.100.20']);
       expect(await dnsA(ctl, 'hosted.test', T.AAAA)).toEqual(['2001:db8:3:0:0:0:0:20']);
-      const op = await waitOp(ctl, r.body.id);
+      const op = await ctl.waitOperation(r.body.id);
       expect(op.state).toBe('succeeded');
       console.log(`linux-route cutover: request -> DNS switch ${op.durations_ms.dns_switch} ms, request -> routes applied ${op.durations_ms.routing} ms`);
       expect(await servedBy(server)).toEqual(['transit-3', 'transit-3', 'transit-3']);
@@ -118,7 +109,7 @@ describe('cutover in the namespace lab', () => {
       const r = await post(ctl, '/v1/servers/srv-42/cutover', { transit: 'transit-3' });
       expect(r.status).toBe(202);
       expect(await dnsA(ctl, 'onlink.hosted.test')).toEqual(['198.51.100.20']);
-      const op = await waitOp(ctl, r.body.id);
+      const op = await ctl.waitOperation(r.body.id);
       expect(op.state).toBe('succeeded');
       console.log(`linux-address cutover: request -> DNS switch ${op.durations_ms.dns_switch} ms, request -> routes applied ${op.durations_ms.routing} ms`);
       expect(await servedBy(server)).toEqual(['transit-3', 'transit-3']);

@@ -40,15 +40,6 @@ afterAll(async () => {
 
 const router = (argv: string[]) => lab.exec(lab.ns.router, argv);
 
-async function waitOp(id: string): Promise<Record<string, any>> {
-  for (let i = 0; i < 600; i++) {
-    const op = JSON.parse((await ctl.get(`/v1/operations/${id}`)).body);
-    if (op.state === 'succeeded' || op.state === 'failed') return op;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('operation did not finish');
-}
-
 function metric(body: string, name: string, labels: string): number {
   const line = body.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || l.startsWith(`${name}{${labels},`));
   return line ? Number(line.split(' ').pop()) : NaN;
@@ -76,7 +67,7 @@ describe('measured downtime', () => {
     const actual = (t2a + t2b) / 2 - (t1a + t1b) / 2;
     const slack = (t1b - t1a) / 2 + (t2b - t2a) / 2;
 
-    const op = await waitOp(id);
+    const op = await ctl.waitOperation(id);
     expect(op.state).toBe('succeeded');
     const by = Object.fromEntries(op.addresses.map((a: any) => [a.address, a]));
     const measured = by['203.0.113.10'].downtime_ms as number;
@@ -94,7 +85,7 @@ describe('measured downtime', () => {
     expect(metric(body, 'failover_ip_recovered', 'server="srv-42",address="203.0.113.10",direction="cutover"')).toBe(1);
 
     const back = await ctl.post('/v1/servers/srv-42/cutback');
-    const cb = await waitOp(JSON.parse(back.body).id);
+    const cb = await ctl.waitOperation(JSON.parse(back.body).id);
     expect(cb.state).toBe('succeeded');
     console.log(`cutback downtime: ${cb.addresses.map((a: any) => `${a.address} ${a.downtime_ms} ms (${a.probes_failed}/${a.probes_sent} failed)`).join(', ')}`);
     const after = (await ctl.get('/metrics', false)).body;

@@ -74,6 +74,8 @@ export interface ControllerHandle {
   stop(): Promise<void>;
   /** Kills the process with SIGKILL and waits for it to be gone; keeps the directory. */
   kill(): Promise<void>;
+  /** Polls GET /v1/operations/{id} until it succeeded or failed (or the time is up); returns its JSON. */
+  waitOperation(id: string, timeoutMs?: number): Promise<Record<string, any>>;
 }
 
 export async function startController(opts: ControllerOptions): Promise<ControllerHandle> {
@@ -145,6 +147,15 @@ export async function startController(opts: ControllerOptions): Promise<Controll
         clearTimeout(t);
       }
       removeDir();
+    },
+    waitOperation: async (id, timeoutMs = 60_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const op = JSON.parse((await get(`/v1/operations/${id}`)).body) as Record<string, any>;
+        if (op.state === 'succeeded' || op.state === 'failed') return op;
+        if (Date.now() > deadline) throw new Error(`operation ${id} still ${op.state} after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
     kill: async () => {
       if (exited === null) {
