@@ -28,7 +28,15 @@ export interface MasterFileOptions {
   file: string;
   /** Default TTL before any $TTL (as if the file started with `$TTL defaultTtl`). */
   defaultTtl?: number;
+  /**
+   * Reads the file named by `$INCLUDE` (relative names resolved against the including file);
+   * returns its text and the name to report it by. Without it, `$INCLUDE` is an error.
+   */
+  readInclude?: (name: string, from: string) => { text: string; file: string };
 }
+
+/** How deep `$INCLUDE` may nest. */
+export const MAX_INCLUDE_DEPTH = 8;
 
 const SP = 0x20, TAB = 0x09, CR = 0x0d, LF = 0x0a, SEMI = 0x3b, LPAR = 0x28, RPAR = 0x29, DQUOTE = 0x22,
   BSLASH = 0x5c;
@@ -239,12 +247,15 @@ function ownerKey(raw: string, origin: Origin): string {
  * with canonical owner keys and wire RDATA, in file order. Throws {@link ZoneParseError}
  * (`file:line: reason`) on the first problem.
  *
- * Directives: `$ORIGIN`, `$TTL`; `$INCLUDE` and `$GENERATE` are rejected. Names outside the
- * zone and an SOA anywhere but the apex are errors.
+ * Directives: `$ORIGIN`, `$TTL`, `$INCLUDE file [origin]` (RFC 1035 5.1: the included file starts
+ * with that origin, and the including file's origin is unchanged after it; needs `readInclude`);
+ * `$GENERATE` is rejected. Names outside the zone and an SOA anywhere but the apex are errors.
  */
 export function parseMasterFile(text: string, opts: MasterFileOptions): ParsedZone {
-  const file = opts.file;
-  const lx = new Lexer(text, file);
+  let file = opts.file;
+  let lx = new Lexer(text, file);
+  /** The including files, innermost last, with the origin to restore. */
+  const frames: { lx: Lexer; file: string; origin: Origin; originInZone: boolean }[] = [];
   let zone: Origin;
   try {
     zone = makeOrigin(opts.origin);
@@ -272,9 +283,16 @@ export function parseMasterFile(text: string, opts: MasterFileOptions): ParsedZo
   let ownerRaw = '';
   let ownerOrigin: Origin | null = null;
 
-  const toks = lx.text;
-  const quoted = lx.quoted;
-  const lines = lx.line;
+  let toks = lx.text;
+  let quoted = lx.quoted;
+  let lines = lx.line;
+  const use = (l: Lexer) => {
+    lx = l;
+    file = l.file;
+    toks = l.text;
+    quoted = l.quoted;
+    lines = l.line;
+  };
   function err(line: number, reason: string): never {
     throw new ZoneParseError(file, line, reason);
   }
@@ -287,7 +305,15 @@ export function parseMasterFile(text: string, opts: MasterFileOptions): ParsedZo
     return v;
   }
 
-  while (lx.next()) {
+  for (;;) {
+    if (!lx.next()) {
+      const f = frames.pop();
+      if (!f) break;
+      use(f.lx);
+      origin = f.origin;
+      originInZone = f.originInZone;
+      continue;
+    }
     const n = lx.n;
     const recLine = lines[0];
     let i = 0;
@@ -313,7 +339,30 @@ export function parseMasterFile(text: string, opts: MasterFileOptions): ParsedZo
           defaultTtl = readTtl(1);
           defaultKnown = true;
         } else if (d === '$INCLUDE') {
-          err(recLine, '$INCLUDE is not supported (put the records in the zone file itself)');
+          if (!opts.readInclude) err(recLine, '$INCLUDE is not supported here');
+          if (n < 2) err(recLine, '$INCLUDE needs a file name');
+          if (n > 3) err(lines[3], `unexpected "${toks[3]}" after $INCLUDE`);
+          if (frames.length >= MAX_INCLUDE_DEPTH) err(recLine, `$INCLUDE nested more than ${MAX_INCLUDE_DEPTH} deep`);
+          let incOrigin = origin;
+          if (n === 3) {
+            try {
+              incOrigin = originFromLabels(parseName(toks[2], origin.labels));
+            } catch (e) {
+              if (e instanceof NameError) err(lines[2], `bad $INCLUDE origin: ${e.message}`);
+              throw e;
+            }
+          }
+          let inc: { text: string; file: string };
+          try {
+            inc = opts.readInclude(toks[1], file);
+          } catch (e) {
+            err(lines[1], `cannot read $INCLUDE file "${toks[1]}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+          }
+          if (inc.file === file || frames.some((f) => f.file === inc.file)) err(lines[1], `$INCLUDE loop: ${inc.file} includes itself`);
+          frames.push({ lx, file, origin, originInZone });
+          use(new Lexer(inc.text, inc.file));
+          origin = incOrigin;
+          originInZone = isAtOrBelow(origin.key, zone.key);
         } else if (d === '$GENERATE') {
           err(recLine, '$GENERATE is not supported');
         } else {

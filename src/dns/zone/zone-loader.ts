@@ -3,8 +3,9 @@
  * or check is reported with file, line and reason and is not served; on reload, a broken new
  * version keeps the previous version served. Unchanged files are not parsed again.
  */
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { nameKey, NameError } from '../name.js';
 import { parseMasterFile } from './master-file.js';
 import { ZoneParseError } from './types.js';
@@ -21,8 +22,22 @@ export interface ZoneLoadError {
 
 interface Loaded {
   zone: Zone;
-  /** mtime, size and inode of the file the zone came from. */
+  /** mtime, size and inode of the file the zone came from and of the files it includes. */
   fingerprint: string;
+  includes: string[];
+}
+
+async function fingerprintOf(files: string[]): Promise<string> {
+  const parts: string[] = [];
+  for (const f of files) {
+    try {
+      const st = await stat(f);
+      parts.push(`${st.mtimeMs}/${st.size}/${st.ino}`);
+    } catch {
+      parts.push('missing');
+    }
+  }
+  return parts.join('|');
 }
 
 /** What one (re)load found. */
@@ -50,26 +65,25 @@ export class ZoneDirectory {
     for (const name of names) {
       const file = join(this.dir, name);
       const prev = this.loaded.get(file);
-      let fingerprint: string;
       try {
         const st = await stat(file);
         if (!st.isFile()) continue;
-        fingerprint = `${st.mtimeMs}/${st.size}/${st.ino}`;
       } catch (err) {
         result.errors.push({ file, reason: (err as Error).message, keptPrevious: false });
         continue;
       }
-      if (prev && prev.fingerprint === fingerprint) {
+      if (prev && prev.fingerprint === (await fingerprintOf([file, ...prev.includes]))) {
         next.set(file, prev);
         continue;
       }
       result.parsed.push(file);
       try {
-        const zone = await loadZoneFile(file, name.slice(0, -'.zone'.length));
-        next.set(file, { zone, fingerprint });
+        const includes: string[] = [];
+        const zone = await loadZoneFile(file, name.slice(0, -'.zone'.length), includes);
+        next.set(file, { zone, fingerprint: await fingerprintOf([file, ...includes]), includes });
         for (const w of zone.warnings) result.warnings.push({ file, message: w });
       } catch (err) {
-        const e = describe(err);
+        const e = describe(err, file);
         result.errors.push({ file, line: e.line, reason: e.reason, keptPrevious: prev !== undefined });
         if (prev) next.set(file, prev);
       }
@@ -91,8 +105,11 @@ export class ZoneDirectory {
   }
 }
 
-/** Parses and checks one master file; the origin comes from the file name. */
-export async function loadZoneFile(file: string, originText: string): Promise<Zone> {
+/**
+ * Parses and checks one master file; the origin comes from the file name. `$INCLUDE` names are
+ * resolved against the including file's directory; the files read are appended to `includes`.
+ */
+export async function loadZoneFile(file: string, originText: string, includes: string[] = []): Promise<Zone> {
   let origin: string;
   try {
     origin = nameKey(originText.endsWith('.') ? originText : originText + '.');
@@ -100,7 +117,15 @@ export async function loadZoneFile(file: string, originText: string): Promise<Zo
     throw new ZoneParseError(file, 0, `file name does not give a zone name: ${(err as Error).message}`);
   }
   const text = await readFile(file, 'utf8');
-  const parsed = parseMasterFile(text, { origin, file });
+  const parsed = parseMasterFile(text, {
+    origin,
+    file,
+    readInclude: (name, from) => {
+      const path = resolve(dirname(from), name);
+      includes.push(path);
+      return { text: readFileSync(path, 'utf8'), file: path };
+    },
+  });
   try {
     return buildZone(parsed);
   } catch (err) {
@@ -109,8 +134,12 @@ export async function loadZoneFile(file: string, originText: string): Promise<Zo
   }
 }
 
-function describe(err: unknown): { line?: number; reason: string } {
-  if (err instanceof ZoneParseError) return { line: err.line || undefined, reason: err.reason };
+function describe(err: unknown, file: string): { line?: number; reason: string } {
+  if (err instanceof ZoneParseError) {
+    // a problem inside an included file: name that file and its line in the reason
+    if (err.file !== file) return { reason: `in ${err.file}:${err.line}: ${err.reason}` };
+    return { line: err.line || undefined, reason: err.reason };
+  }
   if (err instanceof NameError) return { reason: err.message };
   return { reason: err instanceof Error ? err.message : String(err) };
 }
