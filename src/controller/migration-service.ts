@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { billing, type Billing } from '../core/billing.js';
 import { pairAddresses, profileOf, type Account, type Inventory } from '../core/inventory.js';
 import {
-  accountsNotOnTransit, allowedEvents, isFinished, newMigration, transition,
+  allowedEvents, isFinished, newMigration, transition,
   type Migration, type MigrationEvent, type MoveTarget,
 } from '../core/migration.js';
 import type { AccountOverlay, LoweredTtl } from '../core/overlay.js';
@@ -407,4 +407,3 @@ export class MigrationService {
   }
 }
 
-export { accountsNotOnTransit };

@@ -6,22 +6,18 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { join } from 'node:path';
 import { REPO_ROOT, startController, type ControllerHandle } from '../support/controller.js';
-import { createLab, type Lab } from '../support/netns-lab.js';
+import { createLab, labSections, type Lab } from '../support/netns-lab.js';
 
 let lab: Lab;
 let ctl: ControllerHandle;
 beforeAll(async () => {
   lab = await createLab();
-  const lr = lab.linuxRoute;
   ctl = await startController({
     netns: lab.ns.client,
     zonesDir: join(REPO_ROOT, 'test', 'fixtures', 'migration'),
     sections: {
-      servers: [{ name: 'srv-42', profile: 'vps', addresses: ['203.0.113.10', '203.0.113.11', '2001:db8:42::10'] }],
-      transits: [{ name: 'transit-3', profile: 'vps', addresses: ['198.51.100.20', '198.51.100.21', '2001:db8:3::20'] }],
+      ...labSections(lab, { profile: 'vps' }),
       accounts: [{ name: 'acme', server: 'srv-42', zones: ['acme.test'], probe: { url: 'http://www.acme.test/', identity_header: 'x-served-by' } }],
-      state: { path: './state.db' },
-      routing: { backend: 'linux-route', linux_route: { router: lr.router, next_hops: lr.nextHops, hosts: lr.hosts } },
       health: { interval_ms: 10, timeout_ms: 200, deadline_s: 30, recovery_probes: 20 },
     },
   });

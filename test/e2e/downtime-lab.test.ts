@@ -8,22 +8,18 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { join } from 'node:path';
 import { REPO_ROOT, startController, type ControllerHandle } from '../support/controller.js';
-import { createLab, LAN, type Lab } from '../support/netns-lab.js';
+import { createLab, labSections, LAN, type Lab } from '../support/netns-lab.js';
 
 const INTERVAL_MS = 10;
 let lab: Lab;
 let ctl: ControllerHandle;
 beforeAll(async () => {
   lab = await createLab();
-  const lr = lab.linuxRoute;
   ctl = await startController({
     netns: lab.ns.client,
     zonesDir: join(REPO_ROOT, 'test', 'fixtures', 'cutover'),
     sections: {
-      servers: [{ name: 'srv-42', addresses: ['203.0.113.10', '203.0.113.11', '2001:db8:42::10'] }],
-      transits: [{ name: 'transit-3', addresses: ['198.51.100.20', '198.51.100.21', '2001:db8:3::20'] }],
-      state: { path: './state.db' },
-      routing: { backend: 'linux-route', linux_route: { router: lr.router, next_hops: lr.nextHops, hosts: lr.hosts } },
+      ...labSections(lab),
       health: {
         interval_ms: INTERVAL_MS, timeout_ms: 200, deadline_s: 60,
         // a long recovery streak keeps the measurement open while the test plays its outage

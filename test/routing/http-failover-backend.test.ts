@@ -4,6 +4,7 @@ import { HttpFailoverBackend, failoverNetOf, type HttpFailoverBackendOptions } f
 import { RetryGaveUpError, withRetry, type RetryOptions } from '../../src/routing/retrying-backend.js';
 import { RouteError, type DesiredRoute } from '../../src/routing/route-backend.js';
 import { FakeRobot, type FakeFaults } from '../support/fake-robot.js';
+import { rejection as rejectionOf } from '../support/rejection.js';
 
 const USER = 'robot-user';
 const PASSWORD = 'pw-S3cr3t-do-not-leak';
@@ -54,14 +55,7 @@ const FAST: RetryOptions = { deadlineMs: 3000, minTimeoutMs: 10, maxTimeoutMs: 5
 
 const toTransit = (address: string, family: 4 | 6 = 4): DesiredRoute => ({ address, family, to: 'transit-3', from: 'srv-42' });
 
-async function rejection(p: Promise<unknown>): Promise<RetryGaveUpError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as RetryGaveUpError;
-  }
-  throw new Error('expected a rejection');
-}
+const rejection = (p: Promise<unknown>) => rejectionOf<RetryGaveUpError>(p);
 
 describe('http backend: apply through withRetry', () => {
   const cases: {

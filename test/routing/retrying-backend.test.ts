@@ -1,4 +1,5 @@
 /** withRetry over a scripted in-memory backend: what is retried, the deadline, the backoff. */
+import { rejection as rejectionOf } from '../support/rejection.js';
 import { describe, expect, test } from '@jest/globals';
 import { RetryGaveUpError, withRetry } from '../../src/routing/retrying-backend.js';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../../src/routing/route-backend.js';
@@ -31,14 +32,7 @@ class ScriptedBackend implements RouteBackend {
 const D: DesiredRoute[] = [{ address: '203.0.113.10', family: 4, to: 'transit-3', from: 'srv-42' }];
 const locked = (n: number) => new RouteError(`FAILOVER_LOCKED #${n}`, true, '203.0.113.10');
 
-async function rejection(p: Promise<unknown>): Promise<RetryGaveUpError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as RetryGaveUpError;
-  }
-  throw new Error('expected a rejection');
-}
+const rejection = (p: Promise<unknown>) => rejectionOf<RetryGaveUpError>(p);
 
 describe('withRetry', () => {
   test('keeps the name; retries retryable errors until success', async () => {

@@ -379,3 +379,20 @@ export function probeLoop(lab: Lab, ns: string, urls: string[], intervalMs = 10,
     },
   };
 }
+
+/**
+ * Controller config sections for the lab's two hosts with the linux-route backend (make-before-break):
+ * servers, transits, state (./state.db) and routing. `extra` adds to linux_route (e.g. pin_connections).
+ */
+export function labSections(lab: Lab, opts: { profile?: string; linuxRoute?: Record<string, unknown> } = {}): Record<string, unknown> {
+  const profile = opts.profile ? { profile: opts.profile } : {};
+  return {
+    servers: [{ name: ORIGIN, ...profile, addresses: [...SERVICE_ADDRESSES[ORIGIN]] }],
+    transits: [{ name: TRANSIT, ...profile, addresses: [...SERVICE_ADDRESSES[TRANSIT]] }],
+    state: { path: './state.db' },
+    routing: {
+      backend: 'linux-route',
+      linux_route: { router: lab.linuxRoute.router, next_hops: lab.linuxRoute.nextHops, hosts: lab.linuxRoute.hosts, ...(opts.linuxRoute ?? {}) },
+    },
+  };
+}

@@ -11,6 +11,7 @@ import { Router, type Request, type Response } from 'express';
 import { HOST_NAME } from '../../core/inventory.js';
 import { isFinished, type Operation } from '../../core/operation.js';
 import { ServiceError, type CutoverService, type ServerStatus } from '../../controller/cutover-service.js';
+import { MigrationError } from '../../controller/migration-service.js';
 import { ApiError } from '../errors.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -69,8 +70,7 @@ const STATUS: Record<string, number> = {
 function fromService(err: unknown): unknown {
   if (err instanceof ServiceError) return new ApiError(err.code as never, err.message, STATUS[err.code] ?? 409);
   // refusals of the migration lifecycle (e.g. ACCOUNTS_NOT_ON_TRANSIT) carry their own status and details
-  const e = err as { code?: unknown; status?: unknown; details?: Record<string, unknown> };
-  if (err instanceof Error && err.name === 'MigrationError') return new ApiError(e.code as never, err.message, e.status as number, e.details);
+  if (err instanceof MigrationError) return new ApiError(err.code as never, err.message, err.status, err.details);
   return err;
 }
 

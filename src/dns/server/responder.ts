@@ -42,7 +42,6 @@ function rcodeIndex(rcode: number): number {
 interface CacheEntry {
   answer: Answer;
   full: Buffer;
-  rcodeIdx: number;
   ctx: { opcode: number; edns: boolean; dnssecOk: boolean; question: Buffer };
   /** Truncated encodings by size limit. */
   truncated?: Map<number, Buffer>;
@@ -154,12 +153,12 @@ export class Responder {
           return errorResponse(msg, q.qnameEnd, Rcode.NOTIMP);
       }
     }
-    if (q.ednsVersion > 0) return this.encodeFresh(msg, q, { rcode: Rcode.BADVERS, aa: false, answer: [], authority: [], additional: [] }, tcp);
+    if (q.ednsVersion > 0) return this.encodeFresh(msg, q, bare(Rcode.BADVERS), tcp);
     const key = q.qtype === RRType.ANY && tcp ? q.key + 'T' : q.key;
     let entry = this.hot.get(key);
     if (entry === undefined) {
       entry = this.cold.get(key);
-      if (entry === undefined) entry = this.build(msg, q, tcp);
+      if (entry === undefined) entry = this.build(q, tcp);
       if (this.hot.size >= this.cacheEntries) {
         this.cold = this.hot;
         this.hot = new Map();
@@ -179,22 +178,19 @@ export class Responder {
     return out;
   }
 
-  private build(msg: Buffer, q: ParsedQuery, tcp: boolean): CacheEntry {
+  private build(q: ParsedQuery, tcp: boolean): CacheEntry {
     const question = Buffer.from(q.key.slice(0, q.qnameEnd + 4 - 12), 'latin1');
     let answer: Answer;
-    if (q.qclass !== RRClass.IN) {
-      answer = { rcode: Rcode.REFUSED, aa: false, answer: [], authority: [], additional: [] };
-    } else if (q.qtype === RRType.AXFR || q.qtype === RRType.IXFR) {
-      answer = { rcode: Rcode.REFUSED, aa: false, answer: [], authority: [], additional: [] };
+    if (q.qclass !== RRClass.IN || q.qtype === RRType.AXFR || q.qtype === RRType.IXFR) {
+      answer = bare(Rcode.REFUSED); // other classes and zone transfers are not served (yet)
     } else if (q.qtype === RRType.OPT || (q.qtype >= 128 && q.qtype <= 254)) {
-      // meta-types other than ANY/AXFR/IXFR cannot be asked for (RFC 6895 3.1)
-      answer = { rcode: Rcode.FORMERR, aa: false, answer: [], authority: [], additional: [] };
+      answer = bare(Rcode.FORMERR); // meta-types other than ANY/AXFR/IXFR cannot be asked for (RFC 6895 3.1)
     } else {
       answer = lookup(this.zones, questionKey(question), q.qtype, { tcp, overlay: this.overlay });
     }
     const ctx = { opcode: q.opcode, edns: q.ednsPayload >= 0, dnssecOk: q.dnssecOk, question };
     const full = encodeResponse(answer, { ...ctx, queryFlags: 0, maxSize: 65535 });
-    return { answer, full, rcodeIdx: rcodeIndex(answer.rcode), ctx };
+    return { answer, full, ctx };
   }
 
   private truncated(entry: CacheEntry, limit: number): Buffer {
@@ -217,6 +213,11 @@ export class Responder {
     out[1] = msg[1];
     return out;
   }
+}
+
+/** A non-authoritative answer with an rcode and nothing else. */
+function bare(rcode: number): Answer {
+  return { rcode, aa: false, answer: [], authority: [], additional: [] };
 }
 
 /** The full rcode of an encoded response (header rcode; extended bits are only used for BADVERS). */

@@ -16,7 +16,6 @@ export interface ErrorCase {
   noHead?: boolean;
 }
 
-const L256 = 'x'.repeat(256);
 const L64 = 'a'.repeat(64);
 
 export const ERROR_CASES: ErrorCase[] = [
