@@ -3,7 +3,8 @@
  * that the raw header flags (AA, TC, AD, CD), the rcode (extended by EDNS) and Extended DNS
  * Errors (RFC 8914) are visible, which Node's `dns` module hides.
  *
- * - UDP first (one fresh socket per attempt: random source port and random ID), TCP when the
+ * - UDP first (a pool of long-lived sockets, each on its own random source port, shared by all
+ *   queries; a random ID per query; `udpSockets: 0` for a fresh socket per query), TCP when the
  *   answer is truncated (TC=1) or when asked;
  * - answers whose ID, QR bit or question do not match are ignored (spoofing / stray packets);
  *   undecodable answers count as MALFORMED;
@@ -14,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { parseEndpoint } from '../core/addresses.js';
 import { Socket as TcpSocket } from 'node:net';
 import pRetry from 'p-retry';
 import { labelsToKey, labelsToWire, parseName, MAX_LABEL_LENGTH, MAX_NAME_WIRE_LENGTH, type Labels } from '../dns/name.js';
@@ -27,24 +28,11 @@ export interface ServerAddress {
   port: number;
 }
 
-/** Parses "HOST", "HOST:PORT", "[V6]:PORT" or a bare IPv6 address; throws on anything else. */
+/** Parses "IP", "IP:PORT", "[V6]:PORT" or a bare IPv6 address (core/addresses' rule); throws on anything else. */
 export function parseServerAddress(text: string, defaultPort = 53): ServerAddress {
-  const t = text.trim();
-  let host = t;
-  let port = defaultPort;
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
-  if (v6) {
-    host = v6[1];
-    if (v6[2] !== undefined) port = Number(v6[2]);
-  } else if (!isIPv6(t)) {
-    const m = /^([^:]+)(?::(\d+))?$/.exec(t);
-    if (!m) throw new Error(`bad server address "${text}" (expected HOST:PORT)`);
-    host = m[1];
-    if (m[2] !== undefined) port = Number(m[2]);
-  }
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`bad port in "${text}"`);
-  if (!/^[0-9.]+$/.test(host) && !isIPv6(host)) throw new Error(`bad server address "${text}": an IP address is needed`);
-  return { host, port };
+  const hp = parseEndpoint(text, defaultPort);
+  if (typeof hp === 'string') throw new Error(`bad server address: ${hp}`);
+  return { host: hp.host, port: hp.port };
 }
 
 /** Extended DNS Error option (RFC 8914). */
@@ -63,7 +51,7 @@ export const EDE_NAMES: Record<number, string> = {
   21: 'Not Supported', 22: 'No Reachable Authority', 23: 'Network Error', 24: 'Invalid Data',
 };
 
-/** EDE codes that mean "DNSSEC validation failed" (issue: 6, 7, 9, 10). */
+/** EDE codes that mean "DNSSEC validation failed": 6 Bogus, 7 Signature Expired, 9 DNSKEY Missing, 10 RRSIGs Missing. */
 export const BOGUS_EDE_CODES: ReadonlySet<number> = new Set([6, 7, 9, 10]);
 
 /** Decoded RDATA: addresses and names as text, MX and SOA as objects, TXT as its strings. */
@@ -347,7 +335,7 @@ function udpExchange(server: ServerAddress, name: string, type: number, o: Excha
   const id = o.id ?? randomBytes(2).readUInt16BE(0);
   const msg = encodeQuery(id, name, type, o);
   return new Promise((resolve, reject) => {
-    const sock: Socket = createSocket(isIPv6(server.host) ? 'udp6' : 'udp4');
+    const sock: Socket = createSocket(server.host.includes(':') ? 'udp6' : 'udp4');
     let done = false;
     const finish = (err: Error | null, m?: DnsMessage) => {
       if (done) return;
@@ -613,7 +601,7 @@ export class DnsClient {
   private pool(server: ServerAddress): UdpPool | undefined {
     const size = this.opts.udpSockets ?? 16;
     if (size <= 0) return undefined;
-    const fam = isIPv6(server.host) ? 'udp6' : 'udp4';
+    const fam = server.host.includes(':') ? 'udp6' : 'udp4';
     return (this.pools[fam] ??= new UdpPool(size, fam));
   }
 

@@ -5,28 +5,25 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Address4, Address6 } from 'ip-address';
-import { isMap, LineCounter, parseDocument, stringify, type Document } from 'yaml';
-import { parseAddress, type IpAddress } from '../core/addresses.js';
-import { HOST_NAME, pairAddresses, profileOf, type Account, type Server, type Transit } from '../core/inventory.js';
+import { isMap, LineCounter, parseDocument, type Document } from 'yaml';
+import { parseAddress, parseEndpoint, parseHostPort, parsePrefix, type HostPort, type IpAddress } from '../core/addresses.js';
+import { HOST_NAME, pairAddresses, profileOf, type Account, type Host, type HostRouting, type Server, type Transit } from '../core/inventory.js';
 import { parseMoney } from '../core/money.js';
 import { mxAuditSettings, type MxAuditSettings } from '../audit/audit-settings.js';
-import { parseServerAddress } from '../audit/dns-client.js';
 import { nameKey } from '../dns/name.js';
 
-/** An IP literal and port to bind. */
-export interface HostPort {
-  host: string;
-  port: number;
-  family: 4 | 6;
-}
+export { parseHostPort, type HostPort };
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 /** The validated configuration. Paths are absolute. */
 export interface Config {
   readonly file: string;
-  /** The file as parsed (plain data), to validate inventory edits exactly as the file is. */
+  /** The file's text, to validate inventory edits exactly as the file is, with its lines. */
+  readonly text: string;
+  /** The stored inventory edits applied over the file, oldest first. */
+  readonly edits: readonly InventoryEdit[];
+  /** The configuration as plain data (the file's, with the edits applied). */
   readonly raw: Readonly<Record<string, unknown>>;
   readonly dns: {
     readonly listen: readonly HostPort[];
@@ -34,6 +31,8 @@ export interface Config {
     readonly tcpIdleTimeoutMs: number;
     readonly tcpMaxConnections: number;
     readonly cacheEntries: number;
+    /** Most bytes read for one zone: its master file and every file it includes, together. */
+    readonly maxZoneFileBytes: number;
   };
   readonly api: {
     readonly listen: HostPort;
@@ -104,37 +103,57 @@ export interface RoutingConfig {
   };
 }
 
-/** One problem: `path: message` with the line when known. */
+/**
+ * One problem: `path: message`, with the line of the file when it comes from the file, or the
+ * stored inventory edit it comes from (`source`).
+ */
 export interface ConfigProblem {
   path: string;
   message: string;
   line?: number;
+  source?: string;
 }
 
 /** An invalid configuration; `problems` lists every problem found. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(readonly file: string, readonly problems: ConfigProblem[]) {
-    super(problems.map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${p.path ? p.path + ': ' : ''}${p.message}`).join('\n'));
+    super(problems.map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${p.source ? p.source + ': ' : ''}${p.path ? p.path + ': ' : ''}${p.message}`).join('\n'));
   }
 }
 
 type Json = unknown;
 
-/** Validation context: collects problems with their position in the file. */
+/** Where a value comes from: a line of the file, or a stored edit. */
+interface Origin {
+  line?: number;
+  source?: string;
+}
+type Locate = (path: Path) => Origin;
+
+/** Lines of a parsed YAML document by path (a path the file lacks gets its parent's line). */
+function docLocator(doc: Document, lines: LineCounter): Locate {
+  const line = (path: Path): number | undefined => {
+    const node = path.length === 0 ? doc.contents : doc.getIn(path, true);
+    const range = (node as { range?: [number, number, number] } | undefined)?.range;
+    if (!range) return path.length > 0 ? line(path.slice(0, -1)) : undefined;
+    return lines.linePos(range[0]).line;
+  };
+  return (path) => ({ line: line(path) });
+}
+
+/** Validation context: collects problems with their origin. */
 class Checker {
   readonly problems: ConfigProblem[] = [];
-  constructor(private readonly doc: Document, private readonly lines: LineCounter) {}
-
-  line(path: (string | number)[]): number | undefined {
-    const node = path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
-    const range = (node as { range?: [number, number, number] } | undefined)?.range;
-    if (!range) return path.length > 0 ? this.line(path.slice(0, -1)) : undefined;
-    return this.lines.linePos(range[0]).line;
-  }
+  constructor(private readonly locate: Locate) {}
 
   fail(path: (string | number)[], message: string): void {
-    this.problems.push({ path: fmtPath(path), message, line: this.line(path) });
+    this.problems.push({ path: fmtPath(path), message, ...this.locate(path) });
+  }
+
+  /** Whether the value at `path` comes from an inventory edit rather than the file. */
+  fromEdit(path: Path): boolean {
+    return this.locate(path).source !== undefined;
   }
 
   /** An object with only the given keys; unknown keys are problems. */
@@ -201,27 +220,16 @@ function describe(v: Json): string {
   return JSON.stringify(v);
 }
 
-/**
- * Parses "a.b.c.d:port" or "[v6]:port" (IP literals only). Returns the address or a message.
- */
-export function parseHostPort(text: string): HostPort | string {
-  const m = /^\[([^\]]+)\]:([0-9]+)$/.exec(text) ?? /^([^:[\]]+):([0-9]+)$/.exec(text);
-  if (!m) return `${JSON.stringify(text)} is not host:port (IPv6 as [addr]:port)`;
-  const port = Number(m[2]);
-  if (!(port >= 1 && port <= 65535)) return `${JSON.stringify(text)}: port must be from 1 to 65535`;
-  const host = m[1];
-  if (text.startsWith('[')) {
-    if (!Address6.isValid(host) || host.includes('%')) return `${JSON.stringify(text)}: ${JSON.stringify(host)} is not an IPv6 address`;
-    return { host: new Address6(host).correctForm(), port, family: 6 };
-  }
-  if (!Address4.isValid(host) || !/^[0-9.]+$/.test(host)) return `${JSON.stringify(text)}: ${JSON.stringify(host)} is not an IPv4 address (host names are not accepted)`;
-  return { host: new Address4(host).correctForm(), port, family: 4 };
-}
-
 const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 /** Validates a configuration text. `file` locates relative paths and names the file in messages. */
 export function parseConfig(text: string, file: string): Config {
+  const { root, locate } = readYaml(text, file);
+  return validate({ root, locate, file, text, edits: [], seedNames: hostNames(root) });
+}
+
+/** The file's data and a locator of its lines. Throws ConfigError on YAML errors. */
+function readYaml(text: string, file: string): { root: Record<string, Json>; locate: Locate } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -232,12 +240,27 @@ export function parseConfig(text: string, file: string): Config {
   if (doc.contents !== null && !isMap(doc.contents)) {
     throw new ConfigError(file, [{ path: '', message: 'the top level must be a mapping', line: 1 }]);
   }
-  const c = new Checker(doc, lines);
-  const root = (doc.toJS() ?? {}) as Record<string, Json>;
+  return { root: (doc.toJS() ?? {}) as Record<string, Json>, locate: docLocator(doc, lines) };
+}
+
+/** Names of the servers and transits listed in a config's data. */
+function hostNames(root: Record<string, Json>): Set<string> {
+  const out = new Set<string>();
+  for (const k of ['servers', 'transits']) {
+    if (!Array.isArray(root[k])) continue;
+    for (const h of root[k] as Json[]) if (h && typeof h === 'object' && typeof (h as { name?: unknown }).name === 'string') out.add((h as { name: string }).name);
+  }
+  return out;
+}
+
+/** Validates config data: the file's, or the file's with stored inventory edits applied. */
+function validate(args: { root: Record<string, Json>; locate: Locate; file: string; text: string; edits: InventoryEdit[]; seedNames: Set<string> }): Config {
+  const { root, file } = args;
+  const c = new Checker(args.locate);
   const base = dirname(resolve(file));
   const top = c.object([], root, ['dns', 'api', 'log', 'servers', 'transits', 'accounts', 'billing', 'state', 'routing', 'health', 'mx_audit'])!;
 
-  const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries', 'cutover_ttl', 'ttl_margin_s']);
+  const dns = c.object(['dns'], top.dns, ['listen', 'zones', 'tcp_idle_timeout_ms', 'tcp_max_connections', 'cache_entries', 'cutover_ttl', 'ttl_margin_s', 'max_zone_file_bytes']);
   const cutoverTtl = c.integer(['dns', 'cutover_ttl'], dns?.cutover_ttl, 60, 0, 86400);
   const ttlMarginS = c.integer(['dns', 'ttl_margin_s'], dns?.ttl_margin_s, 300, 0, 86400);
   const listen: HostPort[] = [];
@@ -261,6 +284,8 @@ export function parseConfig(text: string, file: string): Config {
   const tcpIdle = c.integer(['dns', 'tcp_idle_timeout_ms'], dns?.tcp_idle_timeout_ms, 10_000, 100, 600_000);
   const tcpMax = c.integer(['dns', 'tcp_max_connections'], dns?.tcp_max_connections, 1000, 1, 100_000);
   const cacheEntries = c.integer(['dns', 'cache_entries'], dns?.cache_entries, 200_000, 1000, 10_000_000);
+  // default: DEFAULT_MAX_ZONE_FILE_BYTES (src/dns/zone/zone-file.ts); at most V8's longest string, 2^29 - 24
+  const maxZoneFileBytes = c.integer(['dns', 'max_zone_file_bytes'], dns?.max_zone_file_bytes, 64 * 1024 * 1024, 1, 2 ** 29 - 24);
 
   const api = c.object(['api'], top.api, ['listen', 'token_env', 'token_file']);
   let apiListen: HostPort | undefined;
@@ -289,15 +314,17 @@ export function parseConfig(text: string, file: string): Config {
   if (!/^[A-Z]{3}$/.test(billing.currency)) c.fail(['billing', 'currency'], `${JSON.stringify(billing.currency)} is not an ISO 4217 currency code`);
   const st = c.object(['state'], top.state, ['path'], false);
   const statePath = c.string(['state', 'path'], st?.path, './var/state.db');
-  const routing = checkRouting(c, top.routing, inv.servers, inv.transits);
+  const routing = checkRouting(c, top.routing, inv.hosts, new Set([...args.seedNames, ...inv.hosts.map((h) => h.name)]));
   const health = checkHealth(c, top.health);
   const mxAudit = checkMxAudit(c, top.mx_audit);
 
   if (c.problems.length > 0) throw new ConfigError(file, c.problems);
   return deepFreeze({
     file: resolve(file),
+    text: args.text,
+    edits: args.edits.map((e) => ({ ...e })),
     raw: structuredClone(root),
-    dns: { listen, zones: resolve(base, zones!), tcpIdleTimeoutMs: tcpIdle, tcpMaxConnections: tcpMax, cacheEntries },
+    dns: { listen, zones: resolve(base, zones!), tcpIdleTimeoutMs: tcpIdle, tcpMaxConnections: tcpMax, cacheEntries, maxZoneFileBytes },
     api: { listen: apiListen!, tokenEnv: tokenEnv!, tokenFile: resolve(base, tokenFile!) },
     log: { level },
     servers: inv.servers,
@@ -316,20 +343,20 @@ export function parseConfig(text: string, file: string): Config {
 type Path = (string | number)[];
 
 /** servers and transits: names, addresses (normalised), no address claimed twice, pairs that work. */
-function checkInventory(c: Checker, top: Record<string, Json>): { servers: Server[]; transits: Transit[] } {
+function checkInventory(c: Checker, top: Record<string, Json>): { servers: Server[]; transits: Transit[]; hosts: CheckedHost[] } {
   const owner = new Map<string, string>(); // address -> "servers[0].addresses[1] (srv-42)"
   const names = new Map<string, string>();
-  const hosts = (key: 'servers' | 'transits'): (Server & { path: Path })[] => {
+  const hosts = (key: 'servers' | 'transits'): (Server & CheckedHost)[] => {
     const list = top[key];
     if (list === undefined || list === null) return [];
     if (!Array.isArray(list)) {
       c.fail([key], 'must be a list');
       return [];
     }
-    const out: (Server & { path: Path })[] = [];
+    const out: (Server & CheckedHost)[] = [];
     list.forEach((raw, i) => {
       const path: Path = [key, i];
-      const h = c.object(path, raw, key === 'servers' ? ['name', 'addresses', 'pairs', 'profile', 'monthly_price'] : ['name', 'addresses', 'profile']);
+      const h = c.object(path, raw, [...INVENTORY_KEYS[key]]);
       if (!h) return;
       const name = c.string([...path, 'name'], h.name);
       if (name !== undefined) {
@@ -385,7 +412,9 @@ function checkInventory(c: Checker, top: Record<string, Json>): { servers: Serve
         else if (typeof h.monthly_price !== 'string') c.fail([...path, 'monthly_price'], `must be a quoted decimal string (e.g. "29.99"), not the number ${h.monthly_price}`);
         else monthlyPrice = h.monthly_price;
       }
-      out.push({ name: name ?? `?${i}`, addresses, pairs, path, profile, monthlyPrice });
+      const routing = h.routing === undefined ? undefined : checkHostRouting(c, [...path, 'routing'], h.routing, name ?? `?${i}`, addresses);
+      const given = new Set(h.routing && typeof h.routing === 'object' ? Object.keys(h.routing) : []);
+      out.push({ name: name ?? `?${i}`, addresses, pairs, path, profile, monthlyPrice, routing, given });
     });
     return out;
   };
@@ -401,8 +430,97 @@ function checkInventory(c: Checker, top: Record<string, Json>): { servers: Serve
       if (!transits.some((t) => t.name === transit)) c.fail([...s.path, 'pairs', transit], `no transit named ${JSON.stringify(transit)}`);
     }
   }
-  const strip = ({ path: _p, ...h }: Server & { path: Path }) => Object.fromEntries(Object.entries(h).filter(([, v]) => v !== undefined)) as unknown as Server;
-  return { servers: servers.map(strip), transits: transits.map((t) => strip({ name: t.name, addresses: t.addresses, profile: t.profile, path: t.path })) };
+  const strip = ({ path: _p, given: _g, ...h }: Server & CheckedHost) => Object.fromEntries(Object.entries(h).filter(([, v]) => v !== undefined)) as unknown as Server;
+  return {
+    servers: servers.map(strip),
+    transits: transits.map((t) => strip({ name: t.name, addresses: t.addresses, profile: t.profile, routing: t.routing, path: t.path, given: t.given })),
+    hosts: [...servers, ...transits],
+  };
+}
+
+/** A server or transit as validated, with where it is in the data and the routing keys its entry gives. */
+type CheckedHost = Host & { path: Path; given?: Set<string> };
+
+/** The keys of each inventory entry (the file's form and the API's). */
+export const INVENTORY_KEYS: Readonly<Record<InventoryKind, readonly string[]>> = {
+  servers: ['name', 'addresses', 'pairs', 'profile', 'monthly_price', 'routing'],
+  transits: ['name', 'addresses', 'profile', 'routing'],
+  accounts: ['name', 'server', 'zones', 'probe'],
+};
+
+/** The keys of a host's `routing` settings; each backend reads the ones it needs. */
+const HOST_ROUTING_KEYS = ['next_hops', 'exec', 'device', 'main_ip', 'ipv6_net'];
+
+/** Validates a host's own routing settings (servers[].routing, transits[].routing). */
+function checkHostRouting(c: Checker, path: Path, raw: Json, name: string, addresses: IpAddress[]): HostRouting | undefined {
+  const r = c.object(path, raw, HOST_ROUTING_KEYS);
+  if (!r) return undefined;
+  const out: HostRouting = {};
+  if (r.next_hops !== undefined) out.nextHops = checkNextHops(c, [...path, 'next_hops'], r.next_hops, name, addresses);
+  if (r.exec !== undefined) out.exec = checkArgv(c, [...path, 'exec'], r.exec);
+  if (r.device !== undefined) out.device = checkDevice(c, [...path, 'device'], r.device);
+  if (r.main_ip !== undefined) out.mainIp = checkMainIp(c, [...path, 'main_ip'], r.main_ip);
+  if (r.ipv6_net !== undefined) out.ipv6Net = checkIpv6Net(c, [...path, 'ipv6_net'], r.ipv6_net);
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
+}
+
+/** Next hops of a host: one per family, one for every family the host has. */
+function checkNextHops(c: Checker, path: Path, v: Json, name: string, addresses: readonly IpAddress[]): string[] | undefined {
+  if (!Array.isArray(v) || v.length === 0 || v.length > 2) {
+    c.fail(path, 'must be a list of IP addresses (one per family)');
+    return undefined;
+  }
+  const ok: IpAddress[] = [];
+  v.forEach((x, i) => {
+    const a = parseAddress(typeof x === 'string' ? x : String(x));
+    if (typeof a === 'string') c.fail([...path, i], a);
+    else if (ok.some((o) => o.family === a.family)) c.fail([...path, i], `a second IPv${a.family} next hop (one per family)`);
+    else ok.push(a);
+  });
+  if (ok.length !== v.length) return undefined;
+  for (const fam of [4, 6] as const) {
+    if (addresses.some((a) => a.family === fam) && !ok.some((a) => a.family === fam)) {
+      c.fail(path, `${name} has IPv${fam} addresses but no IPv${fam} next hop`);
+    }
+  }
+  return ok.map((a) => a.address);
+}
+
+/** A command and its arguments, run without a shell. */
+function checkArgv(c: Checker, path: Path, v: Json): string[] | undefined {
+  if (!Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== 'string' || x.length === 0)) {
+    c.fail(path, 'must be a non-empty list of strings (a command and its arguments, no shell)');
+    return undefined;
+  }
+  return v as string[];
+}
+
+function checkDevice(c: Checker, path: Path, v: Json): string | undefined {
+  const device = c.string(path, v);
+  if (device !== undefined && !/^[A-Za-z0-9_.@-]{1,15}$/.test(device)) {
+    c.fail(path, `${JSON.stringify(device)} is not an interface name`);
+    return undefined;
+  }
+  return device;
+}
+
+function checkMainIp(c: Checker, path: Path, v: Json): string | undefined {
+  const a = parseAddress(typeof v === 'string' ? v : String(v));
+  if (typeof a === 'string') {
+    c.fail(path, a);
+    return undefined;
+  }
+  return a.address;
+}
+
+/** An IPv6 net as the provider names it: its address, with or without its length (`2001:db8:1::/64`). */
+function checkIpv6Net(c: Checker, path: Path, v: Json): string | undefined {
+  const p = parsePrefix(typeof v === 'string' ? v : String(v), { family: 6, defaultLength: { 4: 32, 6: 64 } });
+  if (typeof p === 'string') {
+    c.fail(path, `${p} (an IPv6 net: 2001:db8:1:: or 2001:db8:1::/64)`);
+    return undefined;
+  }
+  return p.address;
 }
 
 /** accounts: names, home servers that exist, zones owned by one account each. */
@@ -551,14 +669,11 @@ function checkMxAudit(c: Checker, raw: Json): MxAuditSettings {
   };
   let resolver = d.resolver;
   if (m.resolver !== undefined) {
-    if (typeof m.resolver !== 'string') c.fail([...p, 'resolver'], `must be "HOST:PORT", not ${describe(m.resolver)}`);
+    if (typeof m.resolver !== 'string') c.fail([...p, 'resolver'], `must be "IP:PORT", not ${describe(m.resolver)}`);
     else {
-      try {
-        parseServerAddress(m.resolver);
-        resolver = m.resolver;
-      } catch (err) {
-        c.fail([...p, 'resolver'], `${JSON.stringify(m.resolver)}: ${(err as Error).message}`);
-      }
+      const hp = parseEndpoint(m.resolver, 53);
+      if (typeof hp === 'string') c.fail([...p, 'resolver'], hp);
+      else resolver = m.resolver;
     }
   }
   let required = d.required_mx;
@@ -600,9 +715,13 @@ function checkMxAudit(c: Checker, raw: Json): MxAuditSettings {
 const BACKENDS: BackendName[] = ['dry-run', 'linux-route', 'linux-address', 'http'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** routing: backend, retry policy and the chosen backend's settings. */
-function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transit[]): RoutingConfig {
-  const hosts = [...servers, ...transits];
+/**
+ * routing: backend, retry policy and the chosen backend's settings. A host's settings come from
+ * its own entry (servers[].routing) or from the backend section's map by host name (the older
+ * form, still read); the same setting in both places is an error. A map may name hosts of the
+ * file that stored edits removed (`knownNames`); any other name is an error.
+ */
+function checkRouting(c: Checker, raw: Json, hosts: CheckedHost[], knownNames: Set<string>): RoutingConfig {
   const r = c.object(['routing'], raw, ['backend', 'retry', 'linux_route', 'linux_address', 'http'], hosts.length > 0);
   let backend: BackendName | null = null;
   if (r) {
@@ -616,57 +735,47 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
     minDelayMs: c.integer(['routing', 'retry', 'min_delay_ms'], rt?.min_delay_ms, 200, 1, 600_000),
     maxDelayMs: c.integer(['routing', 'retry', 'max_delay_ms'], rt?.max_delay_ms, 5000, 1, 3_600_000),
   };
-  const argv = (path: Path, v: Json): string[] | undefined => {
-    if (!Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== 'string' || x.length === 0)) {
-      c.fail(path, 'must be a non-empty list of strings (a command and its arguments, no shell)');
-      return undefined;
-    }
-    return v as string[];
+  const allowed = [...knownNames];
+  const present = new Map(hosts.map((h) => [h.name, h]));
+  /** A map by host name: only known names; entries of hosts not in the inventory are dropped. */
+  const hostMap = (path: Path, v: Json): Map<CheckedHost, [Path, Json]> | undefined => {
+    const m = c.object(path, v, allowed, false);
+    if (!m) return undefined;
+    return new Map(Object.entries(m).filter(([k]) => present.has(k)).map(([k, x]) => [present.get(k)!, [[...path, k], x]]));
   };
-  const hostMap = (path: Path, v: Json, required: boolean): Record<string, Json> | undefined => {
-    const m = c.object(path, v, hosts.map((h) => h.name), required);
-    return m;
+  /** One setting of a host, from its entry or from a map; both is an error. */
+  const setting = <T>(h: CheckedHost, own: T | undefined, ownKey: string, map: Map<CheckedHost, [Path, Json]> | undefined, read: (path: Path, v: Json) => T | undefined): T | undefined => {
+    const legacy = map?.get(h);
+    if (own !== undefined && legacy) {
+      c.fail(legacy[0], `${h.name}'s ${ownKey} is also set at ${fmtPath([...h.path, 'routing', ownKey])}; keep one`);
+      return own;
+    }
+    return own ?? (legacy ? read(legacy[0], legacy[1]) : undefined);
+  };
+  /** A required setting that no place gives: reported at the map when there is one (as before), else at the host. */
+  const missing = (h: CheckedHost, mapPath: Path, map: Map<CheckedHost, unknown> | undefined, what: string, ownKey: string) => {
+    if (h.given?.has(ownKey) || map?.has(h)) return; // given, but not valid: reported there
+    if (map && !c.fromEdit(h.path)) c.fail(mapPath, `no ${what} for ${h.name}`);
+    else c.fail(h.path, `no ${what} for ${h.name}: set ${ownKey} in its routing settings`);
   };
   const out: { -readonly [K in keyof RoutingConfig]: RoutingConfig[K] } = { backend, retry };
   if (backend === 'linux-route' || r?.linux_route !== undefined) {
     const p: Path = ['routing', 'linux_route'];
     const lr = c.object(p, r?.linux_route, ['router', 'next_hops', 'hosts', 'device', 'pin_connections', 'drain_ms'], backend === 'linux-route');
     if (lr) {
-      const router = argv([...p, 'router'], lr.router);
-      const nh = hostMap([...p, 'next_hops'], lr.next_hops, true);
+      const router = checkArgv(c, [...p, 'router'], lr.router);
+      const nh = hostMap([...p, 'next_hops'], lr.next_hops);
       const nextHops: Record<string, string[]> = {};
+      const hostPrefixes: Record<string, string[]> = {};
       for (const h of hosts) {
-        const v = nh?.[h.name];
-        if (nh && v === undefined) {
-          c.fail([...p, 'next_hops'], `no next hop for ${h.name}`);
-          continue;
-        }
-        if (!nh) continue;
-        if (!Array.isArray(v)) {
-          c.fail([...p, 'next_hops', h.name], 'must be a list of IP addresses (one per family)');
-          continue;
-        }
-        const parsed = v.map((x, i) => {
-          const a = parseAddress(String(x));
-          if (typeof a === 'string') c.fail([...p, 'next_hops', h.name, i], a);
-          return a;
-        });
-        const ok = parsed.filter((a): a is IpAddress => typeof a !== 'string');
-        for (const fam of [4, 6] as const) {
-          if (h.addresses.some((a) => a.family === fam) && !ok.some((a) => a.family === fam)) {
-            c.fail([...p, 'next_hops', h.name], `${h.name} has IPv${fam} addresses but no IPv${fam} next hop`);
-          }
-        }
-        nextHops[h.name] = ok.map((a) => a.address);
+        const hops = setting(h, h.routing?.nextHops, 'next_hops', nh, (path, v) => checkNextHops(c, path, v, h.name, h.addresses));
+        if (hops) nextHops[h.name] = [...hops];
+        else if (backend === 'linux-route') missing(h, [...p, 'next_hops'], nh, 'next hop', 'next_hops');
       }
-      let hostPrefixes: Record<string, string[]> | undefined;
-      if (lr.hosts !== undefined) {
-        const hm = hostMap([...p, 'hosts'], lr.hosts, false);
-        hostPrefixes = {};
-        for (const [name, v] of Object.entries(hm ?? {})) {
-          const a = argv([...p, 'hosts', name], v);
-          if (a) hostPrefixes[name] = a;
-        }
+      const hm = hostMap([...p, 'hosts'], lr.hosts);
+      for (const h of hosts) {
+        const exec = setting(h, h.routing?.exec, 'exec', hm, (path, v) => checkArgv(c, path, v));
+        if (exec) hostPrefixes[h.name] = [...exec];
       }
       const device = c.string([...p, 'device'], lr.device, 'lo');
       let pinConnections = false;
@@ -675,27 +784,36 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
         else pinConnections = lr.pin_connections;
       }
       const drainMs = c.integer([...p, 'drain_ms'], lr.drain_ms, 2000, 0, 600_000);
-      if (router) out.linuxRoute = { router, nextHops, hosts: hostPrefixes, device: device ?? 'lo', pinConnections, drainMs };
+      const anyHosts = lr.hosts !== undefined || Object.keys(hostPrefixes).length > 0;
+      if (router) out.linuxRoute = { router, nextHops, hosts: anyHosts ? hostPrefixes : undefined, device: device ?? 'lo', pinConnections, drainMs };
     }
   }
   if (backend === 'linux-address' || r?.linux_address !== undefined) {
     const p: Path = ['routing', 'linux_address'];
-    const la = c.object(p, r?.linux_address, ['hosts', 'prefix_length_v4', 'prefix_length_v6', 'announce_count', 'announce_interval_ms'], backend === 'linux-address');
+    const la = c.object(p, r?.linux_address, ['hosts', 'prefix_length_v4', 'prefix_length_v6', 'announce_count', 'announce_interval_ms'], false) ?? {};
     if (la) {
-      const hm = hostMap([...p, 'hosts'], la.hosts, true);
+      const hm = hostMap([...p, 'hosts'], la.hosts);
       const hostsOut: Record<string, { exec: string[]; device: string }> = {};
       for (const h of hosts) {
-        const v = hm?.[h.name];
-        if (hm && v === undefined) {
-          c.fail([...p, 'hosts'], `no settings for ${h.name}`);
-          continue;
+        const legacy = hm?.get(h);
+        let exec = h.routing?.exec;
+        let device = h.routing?.device;
+        if (legacy) {
+          const o = c.object(legacy[0], legacy[1], ['exec', 'device']);
+          if (o) {
+            for (const [k, own] of [['exec', exec], ['device', device]] as const) {
+              if (own !== undefined && o[k] !== undefined) c.fail([...legacy[0], k], `${h.name}'s ${k} is also set at ${fmtPath([...h.path, 'routing', k])}; keep one`);
+            }
+            exec ??= o.exec === undefined ? undefined : checkArgv(c, [...legacy[0], 'exec'], o.exec);
+            device ??= o.device === undefined ? undefined : checkDevice(c, [...legacy[0], 'device'], o.device);
+            if (o.exec === undefined && h.routing?.exec === undefined) c.fail([...legacy[0], 'exec'], 'is required');
+            if (o.device === undefined && h.routing?.device === undefined) c.fail([...legacy[0], 'device'], 'is required');
+          }
+        } else if (backend === 'linux-address' && !(h.given?.has('exec') && h.given?.has('device'))) {
+          if (hm !== undefined && !h.given?.has('exec') && !h.given?.has('device') && !c.fromEdit(h.path)) c.fail([...p, 'hosts'], `no settings for ${h.name}`);
+          else c.fail(h.path, `no ${h.given?.has('exec') ? 'device' : 'exec'} for ${h.name}: set exec and device in its routing settings`);
         }
-        const o = hm ? c.object([...p, 'hosts', h.name], v, ['exec', 'device']) : undefined;
-        if (!o) continue;
-        const exec = argv([...p, 'hosts', h.name, 'exec'], o.exec);
-        const device = c.string([...p, 'hosts', h.name, 'device'], o.device);
-        if (device !== undefined && !/^[A-Za-z0-9_.@-]{1,15}$/.test(device)) c.fail([...p, 'hosts', h.name, 'device'], `${JSON.stringify(device)} is not an interface name`);
-        if (exec && device) hostsOut[h.name] = { exec, device };
+        if (exec && device) hostsOut[h.name] = { exec: [...exec], device };
       }
       out.linuxAddress = {
         hosts: hostsOut,
@@ -717,25 +835,16 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
       for (const [k, v] of [['username_env', usernameEnv], ['password_env', passwordEnv]] as const) {
         if (v && !ENV_NAME.test(v)) c.fail([...p, k], `${JSON.stringify(v)} is not an environment variable name`);
       }
-      const ips = hostMap([...p, 'server_ips'], h.server_ips, true);
+      const ips = hostMap([...p, 'server_ips'], h.server_ips);
+      const nets = hostMap([...p, 'server_ipv6_nets'], h.server_ipv6_nets);
       const serverIps: Record<string, string> = {};
-      for (const host of hosts) {
-        const v = ips?.[host.name];
-        if (ips && v === undefined) {
-          c.fail([...p, 'server_ips'], `no main IP for ${host.name}`);
-          continue;
-        }
-        if (!ips) continue;
-        const a = parseAddress(String(v));
-        if (typeof a === 'string') c.fail([...p, 'server_ips', host.name], a);
-        else serverIps[host.name] = a.address;
-      }
-      const nets = c.object([...p, 'server_ipv6_nets'], h.server_ipv6_nets, hosts.map((x) => x.name), false);
       const serverIpv6Nets: Record<string, string> = {};
-      for (const [name, v] of Object.entries(nets ?? {})) {
-        const a = parseAddress(String(v));
-        if (typeof a === 'string' || a.family !== 6) c.fail([...p, 'server_ipv6_nets', name], `${JSON.stringify(v)} is not an IPv6 address`);
-        else serverIpv6Nets[name] = a.address;
+      for (const host of hosts) {
+        const ip = setting(host, host.routing?.mainIp, 'main_ip', ips, (path, v) => checkMainIp(c, path, v));
+        if (ip) serverIps[host.name] = ip;
+        else if (backend === 'http') missing(host, [...p, 'server_ips'], ips, 'main IP', 'main_ip');
+        const net = setting(host, host.routing?.ipv6Net, 'ipv6_net', nets, (path, v) => checkIpv6Net(c, path, v));
+        if (net) serverIpv6Nets[host.name] = net;
       }
       out.http = {
         serverIpv6Nets,
@@ -752,23 +861,55 @@ function checkRouting(c: Checker, raw: Json, servers: Server[], transits: Transi
 /** The inventory sections that the API can edit, as plain data (the config's own form). */
 export type InventoryKind = 'servers' | 'transits' | 'accounts';
 
+/** An inventory entry created or replaced (value) or removed (null) through the API. */
+export interface InventoryEdit {
+  kind: InventoryKind;
+  name: string;
+  value: Record<string, unknown> | null;
+  /** When it was stored (ms since the epoch); absent for an edit being validated before it is stored. */
+  at?: number;
+}
+
+/** How a problem inside an edited entry names its origin (there is no line to point to). */
+function editSource(e: InventoryEdit): string {
+  const what = `${e.kind.slice(0, -1)} ${JSON.stringify(e.name)}`;
+  return e.at === undefined ? `the edit of ${what}` : `stored edit of ${what} (made ${new Date(e.at).toISOString()})`;
+}
+
 /**
- * Validates the configuration with the given inventory entries replaced (value) or removed (null),
- * exactly as the file is validated. Throws ConfigError whose problems name the path and reason.
+ * Validates the configuration with inventory entries replaced (value) or removed (null), after
+ * the edits it already has, exactly as the file is validated. Problems inside an edited entry
+ * name that edit; problems elsewhere keep the file's line. Throws ConfigError.
  */
-export function withInventoryEdits(config: Config, edits: { kind: InventoryKind; name: string; value: Record<string, unknown> | null }[]): Config {
-  const raw = structuredClone(config.raw) as Record<string, unknown>;
-  for (const e of edits) {
-    const list = Array.isArray(raw[e.kind]) ? (raw[e.kind] as Record<string, unknown>[]) : [];
-    const i = list.findIndex((x) => x && typeof x === 'object' && x.name === e.name);
+export function withInventoryEdits(config: Config, edits: InventoryEdit[]): Config {
+  const { root: seed, locate: fileLocate } = readYaml(config.text, config.file);
+  const all = [...config.edits, ...edits];
+  const root = structuredClone(seed);
+  type Item = { value: unknown; fileIndex?: number; edit?: InventoryEdit };
+  const lists = new Map<InventoryKind, Item[]>();
+  for (const kind of ['servers', 'transits', 'accounts'] as const) {
+    lists.set(kind, Array.isArray(root[kind]) ? (root[kind] as unknown[]).map((value, fileIndex) => ({ value, fileIndex })) : []);
+  }
+  for (const e of all) {
+    const list = lists.get(e.kind)!;
+    const i = list.findIndex((x) => x.value !== null && typeof x.value === 'object' && (x.value as { name?: unknown }).name === e.name);
     if (e.value === null) {
       if (i >= 0) list.splice(i, 1);
-    } else if (i >= 0) list[i] = { ...e.value, name: e.name };
-    else list.push({ ...e.value, name: e.name });
-    raw[e.kind] = list;
+    } else if (i >= 0) list[i] = { value: { ...e.value, name: e.name }, edit: e };
+    else list.push({ value: { ...e.value, name: e.name }, edit: e });
   }
+  for (const [kind, list] of lists) {
+    if (list.length > 0 || Array.isArray(root[kind])) root[kind] = list.map((x) => x.value);
+  }
+  const locate: Locate = (path) => {
+    const [kind, index, ...rest] = path;
+    const item = typeof index === 'number' ? lists.get(kind as InventoryKind)?.[index] : undefined;
+    if (item?.edit) return { source: editSource(item.edit) };
+    if (item?.fileIndex !== undefined) return fileLocate([kind, item.fileIndex, ...rest]);
+    return fileLocate(path);
+  };
   // relative paths stay relative to the original file
-  return parseConfig(stringify(raw), config.file);
+  return validate({ root, locate, file: config.file, text: config.text, edits: all, seedNames: hostNames(seed) });
 }
 
 /** Reads and validates a configuration file. Throws ConfigError. */

@@ -3,7 +3,7 @@
  * edits are validated exactly as the file is (the same checks, the same messages), committed to
  * the state store, and applied at once. At start the stored edits are applied over the file.
  */
-import { ConfigError, withInventoryEdits, type Config, type InventoryKind } from '../config/config.js';
+import { ConfigError, INVENTORY_KEYS, withInventoryEdits, type Config, type InventoryEdit, type InventoryKind } from '../config/config.js';
 import type { Inventory } from '../core/inventory.js';
 import type { StateStore } from '../core/ports.js';
 
@@ -26,16 +26,10 @@ export function inventoryOf(config: Config): Inventory {
 
 /** The config with the stored edits applied. Throws ConfigError when they no longer fit the file. */
 export function applyStoredEdits(config: Config, store: StateStore): Config {
-  const edits = store.inventoryEdits().filter((e): e is { kind: InventoryKind; name: string; value: Record<string, unknown> | null } =>
+  const edits = store.inventoryEdits().filter((e): e is InventoryEdit & { at: number } =>
     e.kind === 'servers' || e.kind === 'transits' || e.kind === 'accounts');
   return edits.length === 0 ? config : withInventoryEdits(config, edits);
 }
-
-const KEYS: Record<InventoryKind, string[]> = {
-  servers: ['name', 'addresses', 'pairs', 'profile', 'monthly_price'],
-  transits: ['name', 'addresses', 'profile'],
-  accounts: ['name', 'server', 'zones', 'probe'],
-};
 
 export class InventoryService {
   private config: Config;
@@ -48,6 +42,12 @@ export class InventoryService {
     store: StateStore;
     /** Why an entry cannot change now (active cutover, migration...), or null. */
     inUse: (kind: InventoryKind, name: string) => string | null;
+    /**
+     * Prepares what depends on the config (the routing backend's host settings) for the edited
+     * config, before the edit is stored; throws to refuse it. The returned function makes it
+     * current once the edit is stored.
+     */
+    prepare?: (next: Config) => () => void;
   }) {
     this.config = deps.config;
     this.current = inventoryOf(deps.config);
@@ -70,8 +70,8 @@ export class InventoryService {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InventoryError('BAD_REQUEST', 400, 'the body must be a JSON object');
     const body = { ...(value as Record<string, unknown>) };
     if (body.name !== undefined && body.name !== name) throw new InventoryError('BAD_REQUEST', 400, `name: ${JSON.stringify(body.name)} differs from the name in the path (${name})`);
-    const unknown = Object.keys(body).filter((k) => !KEYS[kind].includes(k));
-    if (unknown.length > 0) throw new InventoryError('BAD_REQUEST', 400, unknown.map((k) => `${k}: unknown field (allowed: ${KEYS[kind].join(', ')})`).join('; '));
+    const unknown = Object.keys(body).filter((k) => !INVENTORY_KEYS[kind].includes(k));
+    if (unknown.length > 0) throw new InventoryError('BAD_REQUEST', 400, unknown.map((k) => `${k}: unknown field (allowed: ${INVENTORY_KEYS[kind].join(', ')})`).join('; '));
     delete body.name;
     const exists = this.exists(kind, name);
     if (exists) {
@@ -98,10 +98,12 @@ export class InventoryService {
     return kind === 'servers' ? this.current.servers.has(name) : kind === 'transits' ? this.current.transits.has(name) : !!this.current.accounts?.has(name);
   }
 
-  private apply(edit: { kind: InventoryKind; name: string; value: Record<string, unknown> | null }): void {
+  private apply(edit: InventoryEdit): void {
     let next: Config;
+    let activate: (() => void) | undefined;
     try {
       next = withInventoryEdits(this.config, [edit]);
+      activate = this.deps.prepare?.(next);
     } catch (err) {
       if (err instanceof ConfigError) {
         const problems = err.problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message));
@@ -112,5 +114,6 @@ export class InventoryService {
     this.deps.store.commit({ inventory: edit });
     this.config = next;
     this.current = inventoryOf(next);
+    activate?.();
   }
 }

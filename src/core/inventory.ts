@@ -11,6 +11,22 @@ export interface Host {
   addresses: readonly IpAddress[];
   /** Configuration class; a transit stands in for servers of its own profile. Default "default". */
   profile?: string;
+  /** The host's own routing settings; each backend reads the ones it needs. */
+  routing?: HostRouting;
+}
+
+/** How the routing backends reach a host (each backend requires the settings it uses). */
+export interface HostRouting {
+  /** The router's next hop towards the host, one per family (linux-route). */
+  nextHops?: readonly string[];
+  /** Command prefix that runs a command on the host (linux-route make-before-break, linux-address). */
+  exec?: readonly string[];
+  /** The host's interface on the shared segment (linux-address). */
+  device?: string;
+  /** The provider's main IP of the host (http). */
+  mainIp?: string;
+  /** The provider's IPv6 net of the host, its first address (http). */
+  ipv6Net?: string;
 }
 
 /** A server, with optional explicit pairs per transit: server address → transit address. */

@@ -1,5 +1,5 @@
 /**
- * The health-probe contract (the `Prober` port of DESIGN.md): one probe of one address, answered
+ * The health-probe contract (the `Prober` port): one probe of one address, answered
  * with a `ProbeResult`. A probe NEVER throws (every failure is a result with a short stable
  * `reason`) and never takes longer than its timeout plus a few ms. Probers report who answered
  * (`responder`) when the protocol can tell; comparing it with the expected host is the caller's job

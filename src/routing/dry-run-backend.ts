@@ -3,7 +3,7 @@
  * would do. It touches nothing; current() answers what it last applied (null for addresses it has
  * never been asked to route), so a dry run of a whole failover reads back consistently.
  */
-import { Address4, Address6 } from 'ip-address';
+import { parseAddress, parsePrefix } from '../core/addresses.js';
 import type { Logger } from 'pino';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
 
@@ -63,14 +63,11 @@ export class DryRunBackend implements RouteBackend {
   }
 }
 
-/** ip-address correctForm (prefix kept when given); invalid → a final RouteError, as a real backend would. */
+/** The normalised address (prefix kept when given, core/addresses' rule); invalid → a final RouteError, as a real backend would. */
 function normalise(address: string, family?: 4 | 6): string {
   const text = typeof address === 'string' ? address : '';
-  const m = /^([0-9A-Fa-f:.]+)(?:\/([0-9]{1,3}))?$/.exec(text);
-  const v6 = text.includes(':');
-  const valid = m !== null && (v6 ? Address6.isValid(text) : Address4.isValid(text));
-  if (!m || !valid) throw new RouteError(`dry-run: ${JSON.stringify(address)} is not an IP address`, false, String(address));
-  if (family !== undefined && family !== (v6 ? 6 : 4)) throw new RouteError(`dry-run: ${address} is not an IPv${family} address`, false, address);
-  const ip = v6 ? new Address6(m[1]).correctForm() : new Address4(m[1]).correctForm();
-  return m[2] === undefined ? ip : `${ip}/${Number(m[2])}`;
+  const p = text.includes('/') ? parsePrefix(text) : parseAddress(text);
+  if (typeof p === 'string') throw new RouteError(`dry-run: ${JSON.stringify(address)} is not an IP address`, false, String(address));
+  if (family !== undefined && family !== p.family) throw new RouteError(`dry-run: ${address} is not an IPv${family} address`, false, address);
+  return 'prefixLength' in p ? `${p.address}/${p.prefixLength}` : p.address;
 }

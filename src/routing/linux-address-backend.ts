@@ -28,7 +28,7 @@ export interface LinuxAddressBackendOptions {
   hosts: Record<string, LinuxAddressHost>;
   /** Prefix length the addresses are added with (default { 4: 32, 6: 128 }). */
   prefixLength?: { 4: number; 6: number };
-  /** Announcements per address (default 3; 0 = none). The first one is sent at once. */
+  /** Announcements per address, 0 to 100 (default 3; the config's announce_count allows 1 to 20). The first one is sent at once. */
   announceCount?: number;
   /** Time between two announcements of one address in ms (default 200). */
   announceIntervalMs?: number;

@@ -1,7 +1,7 @@
 /**
  * The MX audit against real servers on loopback (test/support/dns-lab.ts): NSD as the fake root,
  * com./net., the provider's and an external provider's DNS, unbound as the recursive resolver.
- * One zone per case of the issue (test/fixtures/mx-lab/cases.yaml); each verdict and fix is
+ * One zone per case (test/fixtures/mx-lab/cases.yaml); each verdict and fix is
  * asserted. Debian packages: nsd, unbound, ldnsutils.
  */
 import { createSocket } from 'node:dgram';

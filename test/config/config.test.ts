@@ -1,6 +1,6 @@
 /** Config validation: every problem with its path, line and reason; defaults; frozen result. */
 import { describe, expect, test } from '@jest/globals';
-import { ConfigError, parseConfig, parseHostPort } from '../../src/config/config.js';
+import { ConfigError, parseConfig, parseHostPort, withInventoryEdits } from '../../src/config/config.js';
 
 const GOOD = `dns:
   listen: ["127.0.0.1:5300", "[::1]:5300"]
@@ -44,7 +44,7 @@ describe('config', () => {
       ['/etc/fc/config.yaml:2: dns.listen[0]: "127.0.0.1:70000": port must be from 1 to 65535']],
     ['a missing zones key and an unknown key, both reported',
       GOOD.replace('  zones: ./zones\n', '  zone: ./zones\n'),
-      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries, cutover_ttl, ttl_margin_s)',
+      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries, cutover_ttl, ttl_margin_s, max_zone_file_bytes)',
         '/etc/fc/config.yaml:2: dns.zones: is required']],
     ['a duplicate listen address',
       GOOD.replace('"[::1]:5300"', '"127.0.0.1:5300"'),
@@ -147,5 +147,113 @@ describe('config: inventory and routing', () => {
       ['/etc/fc/config.yaml:16: routing.backend: must be one of dry-run, linux-route, linux-address, http, not "carrier-pigeon"']],
   ])('%s', (_n, text, expected) => {
     expect(problems(text)).toEqual(expected);
+  });
+});
+
+/** The same inventory with each host's routing settings in its own entry. */
+const OWN_ROUTING = `${GOOD}servers:
+  - name: srv-42
+    addresses: [203.0.113.10, "2001:db8:42::10"]
+    routing:
+      next_hops: [192.0.2.2, "2001:db8:ffff::2"]
+      exec: ["ip", "netns", "exec", "lab-origin"]
+      main_ip: 198.51.100.2
+      ipv6_net: "2001:db8:1::/64"
+transits:
+  - name: transit-3
+    addresses: [198.51.100.20, "2001:db8:3::20"]
+    routing: {next_hops: [192.0.2.3, "2001:db8:ffff::3"], exec: ["ip", "netns", "exec", "lab-transit"], main_ip: 198.51.100.3}
+routing:
+  backend: linux-route
+  linux_route:
+    router: ["ip", "netns", "exec", "lab-router"]
+`;
+
+describe('config: routing settings in the inventory entries', () => {
+  test('each backend reads its settings from the host entries', () => {
+    const c = parseConfig(OWN_ROUTING, '/etc/fc/config.yaml');
+    expect(c.routing.linuxRoute?.nextHops).toEqual({ 'srv-42': ['192.0.2.2', '2001:db8:ffff::2'], 'transit-3': ['192.0.2.3', '2001:db8:ffff::3'] });
+    expect(c.routing.linuxRoute?.hosts).toEqual({ 'srv-42': ['ip', 'netns', 'exec', 'lab-origin'], 'transit-3': ['ip', 'netns', 'exec', 'lab-transit'] });
+    const http = parseConfig(OWN_ROUTING.replace('backend: linux-route', 'backend: http\n  http: {base_url: "http://127.0.0.1:9"}'), '/etc/fc/config.yaml');
+    expect(http.routing.http?.serverIps).toEqual({ 'srv-42': '198.51.100.2', 'transit-3': '198.51.100.3' });
+    expect(http.routing.http?.serverIpv6Nets).toEqual({ 'srv-42': '2001:db8:1::' });
+  });
+
+  test.each([
+    ['a setting in the entry and in the backend map',
+      OWN_ROUTING + '    next_hops:\n      srv-42: [192.0.2.9, "2001:db8:ffff::9"]\n',
+      ["/etc/fc/config.yaml:24: routing.linux_route.next_hops.srv-42: srv-42's next_hops is also set at servers[0].routing.next_hops; keep one"]],
+    ['a host without a next hop anywhere',
+      OWN_ROUTING.replace('      next_hops: [192.0.2.2, "2001:db8:ffff::2"]\n', ''),
+      ['/etc/fc/config.yaml:8: servers[0]: no next hop for srv-42: set next_hops in its routing settings']],
+    ['bad settings in an entry',
+      OWN_ROUTING.replace('[192.0.2.2, "2001:db8:ffff::2"]', '[192.0.2.2, 192.0.2.4]').replace('main_ip: 198.51.100.2', 'main_ip: 198.51.100').replace('"2001:db8:1::/64"', '"2001:db8:1::/129"').replace('      exec:', '      colour: red\n      exec:'),
+      ['/etc/fc/config.yaml:12: servers[0].routing.colour: unknown key (allowed: next_hops, exec, device, main_ip, ipv6_net)',
+        '/etc/fc/config.yaml:11: servers[0].routing.next_hops[1]: a second IPv4 next hop (one per family)',
+        '/etc/fc/config.yaml:14: servers[0].routing.main_ip: "198.51.100" is not an IPv4 address',
+        '/etc/fc/config.yaml:15: servers[0].routing.ipv6_net: "2001:db8:1::/129": the prefix length must be from 0 to 128 (an IPv6 net: 2001:db8:1:: or 2001:db8:1::/64)']],
+    ['linux-address needs exec and device',
+      OWN_ROUTING.replace('backend: linux-route', 'backend: linux-address').replace(/  linux_route:\n.*\n/, '').replace('main_ip: 198.51.100.3}', 'main_ip: 198.51.100.3, device: eth0}'),
+      ['/etc/fc/config.yaml:8: servers[0]: no device for srv-42: set exec and device in its routing settings']],
+  ])('%s', (_n, text, expected) => {
+    expect(problems(text)).toEqual(expected);
+  });
+
+  test('the older per-backend maps accept an IPv6 net written with its length, as the routing README shows', () => {
+    const text = INVENTORY.replace('backend: linux-route', 'backend: http\n  http:\n    base_url: "http://127.0.0.1:9"\n    server_ips: {srv-42: 198.51.100.2, transit-3: 198.51.100.3}\n    server_ipv6_nets: {srv-42: "2001:db8:42::/64"}');
+    expect(parseConfig(text, '/etc/fc/config.yaml').routing.http?.serverIpv6Nets).toEqual({ 'srv-42': '2001:db8:42::' });
+  });
+
+  test.each([
+    ['1.2.3:53', '"1.2.3:53": "1.2.3" is not an IPv4 address (host names are not accepted)'],
+    ['999.1.1.1:53', '"999.1.1.1:53": "999.1.1.1" is not an IPv4 address (host names are not accepted)'],
+    ['resolver.example:53', '"resolver.example:53": "resolver.example" is not an IPv4 address (host names are not accepted)'],
+  ])('mx_audit.resolver %s is refused', (resolver, message) => {
+    expect(problems(`${GOOD}mx_audit:\n  resolver: "${resolver}"\n`)).toEqual([`/etc/fc/config.yaml:8: mx_audit.resolver: ${message}`]);
+  });
+});
+
+describe('config: inventory edits', () => {
+  const base = () => parseConfig(INVENTORY, '/etc/fc/config.yaml');
+
+  test('a host named in a backend map can be removed, and one added with its own settings', () => {
+    const withServer = withInventoryEdits(base(), [{ kind: 'servers', name: 'srv-44', value: { addresses: ['203.0.113.44'], routing: { next_hops: ['192.0.2.44'] } } }]);
+    expect(withServer.routing.linuxRoute?.nextHops['srv-44']).toEqual(['192.0.2.44']);
+    const without = withInventoryEdits(withServer, [{ kind: 'servers', name: 'srv-42', value: null }]);
+    expect(without.servers.map((s) => s.name)).toEqual(['srv-44']);
+    expect(without.routing.linuxRoute?.nextHops).toEqual({ 'transit-3': ['192.0.2.3', '2001:db8:ffff::3'], 'srv-44': ['192.0.2.44'] });
+    // the file's map entry for srv-42 may stay, and srv-42 may come back through the API
+    const back = withInventoryEdits(without, [{ kind: 'servers', name: 'srv-42', value: { addresses: ['203.0.113.10'] } }]);
+    expect(back.routing.linuxRoute?.nextHops['srv-42']).toEqual(['192.0.2.2', '2001:db8:ffff::2']);
+  });
+
+  test('an added host without its next hop is refused, naming the entry', () => {
+    expect(() => withInventoryEdits(base(), [{ kind: 'servers', name: 'srv-44', value: { addresses: ['203.0.113.44'] } }]))
+      .toThrow('/etc/fc/config.yaml: the edit of server "srv-44": servers[1]: no next hop for srv-44: set next_hops in its routing settings');
+  });
+
+  test('a stored edit that no longer fits names the edit and when it was made, not a line', () => {
+    const at = Date.parse('2026-11-30T08:15:00Z');
+    let err: unknown;
+    try {
+      withInventoryEdits(base(), [{ kind: 'transits', name: 'transit-9', value: { addresses: ['198.51.100.90', '198.51.100.91', '2001:db8:3::20'], routing: { next_hops: ['192.0.2.9'] } }, at }]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message.split('\n')).toEqual([
+      '/etc/fc/config.yaml: stored edit of transit "transit-9" (made 2026-11-30T08:15:00.000Z): transits[1].addresses[2]: 2001:db8:3::20 is already listed at transits[0].addresses[2] (transit-3)',
+      '/etc/fc/config.yaml: stored edit of transit "transit-9" (made 2026-11-30T08:15:00.000Z): transits[1].routing.next_hops: transit-9 has IPv6 addresses but no IPv6 next hop',
+    ]);
+  });
+
+  test('problems in the file keep their lines when edits come before them', () => {
+    const text = INVENTORY.replace('transits:', '  - name: srv-43\n    addresses: [203.0.113.43, 203.0.113.44]\ntransits:').replace('      transit-3: [192.0.2.3', '      srv-43: [192.0.2.43]\n      transit-3: [192.0.2.3');
+    const c = parseConfig(text, '/etc/fc/config.yaml');
+    // srv-42 removed by an edit: srv-43 is now servers[0], still reported at its own line of the file
+    expect(() => withInventoryEdits(c, [
+      { kind: 'servers', name: 'srv-42', value: null },
+      { kind: 'transits', name: 'transit-3', value: { addresses: ['198.51.100.20'] } },
+    ])).toThrow('/etc/fc/config.yaml:11: servers[0].addresses: srv-43 has 2 IPv4 addresses but transit-3 has 1 (transits[0])');
   });
 });

@@ -4,7 +4,7 @@
  * the engine and the encoder once and caches the result until the zones or the overlay change.
  * Never throws: an internal error becomes SERVFAIL.
  */
-import { Address6 } from 'ip-address';
+import { addressFromBytes } from '../../core/addresses.js';
 import { labelsToKey, nameKey } from '../name.js';
 import { lookup, type AddressOverlay, type ZoneSet } from '../engine/engine.js';
 import { MAX_UDP_PAYLOAD, Rcode, RRClass, RRType } from '../wire/constants.js';
@@ -112,12 +112,11 @@ export class Responder {
     } catch {
       return null;
     }
-    for (const [type, family] of [[RRType.A, 4], [RRType.AAAA, 6]] as const) {
+    for (const type of [RRType.A, RRType.AAAA]) {
       const ans = lookup(this.zones, key, type, { tcp: false, overlay: this.overlay });
       const rr = ans.answer.find((r) => r.type === type);
       if (rr) {
-        const address = family === 4 ? [...rr.rdata].join('.') : rr.rdata.toString('hex').replace(/(.{4})(?!$)/g, '$1:');
-        return { address: family === 4 ? address : new Address6(address).correctForm(), family };
+        return addressFromBytes(rr.rdata);
       }
     }
     return null;
@@ -182,7 +181,7 @@ export class Responder {
     const question = Buffer.from(q.key.slice(0, q.qnameEnd + 4 - 12), 'latin1');
     let answer: Answer;
     if (q.qclass !== RRClass.IN || q.qtype === RRType.AXFR || q.qtype === RRType.IXFR) {
-      answer = bare(Rcode.REFUSED); // other classes and zone transfers are not served (yet)
+      answer = bare(Rcode.REFUSED); // other classes and zone transfers are not served
     } else if (q.qtype === RRType.OPT || (q.qtype >= 128 && q.qtype <= 254)) {
       answer = bare(Rcode.FORMERR); // meta-types other than ANY/AXFR/IXFR cannot be asked for (RFC 6895 3.1)
     } else {
