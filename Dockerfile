@@ -8,12 +8,14 @@ COPY package.json package-lock.json ./
 RUN npm_config_build_from_source=true npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --no-audit --no-fund
+# the program alone (src/ -> dist/src/), as npm pack ships it
+RUN npm run build:package && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
-# iproute2 and arping for the linux backends, fping for the icmp prober
-RUN apt-get update && apt-get install -y --no-install-recommends iproute2 iputils-arping fping && rm -rf /var/lib/apt/lists/*
+# The commands the controller runs (src/external-commands.ts: ip, arping, ndptool, nft, conntrack,
+# fping, ssh); test/deploy/external-commands.test.ts keeps this line equal to that list.
+RUN apt-get update && apt-get install -y --no-install-recommends conntrack fping iproute2 iputils-arping libndp-tools nftables openssh-client && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -4,23 +4,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# command -> Debian package providing it
+# command -> Debian package providing it. The first group is the program's own run-time commands
+# (src/external-commands.ts, the same packages as the Dockerfile's runtime stage;
+# test/deploy/external-commands.test.ts checks both); the second group is test-only.
 declare -A NEED=(
+  [ip]=iproute2                    # linux-route, linux-address; network-namespace labs
+  [arping]=iputils-arping          # linux-address: gratuitous ARP
+  [ndptool]=libndp-tools           # linux-address: unsolicited neighbour advertisements
+  [nft]=nftables                   # linux-route connection pinning on the router
+  [conntrack]=conntrack            # linux-route: drain pinned connections before the cut
+  [fping]=fping                    # icmp prober
+  [ssh]=openssh-client             # command prefixes such as ["ssh", "router"]
+  # test-only
   [nsd]=nsd                        # differential test: a reference authoritative server
   [dig]=bind9-dnsutils             # differential test: an independent client
   [named-compilezone]=bind9-utils  # zone parser checked against BIND's
-  [promtool]=prometheus            # metrics exposition checked by Prometheus' own linter
+  [promtool]=prometheus            # metrics exposition and alert rules checked by Prometheus' own tools
   [dnsperf]=dnsperf                # bench:dns
   [taskset]=util-linux             # bench:dns CPU pinning
-  [ip]=iproute2                    # network-namespace lab (routing backends, end-to-end)
-  [arping]=iputils-arping          # linux-address: gratuitous ARP
-  [ndptool]=libndp-tools           # linux-address: unsolicited neighbour advertisements
-  [fping]=fping                    # icmp prober
-  [nft]=nftables                   # linux-route connection pinning on the router
-  [conntrack]=conntrack            # linux-route: drain pinned connections before the cut
   [curl]=curl                      # API calls into a namespace (measurement tests)
   [unbound]=unbound                # MX audit lab: the recursive resolver
   [ldns-testns]=ldnsutils          # MX audit lab: malformed answers, zone signing
+  [stress-ng]=stress-ng            # CPU load while checking that the suite passes under it
+  [python3]=python3-minimal        # probers test: a TCP listener that never accepts
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -41,7 +47,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 if [ "$(id -u)" != 0 ]; then
-  echo "test: the suite starts NSD and (later) network namespaces and must run as root." >&2
+  echo "test: the suite starts NSD, Unbound and network namespaces and must run as root." >&2
   exit 1
 fi
 

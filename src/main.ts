@@ -15,7 +15,7 @@ import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './dns/server/
 import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './dns/zone/zone-loader.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { CutoverService } from './controller/cutover-service.js';
-import { OverlayComposer } from './controller/overlay-composer.js';
+import { OverlayComposer, type DnsAnswerLookup } from './controller/overlay-composer.js';
 import { MigrationService } from './controller/migration-service.js';
 import { applyStoredEdits, InventoryService } from './controller/inventory-service.js';
 import { addressBytes } from './core/addresses.js';
@@ -26,6 +26,7 @@ import type { Inventory } from './core/inventory.js';
 import type { StateStore } from './core/ports.js';
 import { createRouteBackend } from './routing/create-backend.js';
 import { withRetry } from './routing/retrying-backend.js';
+import { SwappableBackend } from './routing/swappable-backend.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import { createDowntimeMeter } from './health/downtime-meter.js';
 import { createAccountProber } from './health/account-probe.js';
@@ -72,7 +73,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
 
   let ready = false;
   let lastErrors: ZoneLoadError[] = [];
-  const zoneDir = new ZoneDirectory(config.dns.zones);
+  const zoneDir = new ZoneDirectory(config.dns.zones, { maxZoneBytes: config.dns.maxZoneFileBytes });
 
   const responder = new Responder(new ZoneSet([]), {
     cacheEntries: config.dns.cacheEntries,
@@ -131,6 +132,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
   let cutover: CutoverService | undefined;
   let migrations: MigrationService | undefined;
   let inventoryService: InventoryService | undefined;
+  let dnsAnswers: (() => DnsAnswerLookup) | undefined;
   if (config.servers.length > 0) {
     const ctlLog = log.child({ component: 'cutover' });
     store = openSqliteStore(config.state.path);
@@ -141,9 +143,19 @@ export async function startController(config: Config, logger?: Logger): Promise<
       store.close();
       throw err;
     }
+    const routeLog = log.child({ component: 'routing' });
+    const routes = new SwappableBackend(createRouteBackend(effective.routing, routeLog));
     const inventorySvc = new InventoryService({
       config: effective,
       store,
+      // an edit that changes a host's routing settings gets a backend built from them
+      prepare: (next) => {
+        const built = JSON.stringify(next.routing) === JSON.stringify(effective.routing) ? null : createRouteBackend(next.routing, routeLog);
+        return () => {
+          effective = next;
+          if (built) routes.swap(built);
+        };
+      },
       inUse: (kind, name) => {
         if (kind === 'servers') {
           if (cutover?.status(name).overlay.active) return 'it is cut over';
@@ -164,8 +176,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     });
     inventoryService = inventorySvc;
     const inventory: Inventory = inventorySvc.live;
-    const routeLog = log.child({ component: 'routing' });
-    const backend = withRetry(createRouteBackend(config.routing, routeLog), {
+    const backend = withRetry(routes, {
       deadlineMs: config.routing.retry.deadlineMs,
       minTimeoutMs: config.routing.retry.minDelayMs,
       maxTimeoutMs: config.routing.retry.maxDelayMs,
@@ -173,6 +184,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     });
 
     const composer = new OverlayComposer({ dns: { apply: (overlay) => responder.update({ overlay }) }, store, ttlCap: config.cutoverTtl });
+    dnsAnswers = () => composer.answers();
     const clock = { now: () => Date.now(), monotonic: () => performance.now() };
     const mig = new MigrationService({
       inventory: () => inventory,
@@ -310,6 +322,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     cutover,
     migrations,
     inventory: inventoryService,
+    dnsAnswers,
     mxAuditor: createMxAuditor(config.mxAudit),
     onMxVerdict: (verdict) => metrics.mxAudits.inc({ verdict }),
   });

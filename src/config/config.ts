@@ -767,8 +767,14 @@ function checkRouting(c: Checker, raw: Json, hosts: CheckedHost[], knownNames: S
       const nh = hostMap([...p, 'next_hops'], lr.next_hops);
       const nextHops: Record<string, string[]> = {};
       const hostPrefixes: Record<string, string[]> = {};
+      const hopOwner = new Map<string, string>();
       for (const h of hosts) {
         const hops = setting(h, h.routing?.nextHops, 'next_hops', nh, (path, v) => checkNextHops(c, path, v, h.name, h.addresses));
+        // the router's next hop tells where an address is delivered: one host per next hop
+        for (const hop of hops ?? []) {
+          if (hopOwner.has(hop)) c.fail(nh?.get(h)?.[0] ?? [...h.path, 'routing', 'next_hops'], `${hop} is already the next hop of ${hopOwner.get(hop)}`);
+          else hopOwner.set(hop, h.name);
+        }
         if (hops) nextHops[h.name] = [...hops];
         else if (backend === 'linux-route') missing(h, [...p, 'next_hops'], nh, 'next hop', 'next_hops');
       }
@@ -839,8 +845,11 @@ function checkRouting(c: Checker, raw: Json, hosts: CheckedHost[], knownNames: S
       const nets = hostMap([...p, 'server_ipv6_nets'], h.server_ipv6_nets);
       const serverIps: Record<string, string> = {};
       const serverIpv6Nets: Record<string, string> = {};
+      const mainOwner = new Map<string, string>();
       for (const host of hosts) {
         const ip = setting(host, host.routing?.mainIp, 'main_ip', ips, (path, v) => checkMainIp(c, path, v));
+        if (ip && mainOwner.has(ip)) c.fail(ips?.get(host)?.[0] ?? [...host.path, 'routing', 'main_ip'], `${ip} is already the main IP of ${mainOwner.get(ip)}`);
+        else if (ip) mainOwner.set(ip, host.name);
         if (ip) serverIps[host.name] = ip;
         else if (backend === 'http') missing(host, [...p, 'server_ips'], ips, 'main IP', 'main_ip');
         const net = setting(host, host.routing?.ipv6Net, 'ipv6_net', nets, (path, v) => checkIpv6Net(c, path, v));

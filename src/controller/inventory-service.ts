@@ -109,7 +109,9 @@ export class InventoryService {
         const problems = err.problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message));
         throw new InventoryError('INVALID_INVENTORY', 400, problems.join('; '), problems);
       }
-      throw err;
+      // the backend refused the edited settings (a rule the config does not know)
+      const message = `routing: ${(err as Error).message}`;
+      throw new InventoryError('INVALID_INVENTORY', 400, message, [message]);
     }
     this.deps.store.commit({ inventory: edit });
     this.config = next;

@@ -46,7 +46,7 @@ describe('inventory API', () => {
         'servers[2].addresses[1]: 203.0.113.10 is already listed at servers[0].addresses[0] (srv-42)',
       ]);
       expect((await call(ctl, 'PUT', '/v1/accounts/ghost', { server: 'srv-99', zones: ['ghost.test'] })).body.error.problems).toEqual(['accounts[2].server: no server named "srv-99"']);
-      expect((await call(ctl, 'PUT', '/v1/servers/srv-45', { addresses: ['203.0.113.31'], colour: 'red' })).body.error.message).toBe('colour: unknown field (allowed: name, addresses, pairs, profile, monthly_price)');
+      expect((await call(ctl, 'PUT', '/v1/servers/srv-45', { addresses: ['203.0.113.31'], colour: 'red' })).body.error.message).toBe('colour: unknown field (allowed: name, addresses, pairs, profile, monthly_price, routing)');
       expect((await call(ctl, 'DELETE', '/v1/servers/srv-42')).body.error).toMatchObject({ code: 'IN_USE', message: 'srv-42 is the home of account(s) acme; move or remove them first' });
       expect((await call(ctl, 'DELETE', '/v1/servers/srv-99')).status).toBe(404);
 

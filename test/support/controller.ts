@@ -53,6 +53,8 @@ export interface ControllerOptions {
   sections?: Record<string, unknown>;
   /** Run the controller inside this network namespace (its loopback); API calls go through curl there. */
   netns?: string;
+  /** The program to start (default: CLI, the repository's build); e.g. an installed `failoverctl`. */
+  cli?: string;
 }
 
 export interface ControllerHandle {
@@ -79,7 +81,8 @@ export interface ControllerHandle {
 }
 
 export async function startController(opts: ControllerOptions): Promise<ControllerHandle> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
+  const cli = opts.cli ?? CLI;
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" first`);
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'fc-ctl-'));
   const removeDir = () => {
@@ -97,7 +100,7 @@ export async function startController(opts: ControllerOptions): Promise<Controll
   Object.assign(base, opts.sections ?? {});
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(base));
-  const argv = [...(opts.nodeArgs ?? []), CLI, 'serve', '--config', configPath];
+  const argv = [...(opts.nodeArgs ?? []), cli, 'serve', '--config', configPath];
   let cmd = opts.cpus ? 'taskset' : process.execPath;
   let args = opts.cpus ? ['-c', opts.cpus, process.execPath, ...argv] : argv;
   if (opts.netns) {
