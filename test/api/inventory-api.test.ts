@@ -71,4 +71,30 @@ describe('inventory API', () => {
       await ctl.stop();
     }
   });
+
+  test('a stored edit that no longer fits the file is named at start, not given a line the file does not have', async () => {
+    const editDir = mkdtempSync(join(dir, 'edit-'));
+    const sections = (extra: object[]) => ({
+      servers: [{ name: 'srv-42', profile: 'vps', addresses: ['203.0.113.10'] }, ...extra],
+      transits: [{ name: 'transit-3', profile: 'vps', addresses: ['198.51.100.20', '2001:db8:3::20'] }],
+      state: { path: './state.db' },
+      routing: { backend: 'dry-run' },
+    });
+    const ctl = await startController({ zonesDir: join(REPO_ROOT, 'test', 'fixtures', 'migration'), dir: editDir, sections: sections([]) });
+    try {
+      expect((await call(ctl, 'PUT', '/v1/servers/srv-43', { profile: 'vps', addresses: ['203.0.113.30'] })).status).toBe(201);
+    } finally {
+      await ctl.stop();
+    }
+    // the file now gives that address to another server
+    const failed = await startController({
+      zonesDir: join(REPO_ROOT, 'test', 'fixtures', 'migration'), dir: editDir,
+      sections: sections([{ name: 'srv-50', profile: 'vps', addresses: ['203.0.113.30'] }]),
+    }).then(async (c) => {
+      await c.stop();
+      return '';
+    }, (err: Error) => err.message);
+    expect(failed).toMatch(/^controller exited with 2 /);
+    expect(failed).toMatch(/config\.yaml: stored edit of server "srv-43" \(made 20\d\d-\d\d-\d\dT[0-9:.]+Z\): servers\[2\]\.addresses\[0\]: 203\.0\.113\.30 is already listed at servers\[1\]\.addresses\[0\] \(srv-50\)/);
+  });
 });
