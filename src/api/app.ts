@@ -7,7 +7,9 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { CutoverService } from '../controller/cutover-service.js';
+import { StateUnavailableError } from '../core/ports.js';
 import { ApiError, errorBody, ERROR_STATUS } from './errors.js';
+import { jsonBody } from './json-body.js';
 import { cutoverRoutes } from './routes/cutover-routes.js';
 import { mxAuditRoutes } from './routes/mx-audit-routes.js';
 import { migrationRoutes } from './routes/migration-routes.js';
@@ -15,6 +17,7 @@ import type { MigrationService } from '../controller/migration-service.js';
 import type { InventoryService } from '../controller/inventory-service.js';
 import { inventoryRoutes } from './routes/inventory-routes.js';
 import type { MxAuditor } from '../audit/mx-audit.js';
+import type { DnsAnswerLookup } from '../controller/overlay-composer.js';
 
 /** What the API reads from the running controller. */
 export interface ApiDeps {
@@ -35,6 +38,8 @@ export interface ApiDeps {
   migrations?: MigrationService;
   inventory?: InventoryService;
   onMxVerdict?: (verdict: string) => void;
+  /** What DNS answers per address and why, from the composed overlay DNS serves (GET /v1/servers). */
+  dnsAnswers?: () => DnsAnswerLookup;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -77,16 +82,25 @@ export function createApiApp(deps: ApiDeps): express.Express {
 
   const v1 = express.Router();
   v1.use(bearerAuth(deps.token));
-  // bodies: 1 MiB, except bulk MX audits (10,000 names)
-  const jsonSmall = express.json({ limit: '1mb', type: () => true });
-  const jsonLarge = express.json({ limit: '4mb', type: () => true });
+  // bodies: 1 MiB, except bulk MX audits (10,000 names); UTF-8, nesting checked before parsing
+  const jsonSmall = jsonBody('1mb');
+  const jsonLarge = jsonBody('4mb');
   v1.use((req, res, next) => (req.path === '/mx-audit' ? jsonLarge : jsonSmall)(req, res, next));
   v1.get('/zones', (_req, res) => {
     res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
   });
   if (deps.inventory) v1.use(inventoryRoutes(deps.inventory));
   if (deps.migrations) v1.use(migrationRoutes(deps.migrations));
-  if (deps.cutover) v1.use(cutoverRoutes(deps.cutover));
+  if (deps.cutover) {
+    const answers = deps.dnsAnswers;
+    const dnsView = answers
+      ? {
+        answers,
+        accountsOf: (server: string) => [...(deps.inventory?.live.accounts?.values() ?? [])].filter((a) => a.server === server),
+      }
+      : undefined;
+    v1.use(cutoverRoutes(deps.cutover, dnsView));
+  }
   if (deps.mxAuditor) v1.use(mxAuditRoutes(deps.mxAuditor, deps.onMxVerdict));
   app.use('/v1', v1);
 
@@ -101,6 +115,12 @@ export function createApiApp(deps: ApiDeps): express.Express {
       code = err.code;
       message = err.message;
       details = err.details;
+    } else if (err instanceof StateUnavailableError) {
+      // storage full or failing: the change was not committed, so nothing changed; the same request can be sent again
+      status = ERROR_STATUS.STATE_UNAVAILABLE;
+      code = 'STATE_UNAVAILABLE';
+      message = `the state store is unavailable (storage full or failing); nothing was changed, try again later: ${err.message}`;
+      deps.logger.error({ err: err.message, method: req.method, path: req.path }, 'api request refused: the state store is unavailable');
     } else if (isHttpError(err)) {
       status = err.status;
       code = err.type === 'entity.too.large' ? 'PAYLOAD_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST';

@@ -8,6 +8,8 @@ export const ERROR_STATUS = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   INTERNAL: 500,
   NOT_READY: 503,
+  /** The state store cannot be written or read now (storage full or failing); nothing was changed. */
+  STATE_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -57,7 +57,7 @@ async function serve(argv: string[]): Promise<number> {
   const config = loadConfig(values.config);
   if (values.check) {
     const { ZoneDirectory } = await import('../dns/zone/zone-loader.js');
-    const r = await new ZoneDirectory(config.dns.zones).load();
+    const r = await new ZoneDirectory(config.dns.zones, { maxZoneBytes: config.dns.maxZoneFileBytes }).load();
     for (const z of r.zones) process.stdout.write(`ok    ${z.origin} serial ${z.serial}, ${z.recordCount} records\n`);
     for (const e of r.errors) process.stdout.write(`error ${e.file}${e.line ? ':' + e.line : ''}: ${e.reason}\n`);
     return r.errors.length > 0 ? 1 : 0;
@@ -131,7 +131,11 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`failoverctl: ${(err as Error).message}\nRun "failoverctl --help" for usage.\n`);
       process.exit(2);
     }
-    if ((err as Error)?.name === 'StateLockedError') {
+    if ((err as Error)?.name === 'ZoneDirectoryError') {
+      process.stderr.write(`failoverctl: ${(err as Error).message}\n`);
+      process.exit(2);
+    }
+    if ((err as Error)?.name === 'StateLockedError' || (err as Error)?.name === 'StateFileError') {
       process.stderr.write(`failoverctl: ${(err as Error).message}\n`);
       process.exit(1);
     }

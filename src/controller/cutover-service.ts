@@ -4,6 +4,11 @@
  * backend (already wrapped with retries); its outcome is committed before it is reported. After a
  * restart, `resume()` re-activates the stored overlays and re-runs unfinished operations (the
  * backends are idempotent, so only what is missing changes).
+ *
+ * Every change is one commit: the operation, the overlay, the SOA serial bump and the migration's
+ * part (from the hooks) together, applied in memory and in DNS only after that commit succeeded.
+ * A request whose commit fails (StateUnavailableError) changes nothing; a background step whose
+ * commit fails is neither applied nor reported and is tried again until the store takes it.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -14,7 +19,8 @@ import {
   type AddressDowntime, type Direction, type Operation,
 } from '../core/operation.js';
 import type { ServerOverlay } from '../core/overlay.js';
-import type { Clock, DowntimeMeter, MeterRun, ServerOverlaySink, StateStore } from '../core/ports.js';
+import { mergeStaged, type Clock, type DowntimeMeter, type MeterRun, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
+import { commitWhenPossible, type CommitRetryOptions } from './commit-retry.js';
 import { RouteError, type RouteBackend } from '../routing/route-backend.js';
 
 /** A refusal with a stable code (mapped to an HTTP status by the API). */
@@ -52,13 +58,19 @@ export interface CutoverServiceDeps {
   meter?: DowntimeMeter;
   /** The migration lifecycle's say on cutovers (guard) and what it hears back. */
   hooks?: CutoverHooks;
+  /** Backoff of background commits while the store is unavailable. */
+  commitRetry?: CommitRetryOptions;
 }
 
-/** Hooks for the migration lifecycle. `beforeCutover` throws to refuse. */
+/**
+ * Hooks for the migration lifecycle. `beforeCutover` throws to refuse. The others stage the
+ * migration's part of the change, committed in the same transaction as the operation and the
+ * overlay (null: no part); they change nothing themselves.
+ */
 export interface CutoverHooks {
   beforeCutover?(server: string, transit: string, force: boolean): void;
-  cutoverAccepted?(server: string, force: boolean): void;
-  cutbackSucceeded?(server: string): void;
+  cutoverAccepted?(server: string, force: boolean): StagedChange | null | void;
+  cutbackSucceeded?(server: string): StagedChange | null | void;
 }
 
 /** The result of a cutover/cutback request: the operation and whether this call started it. */
@@ -95,7 +107,8 @@ export class CutoverService {
   resume(): void {
     const { overlays, operations } = this.deps.store.load();
     for (const o of overlays) this.overlays.set(o.server, o);
-    this.publishOverlay(true);
+    this.deps.overlays.restoreServers([...this.overlays.values()]);
+    this.observeOverlays();
     if (overlays.length > 0) this.log.info({ servers: overlays.map((o) => o.server) }, 'cutover overlays restored');
     for (let op of operations) {
       this.log.warn({ operation: op.id, server: op.server, direction: op.direction, state: op.state, phase: op.phase }, 'resuming an unfinished operation');
@@ -138,17 +151,23 @@ export class CutoverService {
     const now = this.deps.clock.now();
     let op = newOperation({ id: this.newId(), server: serverName, transit: transitName, direction: 'cutover', backend: this.deps.backend.name, pairs, now });
     const overlay: ServerOverlay = { server: serverName, transit: transitName, operationId: op.id, since: now, pairs };
-    // DNS first: durable, then active, then answered
+    // DNS first: durable (operation, overlay, serial bump and migration in one commit), then active, then answered
     op = { ...op, state: 'running', times: { ...op.times, dnsSwitched: now } };
     op = this.startMeasurement(op, false); // probes start before anything changes
-    this.deps.store.commit({ operation: op, overlay: { server: serverName, value: overlay } });
-    this.overlays.set(serverName, overlay);
-    this.publishOverlay();
+    const accepted = op;
+    this.commitOrUndo(op.id, () => {
+      const next = new Map(this.overlays).set(serverName, overlay);
+      return mergeStaged(
+        { change: { operation: accepted, overlay: { server: serverName, value: overlay } }, apply: () => this.overlays.set(serverName, overlay) },
+        this.deps.overlays.stageServers([...next.values()]),
+        this.deps.hooks?.cutoverAccepted?.(serverName, opts.force === true),
+        { change: {}, apply: () => this.observeOverlays() },
+      );
+    });
+    // stored with the next progress step (routing started), committed before this call returns
     op = { ...op, durationsMs: { ...op.durationsMs, dnsSwitch: this.deps.clock.monotonic() - t0 } };
-    this.deps.store.commit({ operation: op });
     this.startedAt.set(op.id, t0);
     this.log.info({ operation: op.id, server: serverName, transit: transitName, addresses: pairs.length, dnsSwitchMs: op.durationsMs.dnsSwitch }, 'cutover: DNS switched');
-    this.deps.hooks?.cutoverAccepted?.(serverName, opts.force === true);
     this.launch(op);
     return { operation: op, created: true };
   }
@@ -171,7 +190,8 @@ export class CutoverService {
     let op = newOperation({ id: this.newId(), server: serverName, transit: active.transit, direction: 'cutback', backend: this.deps.backend.name, pairs: active.pairs, now });
     op = { ...op, state: 'running', phase: 'routing' };
     op = this.startMeasurement(op, false);
-    this.deps.store.commit({ operation: op });
+    const accepted = op;
+    this.commitOrUndo(op.id, () => ({ change: { operation: accepted }, apply() {} }));
     this.startedAt.set(op.id, t0);
     this.log.info({ operation: op.id, server: serverName, transit: active.transit }, 'cutback accepted');
     this.launch(op);
@@ -189,7 +209,8 @@ export class CutoverService {
     }
     let again: Operation = { ...op, state: 'running', error: null, times: { ...op.times, finished: null } };
     again = this.startMeasurement(again, false);
-    this.deps.store.commit({ operation: again });
+    const accepted = again;
+    this.commitOrUndo(id, () => ({ change: { operation: accepted }, apply() {} }));
     this.startedAt.set(id, this.deps.clock.monotonic());
     this.launch(again);
     return again;
@@ -257,9 +278,37 @@ export class CutoverService {
     return this.deps.newId?.() ?? `op-${randomUUID()}`;
   }
 
-  private publishOverlay(restore = false): void {
-    this.deps.overlays.setServers([...this.overlays.values()], { restore });
-    this.deps.observer?.overlaysChanged?.([...this.overlays.values()], this.deps.store.routes());
+  /** Tells the observer (metrics); runs after a commit, so it never throws: the change is made already. */
+  private observeOverlays(): void {
+    try {
+      this.deps.observer?.overlaysChanged?.([...this.overlays.values()], this.deps.store.routes());
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'overlay metrics not updated');
+    }
+  }
+
+  /**
+   * Commits a request's change and applies it. When staging or the commit throws, nothing was
+   * changed: the measurement started for it is stopped, and the error goes to the caller.
+   */
+  private commitOrUndo(opId: string, build: () => StagedChange): void {
+    let staged: StagedChange;
+    try {
+      staged = build();
+      this.deps.store.commit(staged.change);
+    } catch (err) {
+      this.meters.get(opId)?.stop().catch(() => undefined);
+      this.meters.delete(opId);
+      throw err;
+    }
+    staged.apply();
+  }
+
+  /** Commits a background step and applies it; while the store is unavailable it waits and tries again. */
+  private persist(op: Operation, what: string, build: () => StagedChange | null): Promise<void> {
+    return commitWhenPossible(this.deps.store, build, {
+      logger: this.log, what: `${op.direction} ${what}`, context: { operation: op.id, server: op.server }, retry: this.deps.commitRetry,
+    });
   }
 
   /** Starts probing the operation's addresses (when a meter is configured). */
@@ -285,48 +334,56 @@ export class CutoverService {
   }
 
   private launch(op: Operation): void {
-    const run = this.route(op).finally(() => this.running.delete(op.id));
+    const run = this.route(op)
+      .catch((err) => this.log.error({ operation: op.id, server: op.server, err: (err as Error).message }, `${op.direction}: stopped; it resumes at the next start`))
+      .finally(() => this.running.delete(op.id));
     this.running.set(op.id, run);
   }
 
   private async route(op: Operation): Promise<void> {
     op = routingStarted(op);
-    this.deps.store.commit({ operation: op });
+    const started = op;
+    await this.persist(op, 'routing started', () => ({ change: { operation: started }, apply() {} }));
     const to = targetHost(op);
     const from = sourceHost(op);
     const desired = op.addresses.map((a: AddressPair) => ({ address: a.address, family: a.family, to, from }));
-    let routed: Operation;
+    let result: Awaited<ReturnType<RouteBackend['apply']>>;
     try {
-      const result = await this.deps.backend.apply(desired);
-      const now = this.deps.clock.now();
-      const t0 = this.startedAt.get(op.id);
-      const routingMs = t0 !== undefined ? this.deps.clock.monotonic() - t0 : null;
-      const run = this.meters.get(op.id);
-      run?.routed(now);
-      routed = routingSucceeded(op, now, routingMs, run !== undefined);
-      const routes = desired.map((d) => ({ address: d.address, host: to }));
-      if (op.direction === 'cutback') {
-        // routes are back: lift the overlay (durably, then in DNS)
-        this.deps.store.commit({ operation: routed, overlay: { server: op.server, value: null }, routes });
-        this.overlays.delete(op.server);
-        this.publishOverlay();
-        this.deps.hooks?.cutbackSucceeded?.(op.server);
-      } else {
-        this.deps.store.commit({ operation: routed, routes });
-        this.deps.observer?.overlaysChanged?.([...this.overlays.values()], this.deps.store.routes());
-      }
-      this.log.info({ operation: op.id, server: op.server, direction: op.direction, changed: result.changed.length, unchanged: result.unchanged.length, routingMs }, `${op.direction}: routes applied`);
+      result = await this.deps.backend.apply(desired);
     } catch (err) {
       this.deps.observer?.routingError?.(this.deps.backend.name, err);
       const message = err instanceof Error ? err.message : String(err);
       let failed = routingFailed(op, this.deps.clock.now(), { code: 'ROUTING_FAILED', message }, err instanceof RouteError ? err.address : undefined);
       const partial = await this.stopMeasurement(op.id);
       if (partial) failed = { ...failed, addresses: failed.addresses.map((a) => ({ ...a, ...pick(partial, a.address) })) };
-      this.deps.store.commit({ operation: failed });
+      const stored = failed;
+      await this.persist(op, 'routing failed', () => ({ change: { operation: stored }, apply() {} }));
       this.log.error({ operation: op.id, server: op.server, direction: op.direction, err: message }, `${op.direction}: routing failed; the DNS overlay stays as it is`);
       this.finish(failed);
       return;
     }
+    const now = this.deps.clock.now();
+    const startedAt = this.startedAt.get(op.id);
+    const routingMs = startedAt !== undefined ? this.deps.clock.monotonic() - startedAt : null;
+    this.meters.get(op.id)?.routed(now);
+    const routed = routingSucceeded(op, now, routingMs, this.meters.has(op.id));
+    const routes = desired.map((d) => ({ address: d.address, host: to }));
+    if (op.direction === 'cutback') {
+      // routes are back: lift the overlay (durably, with the serial bump and the migration's part, then in DNS)
+      await this.persist(op, 'routes applied', () => {
+        const next = new Map(this.overlays);
+        next.delete(op.server);
+        return mergeStaged(
+          { change: { operation: routed, overlay: { server: op.server, value: null }, routes }, apply: () => this.overlays.delete(op.server) },
+          this.deps.overlays.stageServers([...next.values()]),
+          this.deps.hooks?.cutbackSucceeded?.(op.server),
+          { change: {}, apply: () => this.observeOverlays() },
+        );
+      });
+    } else {
+      await this.persist(op, 'routes applied', () => ({ change: { operation: routed, routes }, apply: () => this.observeOverlays() }));
+    }
+    this.log.info({ operation: op.id, server: op.server, direction: op.direction, changed: result.changed.length, unchanged: result.unchanged.length, routingMs }, `${op.direction}: routes applied`);
     const run = this.meters.get(routed.id);
     if (!run) {
       this.finish(routed);
@@ -339,7 +396,7 @@ export class CutoverService {
     this.meters.delete(routed.id);
     const t0 = this.startedAt.get(op.id);
     const done = measured(routed, this.deps.clock.now(), results, t0 !== undefined ? this.deps.clock.monotonic() - t0 : null);
-    this.deps.store.commit({ operation: done });
+    await this.persist(op, 'measurement ended', () => ({ change: { operation: done }, apply() {} }));
     this.log.info({
       operation: op.id, server: op.server, direction: op.direction, state: done.state,
       downtimeMs: Object.fromEntries(done.addresses.map((a) => [a.address, a.downtimeMs])),

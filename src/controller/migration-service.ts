@@ -4,7 +4,11 @@
  * (each account's zones follow it in DNS at the moment its move completes), the cutover is guarded
  * until all accounts are there, then reinstall, cutback, accounts back, and the transit goes to
  * the next server waiting. TTLs are lowered ahead of a scheduled reinstall. Billing is derived.
- * Every change is committed to the state store before it is answered.
+ * Every change is one commit (the migration records it touches and the SOA serial bump when DNS
+ * answers change), applied in memory and in DNS only after it succeeded, and answered after that;
+ * a failed commit (StateUnavailableError) changes nothing. The cutover service commits the
+ * migration's part of a cutover or cutback with its own change (`cutoverAccepted`,
+ * `cutbackSucceeded` only stage it). A TTL lowering that cannot be stored is retried.
  */
 import type { Logger } from 'pino';
 import { billing, type Billing } from '../core/billing.js';
@@ -14,10 +18,11 @@ import {
   type Migration, type MigrationEvent, type MoveTarget,
 } from '../core/migration.js';
 import type { AccountOverlay, LoweredTtl } from '../core/overlay.js';
-import type { Clock, StateStore } from '../core/ports.js';
+import { mergeStaged, StateUnavailableError, type Clock, type StagedChange, type StateStore } from '../core/ports.js';
 import { assign as poolAssign, queuePosition, summary, type Pool, type Queue } from '../core/transit-pool.js';
 import { staleness, ttlPlan } from '../core/ttl-plan.js';
 import type { OverlayComposer } from './overlay-composer.js';
+import { commitWhenPossible, DEFAULT_COMMIT_RETRY, type CommitRetryOptions } from './commit-retry.js';
 import type { AccountProber, AccountProbeRun } from '../health/account-probe.js';
 
 /** A refusal with a stable code, the current state and what is allowed. */
@@ -41,7 +46,8 @@ export interface MigrationObserver {
 export interface MigrationServiceDeps {
   inventory: () => Inventory;
   store: StateStore;
-  overlays: Pick<OverlayComposer, 'setAccounts' | 'setLowered'>;
+  /** Account overlays and lowered TTLs are staged there and published after the commit. */
+  overlays: Pick<OverlayComposer, 'stage' | 'restore'>;
   clock: Clock;
   logger: Logger;
   cutoverTtl: number;
@@ -55,6 +61,8 @@ export interface MigrationServiceDeps {
   observer?: MigrationObserver;
   /** Probes the site of accounts that have a probe configured during their moves. */
   accountProber?: AccountProber;
+  /** Backoff of background commits (TTL lowering, probe results) while the store is unavailable. */
+  commitRetry?: CommitRetryOptions;
 }
 
 /** What GET /v1/servers/{server}/migration shows. */
@@ -81,7 +89,9 @@ export class MigrationService {
 
   /** Re-publishes account overlays and lowered TTLs from the stored migrations (at start). */
   resume(): void {
-    this.publish(true);
+    const composed = this.compose(this.migrations);
+    this.deps.overlays.restore({ accounts: composed.accounts, lowered: composed.lowered });
+    this.arm(composed.nextLowering);
   }
 
   stop(): void {
@@ -90,9 +100,19 @@ export class MigrationService {
     this.probes.clear();
   }
 
-  /** Re-evaluates time-driven changes (TTL lowering) now; the internal timer calls it when due. */
+  /**
+   * Re-evaluates time-driven changes (TTL lowering) now; the internal timer calls it when due.
+   * When the change cannot be stored it is not applied, and is tried again later.
+   */
   tick(): void {
-    this.publish();
+    try {
+      this.save([]);
+    } catch (err) {
+      if (!(err instanceof StateUnavailableError)) throw err;
+      const retry = this.deps.commitRetry ?? DEFAULT_COMMIT_RETRY;
+      this.log.warn({ err: err.message, retryInMs: retry.maxMs }, 'TTL lowering not stored (state store unavailable); not applied, retrying');
+      this.arm(this.deps.clock.now() + retry.maxMs);
+    }
   }
 
   /** The migration of a server, or null. */
@@ -152,9 +172,8 @@ export class MigrationService {
       const res = poolAssign(this.pool(), this.queue(), { server: serverName, profile, at: now });
       if (res.ok && res.outcome.kind === 'assigned') migration = this.apply(migration, { type: 'transit_assigned', transit: res.outcome.transit }, now);
     }
-    this.commit(migration);
+    this.save([migration]);
     this.log.info({ server: serverName, state: migration.state, transit: migration.transit, reinstallAt }, 'migration requested');
-    this.publish();
     return { migration, created: true };
   }
 
@@ -170,7 +189,8 @@ export class MigrationService {
         ? { type: 'move_completed', account: accountName, to, downtimeMs: extra.downtimeMs ?? null }
         : { type: 'move_failed', account: accountName, to, error: extra.error };
     const next = this.apply(m, event, now);
-    this.commit(next);
+    const handedOver = this.handOver(m, next, now);
+    this.save([next, ...handedOver]);
     this.probeMove(account, m, to, phase);
     if (phase === 'completed') {
       const mv = next.accounts.find((a) => a.name === accountName)?.moves.at(-1);
@@ -178,15 +198,14 @@ export class MigrationService {
       this.deps.observer?.accountMoved?.(to, downtime);
       this.log.info({ account: accountName, server: account.server, to, state: next.state, downtimeMs: downtime }, 'account moved; its zones follow it in DNS');
     }
-    this.publish();
-    this.afterFinish(m, next, now);
+    this.logFinish(m, next, handedOver);
     return next;
   }
 
   /** Guards a cutover: 409 unless every account is on the transit (or force); the transit must be the migration's. */
   checkCutover(server: string, transit: string, force: boolean): void {
     const m = this.active(server);
-    if (!m) return; // a cutover without a migration (issue-3 use) stays allowed
+    if (!m) return; // a cutover of a server with no migration (a plain reinstall job) stays allowed
     if (m.transit !== null && m.transit !== transit) {
       throw new MigrationError('TRANSIT_MISMATCH', `${server}'s migration holds ${m.transit}, not ${transit}`, 409, { state: m.state });
     }
@@ -196,13 +215,15 @@ export class MigrationService {
     }
   }
 
-  /** Records an accepted cutover (the migration moves to reinstalling). */
-  cutoverAccepted(server: string, force: boolean): void {
+  /**
+   * Stages the migration's part of an accepted cutover (it moves to reinstalling), for the cutover
+   * service to commit with the operation and the overlay; null without an active migration.
+   */
+  cutoverAccepted(server: string, force: boolean): StagedChange | null {
     const m = this.active(server);
-    if (!m || m.state === 'reinstalling') return;
+    if (!m || m.state === 'reinstalling') return null;
     const next = this.apply(m, { type: 'cutover', force }, this.deps.clock.now());
-    this.commit(next);
-    this.publish();
+    return this.stage([next]);
   }
 
   /** The reinstall job says the server is reinstalled. */
@@ -211,19 +232,22 @@ export class MigrationService {
     const m = this.active(server);
     if (!m) throw new MigrationError('NO_MIGRATION', `${server} has no active migration`, 409);
     const next = this.apply(m, { type: 'reinstalled' }, this.deps.clock.now());
-    this.commit(next);
+    this.save([next]);
     return next;
   }
 
-  /** A cutback succeeded: accounts may move home. */
-  cutbackSucceeded(server: string): void {
+  /**
+   * Stages the migration's part of a cutback that succeeded (accounts may move home; a finished
+   * migration hands its transit on), for the cutover service to commit with the operation and
+   * the lifted overlay; null when the server has no migration in reinstalling.
+   */
+  cutbackSucceeded(server: string): StagedChange | null {
     const m = this.active(server);
-    if (!m || m.state !== 'reinstalling') return;
+    if (!m || m.state !== 'reinstalling') return null;
     const now = this.deps.clock.now();
     const next = this.apply(m, { type: 'cutback_succeeded' }, now);
-    this.commit(next);
-    this.publish();
-    this.afterFinish(m, next, now);
+    const handedOver = this.handOver(m, next, now);
+    return mergeStaged(this.stage([next, ...handedOver]), { change: {}, apply: () => this.logFinish(m, next, handedOver) });
   }
 
   /** Cancels a migration while nothing is in the way; the transit goes to the next server waiting. */
@@ -233,9 +257,9 @@ export class MigrationService {
     if (!m) throw new MigrationError('NO_MIGRATION', `${server} has no active migration`, 409);
     const now = this.deps.clock.now();
     const next = this.apply(m, { type: 'cancel' }, now);
-    this.commit(next);
-    this.publish();
-    this.afterFinish(m, next, now);
+    const handedOver = this.handOver(m, next, now);
+    this.save([next, ...handedOver]);
+    this.logFinish(m, next, handedOver);
     return next;
   }
 
@@ -285,18 +309,22 @@ export class MigrationService {
       run.stop().catch(() => undefined);
       return;
     }
-    run.done().then((probe) => {
+    run.done().then((probe) => commitWhenPossible(this.deps.store, () => {
+      // staged from the record as it is at each attempt
       const cur = this.migrations.get(m.server);
       const acc = cur?.accounts.find((a) => a.name === account.name);
       const mv = acc?.moves.at(-1);
-      if (!cur || !acc || !mv || mv.direction !== to) return;
+      if (!cur || !acc || !mv || mv.direction !== to) return null;
       const patched: Migration = {
         ...cur,
         accounts: cur.accounts.map((a) => (a === acc ? { ...a, moves: [...a.moves.slice(0, -1), { ...mv, probe }] } : a)),
       };
-      this.commit(patched);
-      this.log.info({ account: account.name, to, probeDowntimeMs: probe.downtimeMs, recovered: probe.recovered }, 'account move measured by probe');
-    }, (err) => this.log.error({ account: account.name, err: (err as Error).message }, 'account probe failed'));
+      return mergeStaged(this.stage([patched]), {
+        change: {},
+        apply: () => this.log.info({ account: account.name, to, probeDowntimeMs: probe.downtimeMs, recovered: probe.recovered }, 'account move measured by probe'),
+      });
+    }, { logger: this.log, what: 'account probe result', context: { account: account.name }, retry: this.deps.commitRetry }))
+      .catch((err) => this.log.error({ account: account.name, err: (err as Error).message }, 'account probe failed'));
   }
 
   private server(name: string) {
@@ -325,22 +353,60 @@ export class MigrationService {
     return res.migration;
   }
 
-  private commit(m: Migration): void {
-    this.deps.store.commit({ migration: { server: m.server, value: m } });
-    this.migrations.set(m.server, m);
-    this.deps.observer?.changed?.(this.all());
+  /**
+   * Stages migration records and what DNS answers because of them (account overlays, lowered
+   * TTLs, with the serial bump when answers change): commit `change`, then `apply()` takes the
+   * records, publishes and re-arms the TTL-lowering timer.
+   */
+  private stage(updates: Migration[]): StagedChange {
+    const next = new Map(this.migrations);
+    for (const m of updates) next.set(m.server, m);
+    const composed = this.compose(next);
+    return mergeStaged(
+      {
+        change: updates.length > 0 ? { migrations: updates.map((m) => ({ server: m.server, value: m })) } : {},
+        apply: () => {
+          for (const m of updates) this.migrations.set(m.server, m);
+          if (updates.length > 0) this.deps.observer?.changed?.(this.all());
+        },
+      },
+      this.deps.overlays.stage({ accounts: composed.accounts, lowered: composed.lowered }),
+      { change: {}, apply: () => this.arm(composed.nextLowering) },
+    );
   }
 
-  /** When a migration finished, its transit goes to the next server waiting for that profile. */
-  private afterFinish(before: Migration, after: Migration, now: number): void {
+  /** Stages, commits (throws StateUnavailableError having changed nothing), applies. */
+  private save(updates: Migration[]): void {
+    const staged = this.stage(updates);
+    this.deps.store.commit(staged.change);
+    staged.apply();
+  }
+
+  /** When a migration finishes, its transit goes to the next server waiting for that profile: that server's updated record (not stored yet). */
+  private handOver(before: Migration, after: Migration, now: number): Migration[] {
+    if (isFinished(before) || !isFinished(after) || before.transit === null) return [];
+    const waiting = this.queue().filter((q) => q.profile === after.profile && q.server !== after.server);
+    if (waiting.length === 0) return [];
+    const next = this.migrations.get(waiting[0].server)!;
+    return [this.apply(next, { type: 'transit_assigned', transit: before.transit }, now)];
+  }
+
+  private logFinish(before: Migration, after: Migration, handedOver: Migration[]): void {
     if (isFinished(before) || !isFinished(after)) return;
     this.log.info({ server: after.server, state: after.state, transit: before.transit }, 'migration finished; transit released');
-    const waiting = this.queue().filter((q) => q.profile === after.profile);
-    if (before.transit === null || waiting.length === 0) return;
-    const next = this.migrations.get(waiting[0].server)!;
-    const assigned = this.apply(next, { type: 'transit_assigned', transit: before.transit }, now);
-    this.commit(assigned);
-    this.log.info({ server: assigned.server, transit: before.transit }, 'transit assigned to the next server waiting');
+    for (const m of handedOver) this.log.info({ server: m.server, transit: m.transit }, 'transit assigned to the next server waiting');
+  }
+
+  /** Arms the timer for the next TTL lowering (Infinity: none). */
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (at === Infinity) return;
+    this.timer = setTimeout(() => {
+      this.log.info('lowering TTLs ahead of a scheduled reinstall');
+      this.tick();
+    }, Math.min(MAX_TIMER_MS, Math.max(0, at - this.deps.clock.now())));
+    this.timer.unref();
   }
 
   private pool(): Pool {
@@ -363,14 +429,14 @@ export class MigrationService {
       .map((m) => ({ server: m.server, profile: m.profile, requestedAt: m.requestedAt }));
   }
 
-  /** Publishes account overlays and lowered TTLs, and arms the timer for the next TTL lowering. */
-  private publish(restore = false): void {
+  /** What DNS answers because of these migrations (account overlays, lowered TTLs) now, and when the next TTL lowering is due. */
+  private compose(migrations: Map<string, Migration>): { accounts: AccountOverlay[]; lowered: LoweredTtl[]; nextLowering: number } {
     const inv = this.deps.inventory();
     const now = this.deps.clock.now();
     const accounts: AccountOverlay[] = [];
     const lowered: LoweredTtl[] = [];
     let nextLowering = Infinity;
-    for (const m of this.migrations.values()) {
+    for (const m of migrations.values()) {
       if (isFinished(m)) continue;
       const server = inv.servers.get(m.server);
       const transit = m.transit ? inv.transits.get(m.transit) : undefined;
@@ -393,17 +459,7 @@ export class MigrationService {
         }
       }
     }
-    this.deps.overlays.setAccounts(accounts, { restore: true });
-    this.deps.overlays.setLowered(lowered, { restore });
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (nextLowering !== Infinity) {
-      this.timer = setTimeout(() => {
-        this.log.info('lowering TTLs ahead of a scheduled reinstall');
-        this.publish();
-      }, Math.min(MAX_TIMER_MS, Math.max(0, nextLowering - now)));
-      this.timer.unref();
-    }
+    return { accounts, lowered, nextLowering };
   }
 }
 

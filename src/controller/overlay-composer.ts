@@ -1,37 +1,119 @@
 /**
  * Composes what DNS must answer from its sources (server cutovers, account moves, lowered TTLs)
- * and publishes it to the DNS engine in one step. Every change bumps the served SOA serials;
- * the bump is stored, so serials never go back, also across restarts.
+ * and publishes it to the DNS engine in one step. A change is staged first: the served SOA serials
+ * are bumped when what DNS answers changes, and the bump is committed with the rest of the change
+ * (so serials never go back, also across restarts); the new answers are published only once that
+ * commit succeeded.
  */
 import { compileOverlay, type AccountOverlay, type LoweredTtl, type ServerOverlay } from '../core/overlay.js';
-import type { DnsOverlayPort, ServerOverlaySink, StateStore } from '../core/ports.js';
+import type { DnsOverlayPort, ServerOverlaySink, StagedChange, StateStore } from '../core/ports.js';
+import { addressBytes } from '../core/addresses.js';
+
+/** Why DNS answers an address as it does: a cutover of its server, a move of the account owning the zone, or the zone file. */
+export type DnsAnswerReason = 'server_overlay' | 'account_move' | 'base_zone';
+
+/** What DNS answers for records carrying an address (in one zone), why, the transit involved and the TTL cap applied (null: the zone's TTLs). */
+export interface DnsAnswer {
+  answer: string;
+  reason: DnsAnswerReason;
+  transit: string | null;
+  ttlCap: number | null;
+}
+
+/** Answers for an address in a zone (a zone key, e.g. "acme.test."; omitted: a zone no moved account owns). */
+export type DnsAnswerLookup = (address: { address: string; family: 4 | 6 }, zone?: string) => DnsAnswer;
 
 const BUMP_KEY = 'soa_serial_bump';
+
+/** The sources DNS answers from; a staged change names only those it changes. */
+export interface OverlaySources {
+  servers?: ServerOverlay[];
+  accounts?: AccountOverlay[];
+  lowered?: LoweredTtl[];
+}
 
 export class OverlayComposer implements ServerOverlaySink {
   private servers: ServerOverlay[] = [];
   private accounts: AccountOverlay[] = [];
   private lowered: LoweredTtl[] = [];
   private bump: number;
+  private signature = signatureOf([], [], []);
 
   constructor(private readonly deps: { dns: DnsOverlayPort; store: StateStore; ttlCap: number }) {
     this.bump = Number(deps.store.getMeta(BUMP_KEY) ?? 0) || 0;
   }
 
-  /** The active server overlays (restore: at start, without a serial bump). */
-  setServers(overlays: ServerOverlay[], opts: { restore?: boolean } = {}): void {
-    this.servers = [...overlays];
-    this.publish(!opts.restore);
+  /**
+   * Stages new sources. When what DNS answers changes, the change carries the next serial bump;
+   * `apply()` (after the commit) takes the sources and publishes. Stages made before one commit
+   * may be merged: each applies only the sources it names.
+   */
+  stage(next: OverlaySources): StagedChange {
+    const servers = next.servers ? [...next.servers] : undefined;
+    const accounts = next.accounts ? [...next.accounts] : undefined;
+    const lowered = next.lowered ? [...next.lowered] : undefined;
+    const changed = signatureOf(servers ?? this.servers, accounts ?? this.accounts, lowered ?? this.lowered) !== this.signature;
+    const bump = changed ? (this.bump + 1) % 0x100000000 : this.bump;
+    return {
+      change: changed ? { meta: { [BUMP_KEY]: String(bump) } } : {},
+      apply: () => {
+        if (servers) this.servers = servers;
+        if (accounts) this.accounts = accounts;
+        if (lowered) this.lowered = lowered;
+        const signature = signatureOf(this.servers, this.accounts, this.lowered);
+        if (signature === this.signature) return; // the same answers: nothing to publish
+        this.signature = signature;
+        if (changed) this.bump = bump;
+        this.publish();
+      },
+    };
   }
 
-  setAccounts(overlays: AccountOverlay[], opts: { restore?: boolean } = {}): void {
-    this.accounts = [...overlays];
-    this.publish(!opts.restore);
+  /** Stages the active server overlays. */
+  stageServers(overlays: ServerOverlay[]): StagedChange {
+    return this.stage({ servers: overlays });
   }
 
-  setLowered(lowered: LoweredTtl[], opts: { restore?: boolean } = {}): void {
-    this.lowered = [...lowered];
-    this.publish(!opts.restore);
+  /** Publishes stored sources at start, without a serial bump. */
+  restore(sources: OverlaySources): void {
+    if (sources.servers) this.servers = [...sources.servers];
+    if (sources.accounts) this.accounts = [...sources.accounts];
+    if (sources.lowered) this.lowered = [...sources.lowered];
+    this.signature = signatureOf(this.servers, this.accounts, this.lowered);
+    this.publish();
+  }
+
+  restoreServers(overlays: ServerOverlay[]): void {
+    this.restore({ servers: overlays });
+  }
+
+  /**
+   * What DNS answers now for records carrying a given address, and why, read from the overlay
+   * composed exactly as it is published to DNS (one compilation for every question asked of it).
+   */
+  answers(): DnsAnswerLookup {
+    const compiled = compileOverlay({
+      servers: this.servers, accounts: this.accounts, lowered: this.lowered, ttlCap: this.deps.ttlCap, serialBump: this.bump,
+    });
+    const servers = [...this.servers];
+    const accounts = [...this.accounts];
+    return (address, zone) => {
+      const bytes = addressBytes(address);
+      // '' is no zone's key: only what applies in every zone (a server overlay) matches it
+      const repl = compiled?.replacement(bytes, zone ?? '');
+      if (!repl) return { answer: address.address, reason: 'base_zone', transit: null, ttlCap: compiled?.ttlCapFor(bytes) ?? null };
+      const same = (p: { address: string; transitAddress: string; family: 4 | 6 }) =>
+        p.address === address.address && addressBytes({ address: p.transitAddress, family: p.family }).equals(repl);
+      const server = servers.find((o) => o.pairs.some(same));
+      const account = server ? undefined : accounts.find((a) => zone !== undefined && a.zones.includes(zone) && a.pairs.some(same));
+      const pair = (server ?? account)?.pairs.find(same);
+      return {
+        answer: pair?.transitAddress ?? address.address,
+        reason: server ? 'server_overlay' : 'account_move',
+        transit: (server ?? account)?.transit ?? null,
+        ttlCap: compiled!.ttlCap,
+      };
+    };
   }
 
   /** The serial bump currently served. */
@@ -39,13 +121,19 @@ export class OverlayComposer implements ServerOverlaySink {
     return this.bump;
   }
 
-  private publish(bump: boolean): void {
-    if (bump) {
-      this.bump = (this.bump + 1) % 0x100000000;
-      this.deps.store.commit({ meta: { [BUMP_KEY]: String(this.bump) } });
-    }
+  private publish(): void {
     this.deps.dns.apply(compileOverlay({
       servers: this.servers, accounts: this.accounts, lowered: this.lowered, ttlCap: this.deps.ttlCap, serialBump: this.bump,
     }));
   }
+}
+
+/** What of the sources changes DNS answers (not when or by which operation), as one comparable string. */
+function signatureOf(servers: ServerOverlay[], accounts: AccountOverlay[], lowered: LoweredTtl[]): string {
+  const pairs = (ps: { address: string; transitAddress: string }[]) => ps.map((p) => `${p.address}>${p.transitAddress}`).join(',');
+  return JSON.stringify([
+    servers.map((o) => `${o.server}:${pairs(o.pairs)}`).sort(),
+    accounts.map((a) => `${a.account}:${[...a.zones].sort().join(',')}:${pairs(a.pairs)}`).sort(),
+    lowered.map((l) => `${l.server}:${l.ttl}:${l.addresses.map((x) => x.address).join(',')}`).sort(),
+  ]);
 }

@@ -73,7 +73,10 @@ export function mergeStaged(...parts: (StagedChange | null | undefined | void)[]
   };
 }
 
-/** Durable state. Every method commits before it returns (or throws). */
+/**
+ * Durable state. Every method commits before it returns (or throws). Reads and commits throw
+ * StateUnavailableError when the storage fails (full disk, I/O error).
+ */
 export interface StateStore {
   /** Everything needed at start: active overlays and operations not finished (and recent ones). */
   load(): { overlays: ServerOverlay[]; operations: Operation[] };

@@ -15,9 +15,12 @@
  *
  * The backend never retries itself: it throws RouteError with `retryable` set, and withRetry
  * (retrying-backend.ts) decides. Credentials go only into the Authorization header: never into a
- * URL, a message or a log.
+ * URL, a message or a log. Text from outside (provider answers, transport errors) may echo them:
+ * every error leaving apply()/current() is scrubbed of each form they can take (see
+ * credentialForms: the header value, base64 in any alignment, `user:password`, the password and
+ * the user alone; percent-, form-, JSON- and hex-encoded).
  */
-import { Address4, Address6 } from 'ip-address';
+import { parseAddress, parsePrefix } from '../core/addresses.js';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
 
 /** Options of HttpFailoverBackend. */
@@ -63,32 +66,20 @@ interface FailoverKey {
   net: string;
 }
 
-const SAFE_ADDRESS = /^[0-9A-Fa-f:.]+(\/[0-9]{1,3})?$/;
-
 /**
  * Resolves an address to the failover IP/net it belongs to. IPv4 defaults to /32 (a failover IP),
  * IPv6 to /64 (the size of a failover net); an explicit prefix is honoured. Returns null when
  * `text` is not an IP address (or has a zone id, spaces, or anything that is not an address).
  */
 export function failoverNetOf(text: string): { family: 4 | 6; net: string } | null {
-  if (!SAFE_ADDRESS.test(text)) return null;
-  if (!text.includes(':')) {
-    if (!Address4.isValid(text)) return null;
-    const a = new Address4(text.includes('/') ? text : `${text}/32`);
-    return { family: 4, net: a.startAddress().correctForm() };
-  }
-  if (!Address6.isValid(text)) return null;
-  const a = new Address6(text.includes('/') ? text : `${text}/64`);
-  return { family: 6, net: a.startAddress().correctForm() };
+  const p = parsePrefix(text, { defaultLength: { 4: 32, 6: 64 } });
+  return typeof p === 'string' ? null : { family: p.family, net: p.address };
 }
 
 /** The canonical form of a host IP or IPv6 net address as the provider reports it, or null. */
 function canonicalHostIp(text: string): string | null {
-  if (!SAFE_ADDRESS.test(text)) return null;
-  if (!text.includes(':')) return Address4.isValid(text) && !text.includes('/') ? new Address4(text).correctForm() : null;
-  if (!Address6.isValid(text)) return null;
-  const a = new Address6(text);
-  return text.includes('/') ? a.startAddress().correctForm() : a.correctForm();
+  const p = text.includes('/') ? parsePrefix(text, { family: 6 }) : parseAddress(text);
+  return typeof p === 'string' ? null : p.address;
 }
 
 /** The routing backend for a Robot-style failover-IP API. */
@@ -96,7 +87,8 @@ export class HttpFailoverBackend implements RouteBackend {
   readonly name = 'http';
   private readonly baseUrl: string;
   private readonly authHeader: string;
-  private readonly password: string;
+  /** Replaces every form of the credentials in a text by `***`. */
+  private readonly redact: (text: string) => string;
   private readonly timeoutMs: number;
   private readonly fetchFn: typeof fetch;
   /** host → IPv4 main IP / IPv6 net address (canonical). */
@@ -117,7 +109,7 @@ export class HttpFailoverBackend implements RouteBackend {
     if (url.search || url.hash) throw new TypeError('http backend: baseUrl must not have a query or fragment');
     this.baseUrl = url.href.replace(/\/+$/, '');
     if (!opts.username || !opts.password) throw new TypeError('http backend: username and password are required');
-    this.password = opts.password;
+    this.redact = credentialRedactor(opts.username, opts.password);
     this.authHeader = `Basic ${Buffer.from(`${opts.username}:${opts.password}`, 'utf8').toString('base64')}`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new TypeError('http backend: timeoutMs must be a positive number');
@@ -139,6 +131,37 @@ export class HttpFailoverBackend implements RouteBackend {
 
   /** Routes every address to its `to` host: GET first, POST only where it differs. */
   async apply(desired: DesiredRoute[]): Promise<ApplyResult> {
+    try {
+      return await this.applyPlan(desired);
+    } catch (err) {
+      throw this.scrub(err);
+    }
+  }
+
+  /** Reads where each address is routed now; null for unrouted or routed to a host not configured. */
+  async current(addresses: string[]): Promise<CurrentRoute[]> {
+    try {
+      return await this.currentRoutes(addresses);
+    } catch (err) {
+      throw this.scrub(err);
+    }
+  }
+
+  /**
+   * The error as it may leave this backend: a RouteError whose message carries no form of the
+   * credentials (a new one when redaction changed it, so the stack does not carry them either).
+   */
+  private scrub(err: unknown): RouteError {
+    if (err instanceof RouteError) {
+      const message = this.redact(err.message);
+      const stack = err.stack ?? '';
+      if (message === err.message && this.redact(stack) === stack) return err;
+      return err instanceof CredentialsError ? new CredentialsError(message, err.address) : new RouteError(message, err.retryable, err.address);
+    }
+    return new RouteError(`http: ${this.redact(err instanceof Error ? err.message : String(err))}`, false);
+  }
+
+  private async applyPlan(desired: DesiredRoute[]): Promise<ApplyResult> {
     // Everything is checked before the first request: a config mistake changes nothing.
     // Addresses in the same failover net (two IPv6 addresses of one /64) share one step.
     const plan = new Map<string, { key: FailoverKey; to: string; target: string; addresses: string[] }>();
@@ -175,8 +198,7 @@ export class HttpFailoverBackend implements RouteBackend {
     return result;
   }
 
-  /** Reads where each address is routed now; null for unrouted or routed to a host not configured. */
-  async current(addresses: string[]): Promise<CurrentRoute[]> {
+  private async currentRoutes(addresses: string[]): Promise<CurrentRoute[]> {
     const keys = addresses.map((a) => this.keyOf(a));
     const out: CurrentRoute[] = [];
     for (const key of keys) {
@@ -197,7 +219,7 @@ export class HttpFailoverBackend implements RouteBackend {
   private targetOf(key: FailoverKey, host: string): string {
     const target = key.family === 4 ? this.v4Targets.get(host) : this.v6Targets.get(host);
     if (target === undefined) {
-      const field = key.family === 4 ? 'serverIps' : 'serverIpv6Nets (or an IPv6 net in serverIps)';
+      const field = key.family === 4 ? 'main_ip' : 'ipv6_net';
       throw new RouteError(`http: ${key.address}: no ${key.family === 4 ? 'main IPv4 address' : 'main IPv6 net'} configured for host ${JSON.stringify(host)} in ${field}`, false, key.address);
     }
     return target;
@@ -214,11 +236,11 @@ export class HttpFailoverBackend implements RouteBackend {
       const after = this.failoverOf(res.body, key, what);
       const active = after.active_server_ip === null ? null : canonicalHostIp(after.active_server_ip);
       if (active !== target) {
-        throw new RouteError(`http: ${key.address}: ${what}: the provider answered active_server_ip ${this.redact(String(after.active_server_ip))}`, true, key.address);
+        throw new RouteError(`http: ${key.address}: ${what}: the provider answered active_server_ip ${this.redact(String(after.active_server_ip)).slice(0, 100)}`, true, key.address);
       }
       return 'changed';
     }
-    const err = apiError(res.body);
+    const err = apiError(res.body, this.redact);
     // Already where we want it: someone (or our own timed-out earlier call) got there first.
     if (res.status === 409 && err.code === 'FAILOVER_ALREADY_ROUTED') return 'unchanged';
     throw this.failure(key, what, res.status, err);
@@ -227,7 +249,7 @@ export class HttpFailoverBackend implements RouteBackend {
   private async get(key: FailoverKey): Promise<FailoverRecord> {
     const what = `GET /failover/${key.net}`;
     const res = await this.call('GET', key, what);
-    if (res.status !== 200) throw this.failure(key, what, res.status, apiError(res.body));
+    if (res.status !== 200) throw this.failure(key, what, res.status, apiError(res.body, this.redact));
     return this.failoverOf(res.body, key, what);
   }
 
@@ -292,7 +314,7 @@ export class HttpFailoverBackend implements RouteBackend {
       const limit = err.maxRequest !== undefined ? `${err.maxRequest} requests per ${err.interval ?? '?'} s` : 'request limit';
       return say(`${limit} reached; retrying later may help`, true);
     }
-    if (status === 404 && err.code === 'FAILOVER_NEW_SERVER_NOT_FOUND') return say('the destination is not a server of this account: check serverIps / serverIpv6Nets', false);
+    if (status === 404 && err.code === 'FAILOVER_NEW_SERVER_NOT_FOUND') return say('the destination is not a server of this account: check the host\'s main_ip / ipv6_net', false);
     if (status === 404) return say('not a failover IP/net of this account', false);
     if (status === 409 && err.code === 'FAILOVER_LOCKED') return say('another switch of it is in progress', true);
     if (status === 409 || status === 408 || status === 425 || status === 429) return say('', true);
@@ -301,13 +323,73 @@ export class HttpFailoverBackend implements RouteBackend {
     return say('', false);
   }
 
-  /**
-   * Defence in depth for text that comes from outside (provider answers, transport errors): it
-   * must not carry the password out. Our own text never contains it.
-   */
-  private redact(text: string): string {
-    return text.split(this.password).join('***');
+}
+
+/**
+ * Every form in which basic-auth credentials can come back in a text, longest first: the
+ * Authorization header value; base64 of `user:password`, of the password, of the user and of the
+ * header itself (standard and URL-safe, with and without padding, and the part of it that is the
+ * same at any alignment inside a longer base64 text); `user:password`, the password, the user; each
+ * of these also
+ * percent-encoded (encodeURIComponent, form encoding, encodeURI), JSON-escaped and hex-encoded.
+ * Shifted base64 and hex forms shorter than 8 characters are left out (they would match at random).
+ */
+export function credentialForms(username: string, password: string): string[] {
+  const login = `${username}:${password}`;
+  const b64 = Buffer.from(login, 'utf8').toString('base64');
+  const forms = new Set<string>([`Basic ${b64}`, login, password, username]);
+  const long = (s: string) => s.length >= 8;
+  for (const secret of [`Basic ${b64}`, b64, login, password, username]) {
+    const bytes = Buffer.from(secret, 'utf8');
+    const std = bytes.toString('base64');
+    forms.add(std);
+    forms.add(std.replace(/=+$/, ''));
+    forms.add(bytes.toString('base64url'));
+    // the same bytes at offsets 1 and 2 of a longer base64 text: the characters that depend only on them
+    for (const shift of [0, 1, 2]) {
+      const enc = Buffer.concat([Buffer.alloc(shift), bytes]).toString('base64').replace(/=+$/, '');
+      const total = shift + bytes.length;
+      const head = shift === 0 ? 0 : shift + 1;
+      const tail = total % 3 === 0 ? 0 : 1;
+      const core = enc.slice(head, enc.length - tail);
+      if (long(core)) {
+        forms.add(core);
+        forms.add(core.replace(/\+/g, '-').replace(/\//g, '_'));
+      }
+    }
+    const hex = bytes.toString('hex');
+    if (long(hex)) forms.add(hex);
   }
+  for (const f of [...forms]) {
+    forms.add(encodeURIComponent(f));
+    forms.add(encodeURI(f));
+    forms.add(new URLSearchParams({ x: f }).toString().slice(2));
+    forms.add(JSON.stringify(f).slice(1, -1));
+    forms.add(encodeURIComponent(encodeURIComponent(f)));
+  }
+  forms.delete('');
+  return [...forms].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * A function replacing every form of the credentials (credentialForms) in a text by `***`.
+ * Percent-encoded and hex forms match in either letter case.
+ */
+export function credentialRedactor(username: string, password: string): (text: string) => string {
+  const pattern = credentialForms(username, password)
+    .map((f) => {
+      const escaped = f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      // %2f and %2F are the same character; hex digits likewise
+      return /^[0-9a-f]+$/.test(f) ? caseless(escaped) : escaped.replace(/%([0-9A-Fa-f])([0-9A-Fa-f])/g, (_m, a: string, b: string) => `%${caseless(a)}${caseless(b)}`);
+    })
+    .join('|');
+  const re = new RegExp(pattern, 'g');
+  return (text: string) => text.replace(re, '***');
+}
+
+/** A regular-expression source matching `s` in either letter case (letters only change). */
+function caseless(s: string): string {
+  return s.replace(/[A-Za-z]/g, (c) => `[${c.toLowerCase()}${c.toUpperCase()}]`);
 }
 
 /** A rejected login (401): final, and no further request is made in the same apply(). */
@@ -324,10 +406,11 @@ interface ApiError {
   interval?: number;
 }
 
-function apiError(body: unknown): ApiError {
+/** The provider's error object; its texts redacted (before they are cut to 300 characters, so no part of a secret survives). */
+function apiError(body: unknown, redact: (text: string) => string): ApiError {
   const e = (body as { error?: Record<string, unknown> } | null)?.error;
   if (!e || typeof e !== 'object') return {};
-  const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 300) : undefined);
+  const str = (v: unknown) => (typeof v === 'string' ? redact(v).slice(0, 300) : undefined);
   const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
   return { code: str(e.code), message: str(e.message), maxRequest: num(e.max_request), interval: num(e.interval) };
 }

@@ -49,8 +49,10 @@ const STORAGE_FAILURE = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|BUSY|LOCKED|NOMEM
 
 /** A storage failure as StateUnavailableError; anything else unchanged. */
 function unavailable(err: unknown, what: string): unknown {
-  if (err instanceof Database.SqliteError && STORAGE_FAILURE.test(err.code)) {
-    return new StateUnavailableError(`the state store cannot ${what}: ${err.message} (${err.code})`, { cause: err });
+  // by its code, not by class: the native addon keeps one error constructor per process
+  const { code, message } = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && STORAGE_FAILURE.test(code)) {
+    return new StateUnavailableError(`the state store cannot ${what}: ${String(message)} (${code})`, { cause: err });
   }
   return err;
 }

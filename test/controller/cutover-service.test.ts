@@ -15,6 +15,7 @@ import type { StateStore } from '../../src/core/ports.js';
 import { RouteError, type DesiredRoute, type RouteBackend } from '../../src/routing/route-backend.js';
 import { openSqliteStore, StateLockedError } from '../../src/store/sqlite-store.js';
 import { OverlayComposer } from '../../src/controller/overlay-composer.js';
+import { waitFor } from '../support/wait-for.js';
 
 const addr = (s: string) => parseAddress(s) as IpAddress;
 const inventory: Inventory = {
@@ -180,7 +181,7 @@ describe('cutover service', () => {
     await svc.idle();
     backend.steps = ['hang'];
     const { operation } = svc.cutback('srv-42');
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor('the cutback to reach the backend', () => backend.calls.length === 2);
     expect(dnsAnswer('203.0.113.10')).not.toBeNull(); // still on the transit while routing runs
     expect(svc.cutback('srv-42')).toEqual({ operation: expect.objectContaining({ id: operation.id }), created: false });
     expect(codeOf(() => svc.cutover('srv-42', 'transit-3'))).toBe('OPERATION_IN_PROGRESS');

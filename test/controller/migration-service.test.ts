@@ -42,7 +42,10 @@ function setup(file?: string, start = Date.UTC(2026, 10, 28, 12)) {
   const clock = { t: start, now: () => clock.t, monotonic: () => clock.t };
   const svc = new MigrationService({
     inventory: () => inventory, store, clock, logger: pino({ level: 'silent' }),
-    overlays: { setAccounts: (a) => (published.accounts = a), setLowered: (l) => (published.lowered = l) },
+    overlays: {
+      stage: (next) => ({ change: {}, apply: () => Object.assign(published, next) }),
+      restore: (next) => Object.assign(published, next),
+    },
     cutoverTtl: 60, ttlMarginS: 300, freeDays: 14, currency: 'EUR', largestTtl: () => 3600,
   });
   return { svc, store, published, clock, path };

@@ -1,9 +1,9 @@
 /** The http backend against the fake Robot webservice (loopback), alone and through withRetry. */
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
-import { HttpFailoverBackend, failoverNetOf, type HttpFailoverBackendOptions } from '../../src/routing/http-failover-backend.js';
+import { HttpFailoverBackend, credentialForms, credentialRedactor, failoverNetOf, type HttpFailoverBackendOptions } from '../../src/routing/http-failover-backend.js';
 import { RetryGaveUpError, withRetry, type RetryOptions } from '../../src/routing/retrying-backend.js';
 import { RouteError, type DesiredRoute } from '../../src/routing/route-backend.js';
-import { FakeRobot, type FakeFaults } from '../support/fake-robot.js';
+import { FakeRobot, credentialEchoes, credentialTexts, type FakeFaults } from '../support/fake-robot.js';
 import { rejection as rejectionOf } from '../support/rejection.js';
 
 const USER = 'robot-user';
@@ -62,7 +62,7 @@ describe('http backend: apply through withRetry', () => {
     name: string;
     faults?: FakeFaults;
     startAt?: string;
-    /** Per-call timeout: short only where a hang is scripted (2000 elsewhere keeps a loaded CI green). */
+    /** Per-call timeout: 1 s where a hang is scripted (a hang costs that long), 2 s elsewhere; both far above an answer's time on a loaded machine. */
     timeoutMs?: number;
     expected: 'changed' | 'unchanged';
     posts: number;
@@ -73,8 +73,8 @@ describe('http backend: apply through withRetry', () => {
     { name: '409 FAILOVER_LOCKED twice, then ok', faults: { locked: 2 }, expected: 'changed', posts: 3, retries: 2 },
     { name: '500 FAILOVER_FAILED once, then ok', faults: { serverErrors: 1 }, expected: 'changed', posts: 2, retries: 1 },
     { name: '500 on the GET once, then ok', faults: { serverErrors: 1, serverErrorMethod: 'GET' }, expected: 'changed', posts: 1, retries: 1 },
-    { name: 'the POST hangs: timeout, retried, ok', faults: { hangs: 1, hangMethod: 'POST' }, timeoutMs: 300, expected: 'changed', posts: 2, retries: 1 },
-    { name: 'the GET hangs: timeout, retried, ok', faults: { hangs: 1, hangMethod: 'GET' }, timeoutMs: 300, expected: 'changed', posts: 1, retries: 1 },
+    { name: 'the POST hangs: timeout, retried, ok', faults: { hangs: 1, hangMethod: 'POST' }, timeoutMs: 1000, expected: 'changed', posts: 2, retries: 1 },
+    { name: 'the GET hangs: timeout, retried, ok', faults: { hangs: 1, hangMethod: 'GET' }, timeoutMs: 1000, expected: 'changed', posts: 1, retries: 1 },
   ];
 
   test.each(cases)('$name', async ({ faults, startAt, timeoutMs, expected, posts, retries }) => {
@@ -100,8 +100,8 @@ describe('http backend: apply through withRetry', () => {
   test('a timed-out call names the timeout as its reason', async () => {
     fake.fault(IP_A, { hangs: 1, hangMethod: 'POST' });
     const seen: RouteError[] = [];
-    await withRetry(backend({ timeoutMs: 300 }), { ...FAST, onRetry: (i) => seen.push(i.error) }).apply([toTransit(IP_A)]);
-    expect(seen[0].message).toMatch(/POST \/failover\/203\.0\.113\.10 -> transit-3 \(198\.51\.100\.3\): no answer within 300 ms/);
+    await withRetry(backend({ timeoutMs: 1000 }), { ...FAST, onRetry: (i) => seen.push(i.error) }).apply([toTransit(IP_A)]);
+    expect(seen[0].message).toMatch(/POST \/failover\/203\.0\.113\.10 -> transit-3 \(198\.51\.100\.3\): no answer within 1000 ms/);
     expect(fake.requestsFor({ method: 'POST' })[0].status).toBeNull();
   });
 
@@ -116,13 +116,14 @@ describe('http backend: apply through withRetry', () => {
   });
 
   test('a switch slower than the call timeout: timeout, FAILOVER_LOCKED meanwhile, then seen done', async () => {
-    fake.fault(IP_A, { routeDelayMs: 600 });
+    // The switch takes 3 s; each call gives up after 1 s (an answer takes ms, even on a loaded machine).
+    fake.fault(IP_A, { routeDelayMs: 3000 });
     const seen: RouteError[] = [];
-    const result = await withRetry(backend({ timeoutMs: 250 }), { ...FAST, minTimeoutMs: 20, onRetry: (i) => seen.push(i.error) }).apply([toTransit(IP_A)]);
+    const result = await withRetry(backend({ timeoutMs: 1000 }), { ...FAST, deadlineMs: 20_000, minTimeoutMs: 20, onRetry: (i) => seen.push(i.error) }).apply([toTransit(IP_A)]);
     // The switch we started finished server-side; the retry only finds it done.
     expect(result).toEqual({ changed: [], unchanged: [IP_A] });
     expect(fake.activeServerIp(IP_A)).toBe(TRANSIT3);
-    expect(seen[0].message).toMatch(/no answer within 250 ms/);
+    expect(seen[0].message).toMatch(/no answer within 1000 ms/);
     const posts = fake.requestsFor({ method: 'POST' });
     expect(posts.filter((p) => p.status === 200)).toHaveLength(1);
     expect(posts.slice(1).every((p) => p.status === 409)).toBe(true);
@@ -202,33 +203,35 @@ describe('http backend: final errors and the deadline', () => {
   test('a deadline that expires: fails with the last reason and the attempt count', async () => {
     fake.fault(IP_A, { locked: 1_000 });
     const t0 = performance.now();
-    const err = await rejection(withRetry(backend(), { deadlineMs: 800, minTimeoutMs: 20, maxTimeoutMs: 40 }).apply([toTransit(IP_A)]));
+    const err = await rejection(withRetry(backend(), { deadlineMs: 2000, minTimeoutMs: 20, maxTimeoutMs: 40 }).apply([toTransit(IP_A)]));
     const took = performance.now() - t0;
     expect(err).toBeInstanceOf(RetryGaveUpError);
     expect(err.reason).toBe('deadline');
     expect(err.retryable).toBe(true);
     expect(err.message).toMatch(/409 FAILOVER_LOCKED/);
-    expect(err.message).toMatch(/800 ms deadline/);
+    expect(err.message).toMatch(/2000 ms deadline/);
     expect(err.attempts).toBeGreaterThanOrEqual(2);
     expect(err.message).toContain(`${err.attempts} attempts`);
     expect(fake.requestsFor({ method: 'POST' })).toHaveLength(err.attempts);
-    expect(took).toBeGreaterThanOrEqual(780);
-    // The deadline plus at most one attempt in flight (and slack for a loaded machine).
-    expect(took).toBeLessThan(800 + 1500);
+    expect(took).toBeGreaterThanOrEqual(2000 - 2);
+    // The deadline plus at most one attempt in flight (each bounded by the 2 s call timeout), plus
+    // seconds of slack for a loaded machine: it stops, it does not retry on.
+    expect(took).toBeLessThan(2000 + 2000 + 3000);
   });
 
   test('a deadline while every call hangs: each call is bounded by its timeout', async () => {
     fake.fault(IP_A, { hangs: 1_000 });
     const t0 = performance.now();
-    const err = await rejection(withRetry(backend({ timeoutMs: 100 }), { deadlineMs: 600, minTimeoutMs: 10, maxTimeoutMs: 20 }).apply([toTransit(IP_A)]));
+    const err = await rejection(withRetry(backend({ timeoutMs: 100 }), { deadlineMs: 2000, minTimeoutMs: 10, maxTimeoutMs: 20 }).apply([toTransit(IP_A)]));
     const took = performance.now() - t0;
     expect(err.reason).toBe('deadline');
     expect(err.message).toMatch(/GET \/failover\/203\.0\.113\.10: no answer within 100 ms/);
     expect(err.attempts).toBeGreaterThanOrEqual(2);
     expect(fake.requests).toHaveLength(err.attempts);
     expect(fake.requests.every((r) => r.status === null)).toBe(true);
-    // Deadline + one call timeout, plus slack for a loaded machine.
-    expect(took).toBeLessThan(600 + 100 + 1000);
+    // Deadline + one call timeout, plus seconds of slack for a loaded machine (a call that were not
+    // bounded would never end: the fake never answers).
+    expect(took).toBeLessThan(2000 + 100 + 3000);
   });
 
   test('a destination the provider does not know: 404 FAILOVER_NEW_SERVER_NOT_FOUND is final', async () => {
@@ -289,6 +292,66 @@ describe('http backend: final errors and the deadline', () => {
     } catch (err) {
       expect(String((err as Error).message)).not.toContain(PASSWORD);
     }
+  });
+});
+
+describe('http backend: credentials echoed by the provider', () => {
+  // characters that every encoding treats differently: space, / + = & " \ and a non-ASCII letter
+  const ECHO_USER = 'ws+u7Xq';
+  const ECHO_PASSWORD = 'pw S3cr3t/+="\\&é:x';
+  const texts = credentialTexts(ECHO_USER, ECHO_PASSWORD);
+  const leaks = (text: string) => texts.filter((t) => text.includes(t));
+
+  test('every echo form of the fake provider is redacted whole by the redactor', () => {
+    const redact = credentialRedactor(ECHO_USER, ECHO_PASSWORD);
+    const header = `Basic ${Buffer.from(`${ECHO_USER}:${ECHO_PASSWORD}`).toString('base64')}`;
+    for (const echo of credentialEchoes(header)) {
+      const out = redact(`before ${echo} after`);
+      expect({ echo, leaks: leaks(out) }).toEqual({ echo, leaks: [] });
+      expect(out).toContain('***');
+    }
+    // inside a longer base64 text, at every alignment
+    const login = `${ECHO_USER}:${ECHO_PASSWORD}`;
+    for (const prefix of ['', 'a', 'ab', 'abc', 'abcd']) {
+      const blob = Buffer.from(`${prefix}${login}tail`).toString('base64');
+      const out = redact(blob);
+      const core = credentialForms(ECHO_USER, ECHO_PASSWORD).filter((f) => blob.includes(f));
+      expect({ prefix, matched: core.length > 0, out: out.includes('***') }).toEqual({ prefix, matched: true, out: true });
+      // what is left of the blob is at most the edges: never 8 characters of the credentials' base64 in a row
+      expect(out.replace(/\*\*\*/g, ' ').split(' ').every((part) => !blob.includes(part) || part.length <= 12)).toBe(true);
+    }
+  });
+
+  test('credentials echoed past the 300-character cut are not cut in half first', async () => {
+    const header = `Basic ${Buffer.from(`${ECHO_USER}:${ECHO_PASSWORD}`).toString('base64')}`;
+    const echo: typeof fetch = async () =>
+      new Response(JSON.stringify({ error: { status: 500, code: 'INTERNAL_ERROR', message: `${'x'.repeat(285)} got ${header}` } }), { status: 500 });
+    const err = await rejection(backend({ username: ECHO_USER, password: ECHO_PASSWORD, fetch: echo }).apply([toTransit(IP_A)]));
+    const b64 = header.slice(6);
+    // no 8 characters in a row of the base64 survive (a half-cut header would leave ~10)
+    for (let i = 0; i + 8 <= b64.length; i++) expect(err.message).not.toContain(b64.slice(i, i + 8));
+    expect(err.message).toContain('***');
+  });
+
+  test('a provider echoing the credentials in every form: the errors, retries included, carry none of them', async () => {
+    await fake.close();
+    fake = await FakeRobot.start({
+      username: ECHO_USER, password: ECHO_PASSWORD, servers: [{ ip: SRV42 }, { ip: TRANSIT3 }],
+      failovers: [{ ip: IP_A, serverIp: SRV42, activeServerIp: SRV42 }],
+    });
+    fake.fault(IP_A, { serverErrors: 1_000, serverErrorMethod: 'ANY', echoCredentials: true });
+    const seen: string[] = [];
+    const b = withRetry(backend({ username: ECHO_USER, password: ECHO_PASSWORD }), {
+      deadlineMs: 1500, minTimeoutMs: 1, maxTimeoutMs: 5, onRetry: (i) => seen.push(i.error.message, i.error.stack ?? ''),
+    });
+    const final = await rejection(b.apply([toTransit(IP_A)]));
+    seen.push(final.message, final.stack ?? '');
+    // every form was echoed at least once, and each reached an error
+    expect(fake.echoed.length).toBeGreaterThanOrEqual(2 * credentialEchoes('Basic x').length);
+    expect(seen.filter((m) => m.includes('***')).length).toBeGreaterThanOrEqual(fake.echoed.length - 1);
+    expect(leaks(seen.join('\n'))).toEqual([]);
+    const direct = await rejection(backend({ username: ECHO_USER, password: ECHO_PASSWORD }).current([IP_A]));
+    expect(leaks(`${direct.message}\n${direct.stack}`)).toEqual([]);
   });
 });
 

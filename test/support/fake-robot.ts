@@ -15,6 +15,9 @@
  *   destination's main IPv6 net address (2a01:4f8:0:5176::), as the documentation's examples show.
  *
  * Scriptable faults per IP (see FakeFaults), and every request is recorded (never its credentials).
+ * A provider that echoes what it got can be imitated too (`echoCredentials`): its error texts then
+ * carry the request's Authorization header or the credentials decoded from it, in one encoding
+ * after another (`credentialEchoes`), and each text sent is kept in `echoed`.
  * Guesses where the documentation is silent: an IPv4 destination for an IPv6 net (and the reverse)
  * answers 400 INVALID_INPUT; the 401 body's code is UNAUTHORIZED; the 3-failed-logins block of the
  * real service is not imitated.
@@ -43,6 +46,21 @@ export interface FakeServer {
   ipv6Net?: string;
 }
 
+/**
+ * The texts credentials must never be seen as (tests assert none appears): the header value, the
+ * base64 (padded or not, URL-safe), `user:password`, the user, the password; each also
+ * percent-encoded (either hex case), form-encoded and JSON-escaped.
+ */
+export function credentialTexts(user: string, password: string): string[] {
+  const login = `${user}:${password}`;
+  const b64 = Buffer.from(login, 'utf8').toString('base64');
+  const plain = [`Basic ${b64}`, b64, b64.replace(/=+$/, ''), Buffer.from(login, 'utf8').toString('base64url'), login, user, password];
+  const form = (x: string) => new URLSearchParams({ x }).toString().slice(2);
+  return [...new Set(plain.flatMap((f) => [
+    f, encodeURIComponent(f), form(f), JSON.stringify(f).slice(1, -1), encodeURIComponent(f).replace(/%[0-9A-F]{2}/g, (x) => x.toLowerCase()),
+  ]))];
+}
+
 /** Options of FakeRobot.start. */
 export interface FakeRobotOptions {
   username: string;
@@ -65,6 +83,43 @@ export interface FakeFaults {
   hangMethod?: MethodFilter;
   /** A switch takes this long: the POST answers after it, GET shows the old destination meanwhile, and other POSTs get FAILOVER_LOCKED. */
   routeDelayMs?: number;
+  /**
+   * Error answers for this IP echo the request's credentials: the n-th error answer's message (and
+   * code) ends with the n-th form of credentialEchoes (cycling), the way a provider that puts the
+   * Authorization header into its error texts would.
+   */
+  echoCredentials?: boolean;
+}
+
+/**
+ * The forms a provider could echo the credentials of an Authorization header in: the header value,
+ * its base64, `user:password`, the password, the user; URL-encoded (encodeURIComponent and form
+ * encoding), base64url, JSON-escaped, and base64 inside a longer base64 text.
+ */
+export function credentialEchoes(authorization: string): string[] {
+  const m = /^Basic ([A-Za-z0-9+/=]+)$/.exec(authorization);
+  const b64 = m ? m[1] : Buffer.from(authorization, 'utf8').toString('base64');
+  const login = Buffer.from(b64, 'base64').toString('utf8');
+  const i = login.indexOf(':');
+  const user = i >= 0 ? login.slice(0, i) : login;
+  const password = i >= 0 ? login.slice(i + 1) : '';
+  const form = (x: string) => new URLSearchParams({ x }).toString().slice(2);
+  return [
+    `Authorization: ${authorization}`,
+    b64,
+    login,
+    `user ${user} password ${password}`,
+    encodeURIComponent(authorization),
+    encodeURIComponent(login),
+    form(login),
+    `user=${encodeURIComponent(user)}&password=${encodeURIComponent(password)}`,
+    `user=${form(user)}&password=${form(password)}`,
+    Buffer.from(login, 'utf8').toString('base64url'),
+    JSON.stringify(login).slice(1, -1),
+    Buffer.from(`header=${authorization}`, 'utf8').toString('base64'),
+    Buffer.from(`u=${login}`, 'utf8').toString('base64'),
+    encodeURIComponent(b64).replace(/%[0-9A-F]{2}/g, (x) => x.toLowerCase()),
+  ];
 }
 
 /** One request as the fake saw it. */
@@ -97,6 +152,8 @@ function canonical(text: string): string | null {
 /** The fake Robot webservice on 127.0.0.1, a random port. */
 export class FakeRobot {
   readonly requests: RecordedRequest[] = [];
+  /** Every credential echo sent in an error answer (see FakeFaults.echoCredentials). */
+  readonly echoed: string[] = [];
   private readonly states = new Map<string, State>();
   private readonly v4Servers = new Set<string>();
   private readonly v6Servers = new Set<string>();
@@ -199,8 +256,14 @@ export class FakeRobot {
         res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...(status === 401 ? { 'www-authenticate': 'Basic realm="Webservice"' } : {}) });
         res.end(JSON.stringify(payload));
       };
-      const error = (status: number, code: string, message: string, extra: Record<string, unknown> = {}) =>
-        send(status, { error: { status, code, message, ...extra } });
+      let echo = false;
+      const error = (status: number, code: string, message: string, extra: Record<string, unknown> = {}) => {
+        if (!echo) return send(status, { error: { status, code, message, ...extra } });
+        const forms = credentialEchoes(req.headers.authorization ?? '');
+        const text = forms[this.echoed.length % forms.length];
+        this.echoed.push(text);
+        return send(status, { error: { status, code: `${code} ${text}`, message: `${message} (request: ${text})`, ...extra } });
+      };
 
       if (!rec.authOk) return error(401, 'UNAUTHORIZED', 'Unable to authenticate');
       if (req.method === 'GET' && path === '/failover') {
@@ -211,6 +274,7 @@ export class FakeRobot {
       if (!s) return error(404, 'NOT_FOUND', 'Failover IP address not found');
 
       const f = s.faults;
+      echo = f.echoCredentials === true;
       const applies = (filter: MethodFilter | undefined, dflt: MethodFilter) => (filter ?? dflt) === 'ANY' || (filter ?? dflt) === req.method;
       if ((f.hangs ?? 0) > 0 && applies(f.hangMethod, 'ANY')) {
         f.hangs!--;

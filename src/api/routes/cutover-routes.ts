@@ -6,13 +6,16 @@
  *   POST /v1/operations/:id/retry                               [?wait=SECONDS]
  *   GET  /v1/servers/:server
  *   GET  /v1/servers
+ * A server's status says per address what DNS answers and why (see DnsView).
  */
 import { Router, type Request, type Response } from 'express';
 import { HOST_NAME } from '../../core/inventory.js';
 import { isFinished, type Operation } from '../../core/operation.js';
 import { ServiceError, type CutoverService, type ServerStatus } from '../../controller/cutover-service.js';
+import type { DnsAnswer, DnsAnswerLookup } from '../../controller/overlay-composer.js';
 import { MigrationError } from '../../controller/migration-service.js';
 import { ApiError } from '../errors.js';
+import { describeValue, fieldName } from '../json-body.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const round3 = (ms: number | null) => (ms === null ? null : Math.round(ms * 1000) / 1000);
@@ -50,10 +53,49 @@ export function operationJson(op: Operation) {
   };
 }
 
-function statusJson(s: ServerStatus) {
+/** Where the status reads what DNS answers: the composed overlay DNS serves, and each server's accounts. */
+export interface DnsView {
+  answers(): DnsAnswerLookup;
+  /** The accounts whose home is `server`, with their zone keys ("acme.test."). */
+  accountsOf(server: string): { name: string; zones: readonly string[] }[];
+}
+
+const dnsJson = (d: DnsAnswer) => ({ answer: d.answer, reason: d.reason, transit: d.transit, ttl_cap: d.ttlCap });
+
+/**
+ * Per address: `dns_answer` and `dns` (answer, reason, transit, ttl_cap) for records in zones of no
+ * account of the server, and `dns.accounts[]` with the same for each account's zones. Without a
+ * DnsView (no composer), only the server overlay is known.
+ */
+function addressesJson(s: ServerStatus, view?: DnsView) {
+  const lookup = view?.answers();
+  const accounts = view?.accountsOf(s.name) ?? [];
+  return s.addresses.map((a) => {
+    const general: DnsAnswer = lookup?.(a)
+      ?? (a.transitAddress
+        ? { answer: a.transitAddress, reason: 'server_overlay', transit: s.overlay.active ? s.overlay.transit : null, ttlCap: s.overlay.active ? s.overlay.ttlCap : null }
+        : { answer: a.address, reason: 'base_zone', transit: null, ttlCap: null });
+    return {
+      address: a.address,
+      family: a.family,
+      routed_to: a.routedTo,
+      dns_answer: general.answer,
+      dns: {
+        ...dnsJson(general),
+        accounts: accounts.map((acc) => ({
+          account: acc.name,
+          zones: acc.zones.map((z) => (z.endsWith('.') && z.length > 1 ? z.slice(0, -1) : z)),
+          ...dnsJson(lookup && acc.zones.length > 0 ? lookup(a, acc.zones[0]) : general),
+        })),
+      },
+    };
+  });
+}
+
+function statusJson(s: ServerStatus, view?: DnsView) {
   return {
     name: s.name,
-    addresses: s.addresses.map((a) => ({ address: a.address, family: a.family, routed_to: a.routedTo, dns_answer: a.transitAddress ?? a.address })),
+    addresses: addressesJson(s, view),
     overlay: s.overlay.active
       ? { active: true, transit: s.overlay.transit, since: iso(s.overlay.since), operation: s.overlay.operationId, ttl_cap: s.overlay.ttlCap }
       : { active: false },
@@ -78,7 +120,7 @@ function fromService(err: unknown): unknown {
 function nameParam(req: Request, key: string): string {
   const v = req.params[key];
   if (typeof v !== 'string' || !HOST_NAME.test(v)) {
-    throw new ApiError('BAD_REQUEST', `${key} ${JSON.stringify(v)} is not a valid name (lower-case letters, digits and hyphens)`, 400);
+    throw new ApiError('BAD_REQUEST', `${key} ${describeValue(v)} is not a valid name (lower-case letters, digits and hyphens)`, 400);
   }
   return v;
 }
@@ -95,7 +137,10 @@ function waitParam(req: Request): number {
   return Number(w);
 }
 
-/** Checks a JSON body: an object with only `allowed` keys; returns it or throws 400 listing every problem. */
+/**
+ * Checks a JSON body: an object with only `allowed` keys of the given types; returns it or throws
+ * 400 listing every problem. Looks at the top level only and describes values without walking them.
+ */
 function body(req: Request, allowed: Record<string, 'string' | 'boolean'>, required: string[]): Record<string, unknown> {
   const b: unknown = req.body ?? {};
   const problems: string[] = [];
@@ -106,8 +151,8 @@ function body(req: Request, allowed: Record<string, 'string' | 'boolean'>, requi
   for (const k of required) if (obj[k] === undefined) problems.push(`${k}: is required`);
   for (const [k, v] of Object.entries(obj)) {
     const t = allowed[k];
-    if (!t) problems.push(`${k}: unknown field (allowed: ${Object.keys(allowed).join(', ') || 'none'})`);
-    else if (typeof v !== t) problems.push(`${k}: must be a ${t}, not ${JSON.stringify(v)}`);
+    if (!t) problems.push(`${fieldName(k)}: unknown field (allowed: ${Object.keys(allowed).join(', ') || 'none'})`);
+    else if (typeof v !== t) problems.push(`${k}: must be a ${t}, not ${describeValue(v)}`);
   }
   if (problems.length > 0) throw new ApiError('BAD_REQUEST', problems.join('; '), 400);
   return obj;
@@ -122,7 +167,7 @@ async function respondAccepted(res: Response, svc: CutoverService, op: Operation
 }
 
 /** The router for cutover use cases. */
-export function cutoverRoutes(svc: CutoverService): Router {
+export function cutoverRoutes(svc: CutoverService, dns?: DnsView): Router {
   const r = Router();
   const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
     try {
@@ -136,7 +181,7 @@ export function cutoverRoutes(svc: CutoverService): Router {
     const wait = waitParam(req);
     const b = body(req, { transit: 'string', force: 'boolean' }, ['transit']);
     const transit = b.transit as string;
-    if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${JSON.stringify(transit)} is not a valid name`, 400);
+    if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${describeValue(transit)} is not a valid name`, 400);
     const { operation, created } = svc.cutover(server, transit, { force: b.force === true });
     await respondAccepted(res, svc, operation, created, wait);
   }));
@@ -148,10 +193,10 @@ export function cutoverRoutes(svc: CutoverService): Router {
     await respondAccepted(res, svc, operation, created, wait);
   }));
   r.get('/servers', wrap((_req, res) => {
-    res.json({ servers: svc.statusAll().map(statusJson) });
+    res.json({ servers: svc.statusAll().map((s) => statusJson(s, dns)) });
   }));
   r.get('/servers/:server', wrap((req, res) => {
-    res.json(statusJson(svc.status(nameParam(req, 'server'))));
+    res.json(statusJson(svc.status(nameParam(req, 'server')), dns));
   }));
   r.get('/operations/:id', wrap((req, res) => {
     const id = String(req.params.id);

@@ -9,6 +9,7 @@ import type { InventoryKind } from '../../config/config.js';
 import { HOST_NAME } from '../../core/inventory.js';
 import { InventoryError, type InventoryService } from '../../controller/inventory-service.js';
 import { ApiError } from '../errors.js';
+import { assertShallow, describeValue } from '../json-body.js';
 
 export function inventoryRoutes(svc: InventoryService): Router {
   const r = Router();
@@ -22,7 +23,7 @@ export function inventoryRoutes(svc: InventoryService): Router {
   };
   const name = (req: Request) => {
     const v = req.params.name;
-    if (typeof v !== 'string' || !HOST_NAME.test(v)) throw new ApiError('BAD_REQUEST', `name ${JSON.stringify(v)} is not a valid name`, 400);
+    if (typeof v !== 'string' || !HOST_NAME.test(v)) throw new ApiError('BAD_REQUEST', `name ${describeValue(v)} is not a valid name`, 400);
     return v;
   };
   r.get('/inventory', wrap((_req, res) => {
@@ -31,6 +32,12 @@ export function inventoryRoutes(svc: InventoryService): Router {
   for (const kind of ['servers', 'transits', 'accounts'] as InventoryKind[]) {
     r.put(`/${kind}/:name`, wrap((req, res) => {
       const n = name(req);
+      // the entry is validated as the config file is (recursively): bound its depth first
+      assertShallow(req.body);
+      const b = req.body as Record<string, unknown> | undefined;
+      if (b && typeof b === 'object' && !Array.isArray(b) && b.name !== undefined && typeof b.name !== 'string') {
+        throw new ApiError('BAD_REQUEST', `name: must be a string, not ${describeValue(b.name)}`, 400);
+      }
       const created = svc.put(kind, n, req.body);
       res.status(created ? 201 : 200).json((svc.list()[kind] as { name: string }[]).find((x) => x.name === n));
     }));

@@ -13,6 +13,10 @@ import { HOST_NAME } from '../../core/inventory.js';
 import type { Migration } from '../../core/migration.js';
 import { MigrationError, type MigrationService, type MigrationView } from '../../controller/migration-service.js';
 import { ApiError } from '../errors.js';
+import { describeValue, fieldName } from '../json-body.js';
+
+/** Longest `error` text accepted on a failed move. */
+const MAX_MOVE_ERROR = 2000;
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
@@ -71,15 +75,16 @@ export function migrationJson(m: Migration, v?: MigrationView) {
 
 function name(req: Request, key: string): string {
   const v = req.params[key];
-  if (typeof v !== 'string' || !HOST_NAME.test(v)) throw new ApiError('BAD_REQUEST', `${key} ${JSON.stringify(v)} is not a valid name`, 400);
+  if (typeof v !== 'string' || !HOST_NAME.test(v)) throw new ApiError('BAD_REQUEST', `${key} ${describeValue(v)} is not a valid name`, 400);
   return v;
 }
 
+/** A JSON body: an object with only `allowed` keys (top level only; values are checked by each route without walking them). */
 function fields(req: Request, allowed: string[]): Record<string, unknown> {
   const b: unknown = req.body ?? {};
   if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ApiError('BAD_REQUEST', 'the body must be a JSON object', 400);
   const unknown = Object.keys(b).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) throw new ApiError('BAD_REQUEST', unknown.map((k) => `${k}: unknown field (allowed: ${allowed.join(', ') || 'none'})`).join('; '), 400);
+  if (unknown.length > 0) throw new ApiError('BAD_REQUEST', unknown.map((k) => `${fieldName(k)}: unknown field (allowed: ${allowed.join(', ') || 'none'})`).join('; '), 400);
   return b as Record<string, unknown>;
 }
 
@@ -102,7 +107,7 @@ export function migrationRoutes(svc: MigrationService): Router {
     let reinstallAt: number | null = null;
     if (b.reinstall_at !== undefined && b.reinstall_at !== null) {
       const t = typeof b.reinstall_at === 'string' && /^\d{4}-\d\d-\d\dT/.test(b.reinstall_at) ? Date.parse(b.reinstall_at) : NaN;
-      if (!Number.isFinite(t)) throw new ApiError('BAD_REQUEST', `reinstall_at: ${JSON.stringify(b.reinstall_at)} is not an ISO 8601 date-time (e.g. 2026-12-01T06:00:00Z)`, 400);
+      if (!Number.isFinite(t)) throw new ApiError('BAD_REQUEST', `reinstall_at: ${describeValue(b.reinstall_at)} is not an ISO 8601 date-time (e.g. 2026-12-01T06:00:00Z)`, 400);
       reinstallAt = t;
     }
     const { created } = svc.request(server, reinstallAt);
@@ -124,10 +129,10 @@ export function migrationRoutes(svc: MigrationService): Router {
     const account = name(req, 'account');
     const b = fields(req, ['to', 'phase', 'downtime_ms', 'error']);
     const problems: string[] = [];
-    if (b.to !== 'transit' && b.to !== 'home') problems.push(`to: must be "transit" or "home", not ${JSON.stringify(b.to)}`);
-    if (b.phase !== 'started' && b.phase !== 'completed' && b.phase !== 'failed') problems.push(`phase: must be "started", "completed" or "failed", not ${JSON.stringify(b.phase)}`);
-    if (b.downtime_ms !== undefined && (typeof b.downtime_ms !== 'number' || !(b.downtime_ms >= 0))) problems.push('downtime_ms: must be a number of milliseconds');
-    if (b.error !== undefined && typeof b.error !== 'string') problems.push('error: must be a string');
+    if (b.to !== 'transit' && b.to !== 'home') problems.push(`to: must be "transit" or "home", not ${describeValue(b.to)}`);
+    if (b.phase !== 'started' && b.phase !== 'completed' && b.phase !== 'failed') problems.push(`phase: must be "started", "completed" or "failed", not ${describeValue(b.phase)}`);
+    if (b.downtime_ms !== undefined && (typeof b.downtime_ms !== 'number' || !Number.isFinite(b.downtime_ms) || b.downtime_ms < 0)) problems.push(`downtime_ms: must be a number of milliseconds (0 or more), not ${describeValue(b.downtime_ms)}`);
+    if (b.error !== undefined && (typeof b.error !== 'string' || b.error.length > MAX_MOVE_ERROR)) problems.push(`error: must be a string of at most ${MAX_MOVE_ERROR} characters, not ${describeValue(b.error)}`);
     if (problems.length > 0) throw new ApiError('BAD_REQUEST', problems.join('; '), 400);
     const m = svc.move(account, b.to as 'transit' | 'home', b.phase as 'started' | 'completed' | 'failed', { downtimeMs: b.downtime_ms as number | undefined, error: b.error as string | undefined });
     const entry = m.accounts.find((a) => a.name === account)!;

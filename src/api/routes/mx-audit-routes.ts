@@ -3,12 +3,14 @@
  *   GET  /v1/mx-audit/:domain            -> the domain's AuditResult
  *   POST /v1/mx-audit {"domains":[...]}  -> {"results":[AuditResult...], "counts":{verdict:n}}
  * Up to 10,000 domains per POST; names that are not domain names come back per item with
- * verdict INVALID and error.code INVALID_DOMAIN (never looked up).
+ * verdict INVALID and error.code INVALID_DOMAIN (never looked up); an item that is not a string is
+ * shown by its kind and size (`an array (1 item)`), never echoed or walked.
  */
 import { Router, type Request, type Response } from 'express';
 import type { AuditResult, AuditVerdict, MxAuditor } from '../../audit/mx-audit.js';
-import { validateDomain } from '../../audit/mx-audit.js';
+import { invalidResult, validateDomain } from '../../audit/mx-audit.js';
 import { ApiError } from '../errors.js';
+import { describeValue } from '../json-body.js';
 
 /** Most domains accepted by one POST /v1/mx-audit. */
 export const MAX_AUDIT_DOMAINS = 10_000;
@@ -40,7 +42,11 @@ export function mxAuditRoutes(auditor: MxAuditor, onVerdict?: (verdict: AuditVer
     if (domains.length > MAX_AUDIT_DOMAINS) {
       throw new ApiError('PAYLOAD_TOO_LARGE', `at most ${MAX_AUDIT_DOMAINS} domains per request (got ${domains.length})`);
     }
-    const results = await auditor.auditMany(domains);
+    // only strings are looked up; any other item is INVALID as it is, described without walking it
+    const names = domains.filter((d): d is string => typeof d === 'string');
+    const audited = await auditor.auditMany(names);
+    let next = 0;
+    const results = domains.map((d) => (typeof d === 'string' ? audited[next++] : invalidResult(describeValue(d), 'not a string')));
     const counts: Record<string, number> = {};
     for (const x of results) {
       count(x);
