@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createDowntimeMeter } from '../src/health/downtime-meter.js';
 import { LinuxAddressBackend } from '../src/routing/linux-address-backend.js';
 import { LinuxRouteBackend } from '../src/routing/linux-route-backend.js';
-import type { DesiredRoute, RouteBackend } from '../src/routing/route-backend.js';
+import type { DesiredRoute, RouteBackend } from '../src/core/ports.js';
 import { createLab, ON_LINK_ADDRESSES, ORIGIN, SERVICE_ADDRESSES, TRANSIT, type Lab } from '../test/support/netns-lab.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);

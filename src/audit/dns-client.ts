@@ -1,7 +1,8 @@
 /**
- * A small stub-resolver client for the MX audit: our own encoder/decoder over UDP and TCP, so
- * that the raw header flags (AA, TC, AD, CD), the rcode (extended by EDNS) and Extended DNS
- * Errors (RFC 8914) are visible, which Node's `dns` module hides.
+ * A small stub-resolver client for the MX audit: its transport, retries and DNSSEC/EDE
+ * classification over the shared message codec (dns/wire/message.ts), so that the raw header
+ * flags (AA, TC, AD, CD), the rcode (extended by EDNS) and Extended DNS Errors (RFC 8914) are
+ * visible, which Node's `dns` module hides.
  *
  * - UDP first (a pool of long-lived sockets, each on its own random source port, shared by all
  *   queries; a random ID per query; `udpSockets: 0` for a fresh socket per query), TCP when the
@@ -15,12 +16,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { parseEndpoint } from '../core/addresses.js';
+import { addressFromBytes, parseEndpoint } from '../core/addresses.js';
 import { Socket as TcpSocket } from 'node:net';
 import pRetry from 'p-retry';
-import { labelsToKey, labelsToWire, parseName, MAX_LABEL_LENGTH, MAX_NAME_WIRE_LENGTH, type Labels } from '../dns/name.js';
 import { rdataToText } from '../dns/zone/rdata-text.js';
-import { RCODE_NAMES, RRType, MAX_UDP_PAYLOAD } from '../dns/wire/constants.js';
+import { EDE_NAMES, RCODE_NAMES, RRType } from '../dns/wire/constants.js';
+import {
+  decodeMessage as decodeWire, encodeMessage, type DecodedRecord, type Ede, type Flags,
+} from '../dns/wire/message.js';
+import { readMx, readNameRdata, readSoa, readTxt } from '../dns/wire/rdata.js';
+
+export { DnsFormatError, type Ede } from '../dns/wire/message.js';
 
 /** A server address. */
 export interface ServerAddress {
@@ -35,26 +41,10 @@ export function parseServerAddress(text: string, defaultPort = 53): ServerAddres
   return { host: hp.host, port: hp.port };
 }
 
-/** Extended DNS Error option (RFC 8914). */
-export interface Ede {
-  code: number;
-  text?: string;
-}
-
-/** Names of the EDE INFO-CODEs (IANA registry). */
-export const EDE_NAMES: Record<number, string> = {
-  0: 'Other', 1: 'Unsupported DNSKEY Algorithm', 2: 'Unsupported DS Digest Type', 3: 'Stale Answer',
-  4: 'Forged Answer', 5: 'DNSSEC Indeterminate', 6: 'DNSSEC Bogus', 7: 'Signature Expired',
-  8: 'Signature Not Yet Valid', 9: 'DNSKEY Missing', 10: 'RRSIGs Missing', 11: 'No Zone Key Bit Set',
-  12: 'NSEC Missing', 13: 'Cached Error', 14: 'Not Ready', 15: 'Blocked', 16: 'Censored',
-  17: 'Filtered', 18: 'Prohibited', 19: 'Stale NXDOMAIN Answer', 20: 'Not Authoritative',
-  21: 'Not Supported', 22: 'No Reachable Authority', 23: 'Network Error', 24: 'Invalid Data',
-};
-
 /** EDE codes that mean "DNSSEC validation failed": 6 Bogus, 7 Signature Expired, 9 DNSKEY Missing, 10 RRSIGs Missing. */
 export const BOGUS_EDE_CODES: ReadonlySet<number> = new Set([6, 7, 9, 10]);
 
-/** Decoded RDATA: addresses and names as text, MX and SOA as objects, TXT as its strings. */
+/** The audit's view of RDATA: addresses and names as text, MX and SOA as objects, TXT as its strings. */
 export type RecordData =
   | string
   | { priority: number; exchange: string }
@@ -71,17 +61,9 @@ export interface DnsRecord {
 }
 
 /** Header flags. */
-export interface DnsFlags {
-  qr: boolean;
-  aa: boolean;
-  tc: boolean;
-  rd: boolean;
-  ra: boolean;
-  ad: boolean;
-  cd: boolean;
-}
+export type DnsFlags = Flags;
 
-/** A decoded DNS message. */
+/** The audit's view of a decoded message (names as {@link normName}, RDATA as {@link RecordData}). */
 export interface DnsMessage {
   id: number;
   opcode: number;
@@ -97,211 +79,73 @@ export interface DnsMessage {
   ede: Ede[];
 }
 
-/** A message that cannot be decoded; `message` says why. */
-export class DnsFormatError extends Error {
-  override name = 'DnsFormatError';
-}
-
 /** Name without trailing dot, lower case ("." stays "."). */
 export function normName(name: string): string {
   const n = name.toLowerCase();
   return n === '.' ? n : n.replace(/\.$/, '');
 }
 
-/** Encodes a query. */
+/** Encodes a query: one question of class IN, RD unless `rd: false`, CD when `cd`, EDNS unless `edns: false`. */
 export function encodeQuery(
   id: number,
   name: string,
   type: number,
   opts: { rd?: boolean; cd?: boolean; edns?: boolean } = {},
 ): Buffer {
-  const labels = parseName(name === '.' || name.endsWith('.') ? name : name + '.', null);
-  const qname = labelsToWire(labels);
-  const edns = opts.edns ?? true;
-  const buf = Buffer.alloc(12 + qname.length + 4 + (edns ? 11 : 0));
-  buf.writeUInt16BE(id, 0);
-  buf[2] = opts.rd ?? true ? 0x01 : 0x00;
-  buf[3] = opts.cd ? 0x10 : 0x00;
-  buf.writeUInt16BE(1, 4);
-  if (edns) buf.writeUInt16BE(1, 10);
-  qname.copy(buf, 12);
-  let o = 12 + qname.length;
-  buf.writeUInt16BE(type, o);
-  buf.writeUInt16BE(1, o + 2);
-  o += 4;
-  if (edns) {
-    // root name, OPT, UDP size, ext-rcode 0, version 0, flags 0, rdlen 0
-    buf[o] = 0;
-    buf.writeUInt16BE(RRType.OPT, o + 1);
-    buf.writeUInt16BE(MAX_UDP_PAYLOAD, o + 3);
-  }
-  return buf;
+  return encodeMessage({
+    id,
+    flags: { rd: opts.rd ?? true, cd: opts.cd ?? false },
+    question: [{ name, type }],
+    edns: opts.edns ?? true ? {} : undefined,
+  });
 }
 
-/** Reads a possibly compressed name at `off`; pointers must go strictly backwards (no loops). */
-function readName(b: Buffer, off: number, limit = b.length): { name: string; next: number } {
-  const labels: Labels = [];
-  let pos = off;
-  let next = -1;
-  let total = 1;
-  let minPtr = off;
-  for (let hops = 0; ; hops++) {
-    if (pos >= limit) throw new DnsFormatError('name runs past the end');
-    const len = b[pos];
-    if (len === 0) {
-      if (next < 0) next = pos + 1;
-      break;
-    }
-    const kind = len & 0xc0;
-    if (kind === 0xc0) {
-      if (pos + 1 >= limit) throw new DnsFormatError('truncated compression pointer');
-      const ptr = ((len & 0x3f) << 8) | b[pos + 1];
-      if (next < 0) next = pos + 2;
-      if (ptr >= minPtr) throw new DnsFormatError('compression pointer does not point backwards');
-      minPtr = ptr;
-      pos = ptr;
-      limit = b.length;
-      if (hops > 127) throw new DnsFormatError('too many compression pointers');
-      continue;
-    }
-    if (kind !== 0) throw new DnsFormatError(`unknown label type 0x${kind.toString(16)}`);
-    if (len > MAX_LABEL_LENGTH) throw new DnsFormatError('label too long');
-    if (pos + 1 + len > limit) throw new DnsFormatError('label runs past the end');
-    labels.push(b.subarray(pos + 1, pos + 1 + len));
-    total += len + 1;
-    if (total > MAX_NAME_WIRE_LENGTH) throw new DnsFormatError('name longer than 255 bytes');
-    pos += 1 + len;
-  }
-  return { name: normName(labelsToKey(labels)), next };
-}
-
-function need(b: Buffer, off: number, n: number, what: string): void {
-  if (off + n > b.length) throw new DnsFormatError(`truncated ${what}`);
-}
-
-function ipv6Text(r: Buffer): string {
-  const parts: string[] = [];
-  for (let i = 0; i < 16; i += 2) parts.push(r.readUInt16BE(i).toString(16));
-  // compress the longest run of zeros
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (parts[i] !== '0') { i++; continue; }
-    let j = i;
-    while (j < 8 && parts[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  if (best < 0) return parts.join(':');
-  return `${parts.slice(0, best).join(':')}::${parts.slice(best + bestLen).join(':')}`;
-}
-
-function decodeRdata(b: Buffer, type: number, start: number, end: number): RecordData {
-  const rd = b.subarray(start, end);
+function recordData(type: number, rd: Buffer): RecordData {
   switch (type) {
     case RRType.A:
-      if (rd.length !== 4) throw new DnsFormatError(`A record of ${rd.length} bytes`);
-      return `${rd[0]}.${rd[1]}.${rd[2]}.${rd[3]}`;
     case RRType.AAAA:
-      if (rd.length !== 16) throw new DnsFormatError(`AAAA record of ${rd.length} bytes`);
-      return ipv6Text(rd);
+      return addressFromBytes(rd).address; // the codec checked the length
     case RRType.NS:
     case RRType.CNAME:
     case RRType.PTR:
-    case RRType.DNAME: {
-      const n = readName(b, start, end);
-      if (n.next !== end) throw new DnsFormatError('trailing bytes after a name in RDATA');
-      return n.name;
-    }
+    case RRType.DNAME:
+      return normName(readNameRdata(rd));
     case RRType.MX: {
-      if (rd.length < 3) throw new DnsFormatError('short MX record');
-      const n = readName(b, start + 2, end);
-      if (n.next !== end) throw new DnsFormatError('trailing bytes in MX RDATA');
-      return { priority: rd.readUInt16BE(0), exchange: n.name };
+      const mx = readMx(rd);
+      return { priority: mx.preference, exchange: normName(mx.exchange) };
     }
     case RRType.SOA: {
-      const m = readName(b, start, end);
-      const r = readName(b, m.next, end);
-      if (r.next + 20 !== end) throw new DnsFormatError('bad SOA RDATA length');
-      return { mname: m.name, rname: r.name, serial: b.readUInt32BE(r.next) };
+      const soa = readSoa(rd);
+      return { mname: normName(soa.mname), rname: normName(soa.rname), serial: soa.serial };
     }
-    case RRType.TXT: {
-      const out: string[] = [];
-      let p = 0;
-      if (rd.length === 0) throw new DnsFormatError('empty TXT RDATA');
-      while (p < rd.length) {
-        const l = rd[p];
-        if (p + 1 + l > rd.length) throw new DnsFormatError('TXT string runs past its RDATA');
-        out.push(rd.subarray(p + 1, p + 1 + l).toString('latin1'));
-        p += 1 + l;
-      }
-      return out;
-    }
+    case RRType.TXT:
+      return readTxt(rd).map((t) => Buffer.from(t).toString('latin1'));
     default:
       return rdataToText(type, rd);
   }
 }
 
-/** Decodes a whole message; throws {@link DnsFormatError} when it is malformed. */
+function record(r: DecodedRecord): DnsRecord {
+  return { name: normName(r.name), type: r.type, class: r.class, ttl: r.ttl, data: recordData(r.type, r.rdata) };
+}
+
+/**
+ * Decodes a whole message with the shared codec into the audit's view; throws
+ * {@link DnsFormatError} (only) when it is malformed.
+ */
 export function decodeMessage(b: Buffer): DnsMessage {
-  need(b, 0, 12, 'header');
-  const id = b.readUInt16BE(0);
-  const f1 = b[2];
-  const f2 = b[3];
-  const flags: DnsFlags = {
-    qr: (f1 & 0x80) !== 0, aa: (f1 & 0x04) !== 0, tc: (f1 & 0x02) !== 0, rd: (f1 & 0x01) !== 0,
-    ra: (f2 & 0x80) !== 0, ad: (f2 & 0x20) !== 0, cd: (f2 & 0x10) !== 0,
-  };
-  const counts = [b.readUInt16BE(4), b.readUInt16BE(6), b.readUInt16BE(8), b.readUInt16BE(10)];
-  let off = 12;
-  const question: DnsMessage['question'] = [];
-  for (let i = 0; i < counts[0]; i++) {
-    const n = readName(b, off);
-    need(b, n.next, 4, 'question');
-    question.push({ name: n.name, type: b.readUInt16BE(n.next), class: b.readUInt16BE(n.next + 2) });
-    off = n.next + 4;
-  }
-  const sections: DnsRecord[][] = [[], [], []];
-  let rcode = f2 & 0x0f;
-  let edns = false;
-  const ede: Ede[] = [];
-  for (let s = 0; s < 3; s++) {
-    for (let i = 0; i < counts[s + 1]; i++) {
-      const n = readName(b, off);
-      need(b, n.next, 10, 'record header');
-      const type = b.readUInt16BE(n.next);
-      const cls = b.readUInt16BE(n.next + 2);
-      const ttl = b.readUInt32BE(n.next + 4);
-      const len = b.readUInt16BE(n.next + 8);
-      const start = n.next + 10;
-      need(b, start, len, 'RDATA');
-      off = start + len;
-      if (type === RRType.OPT) {
-        if (s !== 2 || edns) throw new DnsFormatError('misplaced or repeated OPT record');
-        edns = true;
-        rcode |= (ttl >>> 24) << 4;
-        let p = start;
-        while (p < off) {
-          need(b, p, 4, 'EDNS option');
-          const code = b.readUInt16BE(p);
-          const olen = b.readUInt16BE(p + 2);
-          if (p + 4 + olen > off) throw new DnsFormatError('EDNS option runs past its record');
-          if (code === 15) {
-            if (olen < 2) throw new DnsFormatError('short EDE option');
-            const text = b.subarray(p + 6, p + 4 + olen).toString('utf8').replace(/\0+$/, '');
-            ede.push(text ? { code: b.readUInt16BE(p + 4), text } : { code: b.readUInt16BE(p + 4) });
-          }
-          p += 4 + olen;
-        }
-        continue;
-      }
-      sections[s].push({ name: n.name, type, class: cls, ttl, data: decodeRdata(b, type, start, off) });
-    }
-  }
-  if (off !== b.length) throw new DnsFormatError(`${b.length - off} bytes after the last record`);
+  const m = decodeWire(b);
   return {
-    id, opcode: (f1 >> 3) & 0x0f, rcode, flags, question,
-    answers: sections[0], authority: sections[1], additional: sections[2], edns, ede,
+    id: m.id,
+    opcode: m.opcode,
+    rcode: m.rcode,
+    flags: m.flags,
+    question: m.question.map((q) => ({ name: normName(q.name), type: q.type, class: q.class })),
+    answers: m.answer.map(record),
+    authority: m.authority.map(record),
+    additional: m.additional.map(record),
+    edns: m.edns !== undefined,
+    ede: m.edns?.ede ?? [],
   };
 }
 
@@ -381,7 +225,7 @@ function udpExchange(server: ServerAddress, name: string, type: number, o: Excha
 function truncatedStub(buf: Buffer): DnsMessage {
   return {
     id: buf.readUInt16BE(0), opcode: 0, rcode: buf[3] & 0x0f,
-    flags: { qr: true, aa: false, tc: true, rd: false, ra: false, ad: false, cd: false },
+    flags: { qr: true, aa: false, tc: true, rd: false, ra: false, z: false, ad: false, cd: false },
     question: [], answers: [], authority: [], additional: [], edns: false, ede: [],
   };
 }

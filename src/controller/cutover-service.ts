@@ -21,7 +21,7 @@ import {
 import type { ServerOverlay } from '../core/overlay.js';
 import { mergeStaged, type Clock, type DowntimeMeter, type MeterRun, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
 import { commitWhenPossible, type CommitRetryOptions } from './commit-retry.js';
-import { RouteError, type RouteBackend } from '../routing/route-backend.js';
+import { RouteError, type RouteBackend } from '../core/ports.js';
 
 /** A refusal with a stable code (mapped to an HTTP status by the API). */
 export class ServiceError extends Error {

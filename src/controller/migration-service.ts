@@ -23,7 +23,7 @@ import { assign as poolAssign, queuePosition, summary, type Pool, type Queue } f
 import { staleness, ttlPlan } from '../core/ttl-plan.js';
 import type { OverlayComposer } from './overlay-composer.js';
 import { commitWhenPossible, DEFAULT_COMMIT_RETRY, type CommitRetryOptions } from './commit-retry.js';
-import type { AccountProber, AccountProbeRun } from '../health/account-probe.js';
+import type { AccountProber, AccountProbeRun } from '../core/ports.js';
 
 /** A refusal with a stable code, the current state and what is allowed. */
 export class MigrationError extends Error {

@@ -1,6 +1,8 @@
 /**
- * Ports owned by the core: what the controller needs from durable state. Adapters implement them
- * (src/store/sqlite-store.ts is the StateStore).
+ * Ports owned by the core: every interface the controller drives (StateStore, RouteBackend,
+ * DowntimeMeter, AccountProber, DnsOverlayPort, Clock). Adapters implement them and import the
+ * core, never one another: src/store (StateStore), src/routing (RouteBackend), src/health
+ * (DowntimeMeter, AccountProber), src/dns (DnsOverlayPort).
  */
 import type { Operation } from './operation.js';
 import type { ServerOverlay } from './overlay.js';
@@ -142,4 +144,75 @@ export interface MeterRun {
   done(): Promise<import('./operation.js').AddressDowntime[]>;
   /** Stops probing now; resolves with what was measured so far. */
   stop(): Promise<import('./operation.js').AddressDowntime[]>;
+}
+
+// Routing: the contract every routing backend implements (as MetalLB's speakers do): it is given
+// the full desired state for the addresses it is asked about, makes it so, and can read back what
+// is. Applying the same desired state twice is harmless; a resumed operation applies it again and
+// only what is missing changes.
+
+/** Where one service address must be delivered. Host names are inventory names (srv-42, transit-3). */
+export interface DesiredRoute {
+  /** The service address that moves, normalised (ip-address correctForm). */
+  address: string;
+  family: 4 | 6;
+  /** The host that must receive traffic for `address` once applied. */
+  to: string;
+  /** The other host of the pair (where the address comes from); make-before-break removes it there last. */
+  from: string;
+}
+
+/** Where one address is delivered now, as far as the backend can tell. */
+export interface CurrentRoute {
+  address: string;
+  /** The host receiving it, or null when the backend cannot tell (no route, unknown next hop). */
+  to: string | null;
+}
+
+/** What apply() did. */
+export interface ApplyResult {
+  /** Addresses whose delivery changed. */
+  changed: string[];
+  /** Addresses that were already delivered as desired. */
+  unchanged: string[];
+}
+
+/** A failure of apply() or current(); `retryable` says whether trying again may help. */
+export class RouteError extends Error {
+  override name = 'RouteError';
+  constructor(message: string, readonly retryable: boolean, readonly address?: string) {
+    super(message);
+  }
+}
+
+/** A routing backend. Implementations are named by technology: LinuxRouteBackend, HttpFailoverBackend. */
+export interface RouteBackend {
+  /** The backend's config name: linux-route, linux-address, http, dry-run. */
+  readonly name: string;
+  /** Makes every address in `desired` delivered to its `to` host. Throws RouteError. */
+  apply(desired: DesiredRoute[]): Promise<ApplyResult>;
+  /** Reads where each address is delivered now. Throws RouteError. */
+  current(addresses: string[]): Promise<CurrentRoute[]>;
+}
+
+// Account probes: an account's site probed during its move (adapter in src/health).
+
+/** What the migration service records of a probed move. */
+export interface AccountProbeResult {
+  downtimeMs: number;
+  recovered: boolean;
+  probesSent: number;
+  probesFailed: number;
+}
+
+/** One running account probe. */
+export interface AccountProbeRun {
+  /** Resolves once the target answered enough probes in a row (or at the deadline), then stops. */
+  done(): Promise<AccountProbeResult>;
+  stop(): Promise<AccountProbeResult>;
+}
+
+/** Starts a probe of an account's site for one move (null when the account has no probe). */
+export interface AccountProber {
+  start(args: { url: string; identityHeader?: string; origin: string; target: string }): AccountProbeRun | null;
 }

@@ -8,25 +8,7 @@ import { computeDowntime } from './downtime.js';
 import { createHttpProber } from './http-prober.js';
 import type { Prober } from './prober.js';
 import { startProbeRunner } from './probe-runner.js';
-
-/** What the migration service records of a probed move. */
-export interface AccountProbeResult {
-  downtimeMs: number;
-  recovered: boolean;
-  probesSent: number;
-  probesFailed: number;
-}
-
-/** One running account probe. */
-export interface AccountProbeRun {
-  /** Resolves once the target answered enough probes in a row (or at the deadline), then stops. */
-  done(): Promise<AccountProbeResult>;
-  stop(): Promise<AccountProbeResult>;
-}
-
-export interface AccountProber {
-  start(args: { url: string; identityHeader?: string; origin: string; target: string }): AccountProbeRun | null;
-}
+import type { AccountProber, AccountProbeResult, AccountProbeRun } from '../core/ports.js';
 
 /** `resolve(host)` gives the address the controller answers for the host now (A first, then AAAA). */
 export function createAccountProber(o: {

@@ -8,7 +8,7 @@ import { DryRunBackend } from './dry-run-backend.js';
 import { HttpFailoverBackend } from './http-failover-backend.js';
 import { LinuxAddressBackend } from './linux-address-backend.js';
 import { LinuxRouteBackend } from './linux-route-backend.js';
-import type { RouteBackend } from './route-backend.js';
+import type { RouteBackend } from '../core/ports.js';
 
 /** The backend named by routing.backend, with its settings. */
 export function createRouteBackend(routing: RoutingConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): RouteBackend {

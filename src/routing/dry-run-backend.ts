@@ -5,7 +5,7 @@
  */
 import { parseAddress, parsePrefix } from '../core/addresses.js';
 import type { Logger } from 'pino';
-import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
+import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** Options of DryRunBackend. */
 export interface DryRunBackendOptions {

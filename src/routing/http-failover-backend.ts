@@ -21,7 +21,7 @@
  * the user alone; percent-, form-, JSON- and hex-encoded).
  */
 import { parseAddress, parsePrefix } from '../core/addresses.js';
-import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
+import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** Options of HttpFailoverBackend. */
 export interface HttpFailoverBackendOptions {

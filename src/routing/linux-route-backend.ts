@@ -24,7 +24,7 @@
  */
 import { parseAddress } from '../core/addresses.js';
 import { runCommand, type CommandResult, type CommandRunner } from './command-runner.js';
-import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
+import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** Options of LinuxRouteBackend. */
 export interface LinuxRouteBackendOptions {

@@ -9,7 +9,7 @@
  * its own calls (the http backend has a per-call timeout).
  */
 import pRetry, { AbortError } from 'p-retry';
-import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from './route-backend.js';
+import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** Options of withRetry. */
 export interface RetryOptions {

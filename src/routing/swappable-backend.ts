@@ -3,7 +3,7 @@
  * change a host's routing settings (next hop, main IP, on-link host), and the backend built from
  * the edited config takes over for every later call. Calls in flight finish on the one they began on.
  */
-import type { ApplyResult, CurrentRoute, DesiredRoute, RouteBackend } from './route-backend.js';
+import type { ApplyResult, CurrentRoute, DesiredRoute, RouteBackend } from '../core/ports.js';
 
 export class SwappableBackend implements RouteBackend {
   constructor(private inner: RouteBackend) {}

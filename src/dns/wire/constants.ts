@@ -1,4 +1,4 @@
-/** DNS numeric constants (RFC 1035, 3597, 6891 and the IANA registries). */
+/** DNS numeric constants (RFC 1035, 3597, 6891, 8914 and the IANA registries). */
 
 export const RRType = {
   A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, HINFO: 13, MX: 15, TXT: 16, AAAA: 28, SRV: 33,
@@ -35,3 +35,16 @@ export const Opcode = { QUERY: 0, IQUERY: 1, STATUS: 2, NOTIFY: 4, UPDATE: 5 } a
 
 /** Our advertised and maximum UDP payload (DNS Flag Day 2020). */
 export const MAX_UDP_PAYLOAD = 1232;
+
+/** EDNS option codes (IANA "DNS EDNS0 Option Codes") the controller knows by name. */
+export const EdnsOptionCode = { NSID: 3, CLIENT_SUBNET: 8, COOKIE: 10, PADDING: 12, EDE: 15 } as const;
+
+/** Names of the Extended DNS Error INFO-CODEs (RFC 8914 and the IANA registry). */
+export const EDE_NAMES: Record<number, string> = {
+  0: 'Other', 1: 'Unsupported DNSKEY Algorithm', 2: 'Unsupported DS Digest Type', 3: 'Stale Answer',
+  4: 'Forged Answer', 5: 'DNSSEC Indeterminate', 6: 'DNSSEC Bogus', 7: 'Signature Expired',
+  8: 'Signature Not Yet Valid', 9: 'DNSKEY Missing', 10: 'RRSIGs Missing', 11: 'No Zone Key Bit Set',
+  12: 'NSEC Missing', 13: 'Cached Error', 14: 'Not Ready', 15: 'Blocked', 16: 'Censored',
+  17: 'Filtered', 18: 'Prohibited', 19: 'Stale NXDOMAIN Answer', 20: 'Not Authoritative',
+  21: 'Not Supported', 22: 'No Reachable Authority', 23: 'Network Error', 24: 'Invalid Data',
+};
