@@ -5,8 +5,12 @@
  * Generates a zone with a realistic mix (A 45 %, AAAA 20 %, CNAME 15 %, TXT 10 %, MX 5 %,
  * NS delegations with glue 5 %) into a temp dir, starts the built controller on it
  * (dist/src/cli/failoverctl.js, on loopback), and measures: spawn -> /readyz 200, spawn -> first
- * correct DNS answer, RSS after load and after 10,000 queries. Prints them with the targets
- * (load < 15 s, RSS < 1 GiB) and a final JSON line; removes everything it created.
+ * correct DNS answer, RSS after load and after 10,000 queries. Then a SIGHUP reload of the zone
+ * (rewritten with the next serial) while a UDP client on loopback keeps asking (a query about every
+ * millisecond, at most 32 unanswered): the time from SIGHUP to the new serial being served, the
+ * answers in between, and the longest gap between two answers, which is the longest the server
+ * stopped answering (the main thread's event-loop stall as a client sees it). Prints them with
+ * the targets (load < 15 s, RSS < 1 GiB) and a final JSON line; removes everything it created.
  *
  * Usage: npm run build && npm run bench:zone-load -- [--records N] [--queries N]
  *          [--max-old-space-size MB] [--strict] [--keep]
@@ -14,7 +18,7 @@
  *   --keep    keep the temp dir (zone file, config, controller log)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { loadavg, cpus, tmpdir } from 'node:os';
@@ -23,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { buildQuery, decode, ipOf, udpExchange, RC, T, type Decoded } from '../test/dns/tiny-dns.js';
+import { QueryStream, answersBetween } from '../test/dns/query-stream.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** dist/scripts/ -> dist/src/cli/failoverctl.js */
@@ -80,7 +85,9 @@ ns1.deleg${g} A ${a4(g, 9)}
 `;
 }
 
-async function writeZone(path: string, records: number): Promise<{ groups: number; records: number; bytes: number }> {
+const SERIAL = 2024010101;
+
+async function writeZone(path: string, records: number, serial = SERIAL): Promise<{ groups: number; records: number; bytes: number }> {
   const out = createWriteStream(path);
   let failed: Error | null = null;
   out.on('error', (e) => (failed = e));
@@ -89,7 +96,7 @@ async function writeZone(path: string, records: number): Promise<{ groups: numbe
     if (!out.write(s)) await new Promise<void>((res) => out.once('drain', res));
   };
   await write(`$ORIGIN ${ORIGIN}\n$TTL 3600\n` +
-    `@ IN SOA ns1.${ORIGIN} hostmaster.${ORIGIN} 2024010101 3600 600 1209600 300\n` +
+    `@ IN SOA ns1.${ORIGIN} hostmaster.${ORIGIN} ${serial} 3600 600 1209600 300\n` +
     `@ IN NS ns1.${ORIGIN}\nns1 IN A 192.0.2.53\n`);
   let n = 3;
   const groups = Math.floor((records - n) / PER_GROUP);
@@ -142,6 +149,13 @@ function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** CPU ticks (1/100 s) the controller's main thread (the one that answers) has used. */
+function mainThreadTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
 }
 
 /** Whether a reply is the right answer for `host<g> A`. */
@@ -288,6 +302,41 @@ async function main(): Promise<number> {
     await sleep(500);
     const afterQueries = rss(pid);
 
+    // A SIGHUP reload of the whole zone (next serial) while a client keeps asking.
+    const zoneFile = join(zonesDir, `${ORIGIN.slice(0, -1)}.zone`);
+    await writeZone(zoneFile + '.new', RECORDS, SERIAL + 1);
+    renameSync(zoneFile + '.new', zoneFile);
+    const stream = new QueryStream({ port: dnsPort, zone: ORIGIN, names: (i) => `host${(i * 7919) % zone.groups}.${ORIGIN}` });
+    await stream.start();
+    // the main thread's CPU every 5 ms: tells a server busy answering late from one waiting for a CPU
+    const ticks: [number, number][] = [];
+    const sampler = setInterval(() => {
+      try {
+        ticks.push([performance.now(), mainThreadTicks(pid)]);
+      } catch { /* exited */ }
+    }, 5);
+    await sleep(500);
+    const hup = performance.now();
+    proc.kill('SIGHUP');
+    let swapped: number | null = null;
+    while (!exited() && performance.now() - hup < 180_000) {
+      const a = stream.answered.find((x) => x.answeredAt >= hup && x.serial === SERIAL + 1);
+      if (a) {
+        swapped = a.answeredAt;
+        break;
+      }
+      await sleep(10);
+    }
+    await sleep(500);
+    stream.stop();
+    clearInterval(sampler);
+    const afterReload = rss(pid);
+    const before = answersBetween(stream.answered, hup - 400, hup);
+    const during = swapped === null ? null : answersBetween(stream.answered, hup, swapped);
+    const reloadMs = swapped === null ? null : swapped - hup;
+    const ticksAt = (t: number) => ticks.reduce((v, [at, n]) => (at <= t ? n : v), ticks[0]?.[1] ?? 0);
+    const gapCpuMs = during ? (ticksAt(during.maxGapAt + during.maxGapMs + 5) - ticksAt(during.maxGapAt - 5)) * 10 : null;
+
     const loadOk = readyMs < LOAD_TARGET_S * 1000 && answerMs < LOAD_TARGET_S * 1000;
     const rssOk = afterLoad.rss < RSS_TARGET && afterQueries.rss < RSS_TARGET;
     const f = (ms: number) => (ms / 1000).toFixed(2) + ' s';
@@ -301,6 +350,15 @@ async function main(): Promise<number> {
     log(`RSS after load             ${m(afterLoad.rss)}  (peak ${m(afterLoad.hwm)})   target < 1 GiB   ${afterLoad.rss < RSS_TARGET ? 'OK' : 'MISSED'}`);
     log(`RSS after ${QUERIES} queries   ${m(afterQueries.rss)}  (peak ${m(afterQueries.hwm)})   target < 1 GiB   ${afterQueries.rss < RSS_TARGET ? 'OK' : 'MISSED'}`);
     log(`queries                    ${ok} correct, ${bad} wrong, ${lost} unanswered in ${f(queryMs)} (${Math.round(QUERIES / (queryMs / 1000))} q/s)`);
+    if (during === null || reloadMs === null) {
+      log(`SIGHUP reload              the new serial was never served (${exited() ? 'controller exited' : 'gave up after 180 s'})`);
+    } else {
+      log(`SIGHUP -> new serial       ${f(reloadMs)}`);
+      log(`answers during the reload  ${during.answered} (a query about every ms, at most 32 unanswered; ${stream.lost} unanswered after 5 s)`);
+      log(`longest answer gap         ${during.maxGapMs.toFixed(1)} ms during the reload (before it: ${before.maxGapMs.toFixed(1)} ms); slowest answer ${during.maxLatencyMs.toFixed(1)} ms`);
+      log(`  main thread CPU in it    ${gapCpuMs} ms (10 ms ticks: near the gap, the thread was working; far below it, waiting for a CPU)`);
+      log(`RSS after reload           ${m(afterReload.rss)}  (peak ${m(afterReload.hwm)})`);
+    }
     if (badSamples.length) log(`wrong answers, first ${badSamples.length}:\n  ${badSamples.join('\n  ')}`);
     log(JSON.stringify({
       bench: 'zone-load', ok: loadOk && rssOk && bad === 0 && lost === 0, records: zone.records, zoneFileBytes: zone.bytes,
@@ -309,9 +367,12 @@ async function main(): Promise<number> {
       rssAfterLoadMB: +(afterLoad.rss / MB).toFixed(1), peakRssAfterLoadMB: +(afterLoad.hwm / MB).toFixed(1),
       rssAfterQueriesMB: +(afterQueries.rss / MB).toFixed(1), peakRssMB: +(afterQueries.hwm / MB).toFixed(1),
       queries: QUERIES, queriesCorrect: ok, queriesWrong: bad, queriesLost: lost, qps: Math.round(QUERIES / (queryMs / 1000)),
+      reloadMs: reloadMs === null ? null : Math.round(reloadMs), reloadAnswered: during?.answered ?? null, reloadLost: stream.lost,
+      reloadMaxGapMs: during ? +during.maxGapMs.toFixed(1) : null, reloadMaxGapMainCpuMs: gapCpuMs, reloadMaxLatencyMs: during ? +during.maxLatencyMs.toFixed(1) : null,
+      gapBeforeReloadMs: +before.maxGapMs.toFixed(1), rssAfterReloadMB: +(afterReload.rss / MB).toFixed(1), peakRssAfterReloadMB: +(afterReload.hwm / MB).toFixed(1),
       targets: { loadS: LOAD_TARGET_S, rssMB: RSS_TARGET / MB }, loadOk, rssOk,
     }));
-    if (bad || lost) return 1;
+    if (bad || lost || reloadMs === null) return 1;
     return opt.strict && !(loadOk && rssOk) ? 1 : 0;
   } finally {
     await cleanup();

@@ -1,15 +1,23 @@
 /**
  * Loads a directory of master files (`<zone>.zone`, one zone each). A file that fails to parse
- * or check is reported with file, line and reason and is not served; on reload, a broken new
- * version keeps the previous version served. Unchanged files are not parsed again.
+ * or check, or is not a regular file (a directory named `x.zone`, a FIFO, a device), is reported
+ * with file, line and reason and is not served; on reload, a broken new version keeps the
+ * previous version served. Unchanged files are not parsed again.
+ *
+ * Reading, parsing and checking run in a worker thread (zone-parse-worker.ts); each finished zone
+ * arrives packed in transferred buffers and is served from them as it is (zone-transfer.ts), so
+ * this thread only swaps finished structures and a reload of any size never stops answering.
+ * Reading is bounded: `maxZoneBytes` per zone with its includes, non-regular files refused unread.
  */
-import { readFileSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { nameKey, NameError } from '../name.js';
-import { parseMasterFile } from './master-file.js';
-import { ZoneParseError } from './types.js';
-import { buildZone, ZoneCheckError, type Zone } from './zone.js';
+import { existsSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { DEFAULT_MAX_ZONE_FILE_BYTES, fileKind, fingerprintPart, fsErrorText } from './zone-file.js';
+import type { ParseReply, ParseRequest } from './zone-parse-worker.js';
+import { packedZone } from './zone-transfer.js';
+import type { Zone } from './zone.js';
 
 /** One zone file that could not be (re)loaded. */
 export interface ZoneLoadError {
@@ -20,9 +28,17 @@ export interface ZoneLoadError {
   keptPrevious: boolean;
 }
 
+/** The zones directory itself cannot be read at the first load (missing, not a directory, no permission). */
+export class ZoneDirectoryError extends Error {
+  override name = 'ZoneDirectoryError';
+  constructor(readonly dir: string, readonly reason: string) {
+    super(`${dir}: ${reason}`);
+  }
+}
+
 interface Loaded {
   zone: Zone;
-  /** mtime, size and inode of the file the zone came from and of the files it includes. */
+  /** mtime, size and inode of the file the zone came from and of the files it includes, as read. */
   fingerprint: string;
   includes: string[];
 }
@@ -31,8 +47,7 @@ async function fingerprintOf(files: string[]): Promise<string> {
   const parts: string[] = [];
   for (const f of files) {
     try {
-      const st = await stat(f);
-      parts.push(`${st.mtimeMs}/${st.size}/${st.ino}`);
+      parts.push(fingerprintPart(await stat(f)));
     } catch {
       parts.push('missing');
     }
@@ -51,95 +66,174 @@ export interface LoadResult {
   warnings: { file: string; message: string }[];
 }
 
+export interface ZoneDirectoryOptions {
+  /** Most bytes read for one zone, its file and includes together (`dns.max_zone_file_bytes`). */
+  maxZoneBytes?: number;
+}
+
 /** Keeps the zones of one directory, reloading only what changed. */
 export class ZoneDirectory {
   private loaded = new Map<string, Loaded>();
+  private everRead = false;
+  readonly maxZoneBytes: number;
 
-  constructor(readonly dir: string) {}
+  constructor(readonly dir: string, opts: ZoneDirectoryOptions = {}) {
+    this.maxZoneBytes = opts.maxZoneBytes ?? DEFAULT_MAX_ZONE_FILE_BYTES;
+  }
 
-  /** Reads the directory. Throws only when the directory itself cannot be read. */
+  /**
+   * Reads the directory. Throws {@link ZoneDirectoryError} only when the directory cannot be read
+   * at the first load; later, that is one error in the result and every zone stays served.
+   */
   async load(): Promise<LoadResult> {
-    const names = (await readdir(this.dir)).filter((n) => n.endsWith('.zone')).sort();
     const result: LoadResult = { zones: [], errors: [], parsed: [], removed: [], warnings: [] };
+    let names: string[];
+    try {
+      names = (await readdir(this.dir)).filter((n) => n.endsWith('.zone')).sort();
+    } catch (err) {
+      const reason = `cannot read the zones directory: ${fsErrorText(err)}`;
+      if (!this.everRead) throw new ZoneDirectoryError(this.dir, reason);
+      result.errors.push({ file: this.dir, reason, keptPrevious: this.loaded.size > 0 });
+      result.zones = this.served(this.loaded, result);
+      return result;
+    }
+    this.everRead = true;
     const next = new Map<string, Loaded>();
+    const jobs: { file: string; originText: string; prev?: Loaded }[] = [];
     for (const name of names) {
       const file = join(this.dir, name);
       const prev = this.loaded.get(file);
       try {
         const st = await stat(file);
-        if (!st.isFile()) continue;
+        if (!st.isFile()) {
+          // reported, never opened; an earlier good version stays served
+          result.errors.push({ file, reason: `not a regular file (it is ${fileKind(st)})`, keptPrevious: prev !== undefined });
+          if (prev) next.set(file, prev);
+          continue;
+        }
       } catch (err) {
-        result.errors.push({ file, reason: (err as Error).message, keptPrevious: false });
+        result.errors.push({ file, reason: fsErrorText(err), keptPrevious: false });
         continue;
       }
       if (prev && prev.fingerprint === (await fingerprintOf([file, ...prev.includes]))) {
         next.set(file, prev);
         continue;
       }
-      result.parsed.push(file);
-      try {
-        const includes: string[] = [];
-        const zone = await loadZoneFile(file, name.slice(0, -'.zone'.length), includes);
-        next.set(file, { zone, fingerprint: await fingerprintOf([file, ...includes]), includes });
-        for (const w of zone.warnings) result.warnings.push({ file, message: w });
-      } catch (err) {
-        const e = describe(err, file);
-        result.errors.push({ file, line: e.line, reason: e.reason, keptPrevious: prev !== undefined });
-        if (prev) next.set(file, prev);
+      jobs.push({ file, originText: name.slice(0, -'.zone'.length), prev });
+    }
+    const outcomes = jobs.length > 0 ? await this.parse(jobs) : new Map<string, Outcome>();
+    for (const job of jobs) {
+      result.parsed.push(job.file);
+      const o = outcomes.get(job.file)!;
+      if (o.ok) {
+        next.set(job.file, { zone: o.zone, fingerprint: o.fingerprint, includes: o.includes });
+        for (const w of o.zone.warnings) result.warnings.push({ file: job.file, message: w });
+      } else {
+        result.errors.push({ file: job.file, line: o.line, reason: o.reason, keptPrevious: job.prev !== undefined });
+        if (job.prev) next.set(job.file, job.prev);
       }
     }
-    for (const file of this.loaded.keys()) if (!next.has(file)) result.removed.push(file);
-    this.loaded = next;
-    // two files for one origin cannot both be served: the first (sorted) wins, the other is an error
+    // keep the order of the directory listing (the files are sorted)
+    const ordered = new Map([...next].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    for (const file of this.loaded.keys()) if (!ordered.has(file)) result.removed.push(file);
+    this.loaded = ordered;
+    result.zones = this.served(ordered, result);
+    return result;
+  }
+
+  /** The zones to serve: two files for one origin cannot both be; the first (sorted) wins, the other is an error. */
+  private served(loaded: Map<string, Loaded>, result: LoadResult): Zone[] {
+    const zones: Zone[] = [];
     const byOrigin = new Map<string, string>();
-    for (const [file, l] of next) {
+    for (const [file, l] of loaded) {
       const other = byOrigin.get(l.zone.origin);
       if (other) {
         result.errors.push({ file, reason: `zone ${l.zone.origin} is already loaded from ${other}`, keptPrevious: false });
         continue;
       }
       byOrigin.set(l.zone.origin, file);
-      result.zones.push(l.zone);
+      zones.push(l.zone);
     }
-    return result;
+    return zones;
+  }
+
+  /**
+   * Parses the files in a worker; each finished zone arrives packed and is served as it is. A
+   * worker that dies (out of memory on a zone too large for the heap) fails the file it was on;
+   * a new worker goes on with the files after it.
+   */
+  private async parse(jobs: { file: string; originText: string }[]): Promise<Map<string, Outcome>> {
+    const outcomes = new Map<string, Outcome>();
+    let rest = jobs;
+    while (rest.length > 0) {
+      const stopped = await this.runWorker(rest, outcomes);
+      const unanswered = rest.filter((j) => !outcomes.has(j.file));
+      if (stopped === null || unanswered.length === 0) break;
+      if (stopped.startFailed) {
+        for (const j of unanswered) outcomes.set(j.file, { ok: false, reason: `the zone parser could not start: ${stopped.reason}` });
+        break;
+      }
+      outcomes.set(unanswered[0].file, { ok: false, reason: `the zone parser stopped while reading this file: ${stopped.reason}` });
+      rest = unanswered.slice(1);
+    }
+    return outcomes;
+  }
+
+  /** One worker over `jobs`, in order; null when it answered every file, else why it stopped. */
+  private runWorker(jobs: { file: string; originText: string }[], outcomes: Map<string, Outcome>): Promise<{ reason: string; startFailed?: boolean } | null> {
+    return new Promise((settle) => {
+      let worker: Worker;
+      try {
+        worker = new Worker(workerUrl());
+      } catch (err) {
+        settle({ reason: (err as Error).message, startFailed: true });
+        return;
+      }
+      let answered = 0;
+      let done = false;
+      const finish = (stopped: { reason: string } | null) => {
+        if (done) return;
+        done = true;
+        void worker.terminate();
+        settle(stopped);
+      };
+      worker.on('message', (reply: ParseReply) => {
+        if (done) return;
+        if (!reply.ok) {
+          outcomes.set(reply.file, { ok: false, line: reply.line, reason: reply.reason });
+        } else {
+          try {
+            outcomes.set(reply.file, { ok: true, zone: packedZone(reply.zone), includes: reply.includes, fingerprint: reply.fingerprint });
+          } catch (err) {
+            outcomes.set(reply.file, { ok: false, reason: (err as Error).message });
+          }
+        }
+        if (++answered === jobs.length) finish(null);
+      });
+      worker.on('error', (err) => finish({ reason: err.message }));
+      worker.on('exit', (code) => finish({ reason: `it exited with code ${code}` }));
+      const req: ParseRequest = {
+        jobs: jobs.map(({ file, originText }) => ({ file, originText })),
+        maxBytes: this.maxZoneBytes,
+        background: this.loaded.size > 0,
+      };
+      worker.postMessage(req);
+    });
   }
 }
+
+type Outcome =
+  | { ok: true; zone: Zone; includes: string[]; fingerprint: string }
+  | { ok: false; line?: number; reason: string };
 
 /**
- * Parses and checks one master file; the origin comes from the file name. `$INCLUDE` names are
- * resolved against the including file's directory; the files read are appended to `includes`.
+ * The compiled worker module next to this one; when this module runs from the TypeScript sources
+ * (Jest), the one compiled into dist/ by `npm run build`.
  */
-export async function loadZoneFile(file: string, originText: string, includes: string[] = []): Promise<Zone> {
-  let origin: string;
-  try {
-    origin = nameKey(originText.endsWith('.') ? originText : originText + '.');
-  } catch (err) {
-    throw new ZoneParseError(file, 0, `file name does not give a zone name: ${(err as Error).message}`);
-  }
-  const text = await readFile(file, 'utf8');
-  const parsed = parseMasterFile(text, {
-    origin,
-    file,
-    readInclude: (name, from) => {
-      const path = resolve(dirname(from), name);
-      includes.push(path);
-      return { text: readFileSync(path, 'utf8'), file: path };
-    },
-  });
-  try {
-    return buildZone(parsed);
-  } catch (err) {
-    if (err instanceof ZoneCheckError) throw new ZoneParseError(file, err.line ?? 0, err.reason);
-    throw err;
-  }
-}
-
-function describe(err: unknown, file: string): { line?: number; reason: string } {
-  if (err instanceof ZoneParseError) {
-    // a problem inside an included file: name that file and its line in the reason
-    if (err.file !== file) return { reason: `in ${err.file}:${err.line}: ${err.reason}` };
-    return { line: err.line || undefined, reason: err.reason };
-  }
-  if (err instanceof NameError) return { reason: err.message };
-  return { reason: err instanceof Error ? err.message : String(err) };
+function workerUrl(): URL {
+  const sibling = new URL('./zone-parse-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(sibling))) return sibling;
+  const compiled = new URL('../../../dist/src/dns/zone/zone-parse-worker.js', import.meta.url);
+  if (import.meta.url.endsWith('.ts') && existsSync(fileURLToPath(compiled))) return compiled;
+  throw new Error(`${fileURLToPath(sibling)} is missing (run "npm run build")`);
 }

@@ -18,10 +18,14 @@ export interface RRset {
 export interface Zone {
   /** Canonical key of the apex. */
   readonly origin: string;
-  /** Owner key → its RRsets; empty non-terminals map to an empty array. */
-  readonly nodes: Map<string, RRset[]>;
+  /**
+   * Owner key → its RRsets; empty non-terminals map to an empty array. A Map when built here; a
+   * packed form when it came from the parser worker (zone-transfer.ts), whose get() returns
+   * fresh arrays each time (same content).
+   */
+  readonly nodes: ReadonlyMap<string, RRset[]>;
   /** Delegation points: names below the apex that own an NS RRset. */
-  readonly cuts: Set<string>;
+  readonly cuts: ReadonlySet<string>;
   readonly soa: RRset;
   readonly serial: number;
   readonly recordCount: number;

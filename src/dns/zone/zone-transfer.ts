@@ -1,0 +1,264 @@
+/**
+ * Moving a built {@link Zone} from the parser worker to the serving thread without stopping it.
+ *
+ * Structured clone of the zone itself (a Map of arrays of objects holding Buffers) would rebuild
+ * every object on the serving thread while the message is received, and rebuilding it there in
+ * slices still costs seconds of garbage collection for a 1,000,000-record zone. Instead the
+ * worker packs the zone into typed arrays, with an open-addressing hash table of the owner keys,
+ * whose buffers are transferred (moved, not copied); the serving thread wraps them as they are
+ * ({@link packedZone}, O(1)) and serves from them. A lookup hashes the key, probes the table,
+ * compares bytes, and decodes that node's RRsets (RDATA Buffers are views on the one transferred
+ * buffer). The packed form is also several times smaller than the object form.
+ */
+import { RRType } from '../wire/constants.js';
+import type { RRset, Zone } from './zone.js';
+
+/** A zone packed for transfer; every typed array goes in the transfer list ({@link transferList}). */
+export interface PackedZone {
+  origin: string;
+  serial: number;
+  recordCount: number;
+  warnings: string[];
+  nodeCount: number;
+  cutCount: number;
+  /** Owner keys (printable ASCII), one after the other. */
+  names: Uint8Array;
+  /** Per node: the end of its key in `names` (it starts where the previous one ends). */
+  nameEnds: Uint32Array;
+  /** Per node: keyHash() of its key. */
+  hashes: Uint32Array;
+  /** Open addressing, linear probing, a power of two over twice the node count: node + 1, 0 when empty. */
+  table: Uint32Array;
+  /** Per node: where its entry starts in `index`. */
+  nodeStarts: Uint32Array;
+  /** Per node: RRset count; per RRset: type, TTL, RDATA count, start of its first RDATA in `rdata`, end of each RDATA. */
+  index: Uint32Array;
+  /** Per node: 1 when it is a delegation point (owns NS, below the apex). */
+  cuts: Uint8Array;
+  /** Every RDATA, one after the other. */
+  rdata: Uint8Array;
+}
+
+/** 32-bit FNV-1a of a key's character codes, finished with murmur3's fmix32. */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Packs a zone (in the worker). Throws when it is too large for 32-bit offsets or a key is not printable ASCII. */
+export function packZone(zone: Zone): PackedZone {
+  const n = zone.nodes.size;
+  let nameBytes = 0;
+  let indexLen = 0;
+  let rdataBytes = 0;
+  for (const [owner, sets] of zone.nodes) {
+    nameBytes += owner.length;
+    indexLen += 1;
+    for (const s of sets) {
+      indexLen += 4 + s.rdata.length;
+      for (const d of s.rdata) rdataBytes += d.length;
+    }
+  }
+  if (rdataBytes > 0xffffffff || nameBytes > 0xffffffff || indexLen > 0xffffffff || n > 0x7fffffff) {
+    throw new Error(`zone ${zone.origin} is too large to hand over (${n} names, ${rdataBytes} bytes of RDATA)`);
+  }
+  let tableSize = 2;
+  while (tableSize < 2 * n) tableSize *= 2;
+  const names = new Uint8Array(nameBytes);
+  const nameEnds = new Uint32Array(n);
+  const hashes = new Uint32Array(n);
+  const table = new Uint32Array(tableSize);
+  const nodeStarts = new Uint32Array(n);
+  const index = new Uint32Array(indexLen);
+  const cuts = new Uint8Array(n);
+  const rdata = new Uint8Array(rdataBytes);
+  const mask = tableSize - 1;
+  let node = 0;
+  let no = 0;
+  let io = 0;
+  let ro = 0;
+  for (const [owner, sets] of zone.nodes) {
+    for (let i = 0; i < owner.length; i++) {
+      const c = owner.charCodeAt(i);
+      if (c < 0x21 || c > 0x7e) throw new Error(`owner key ${JSON.stringify(owner)} is not printable ASCII`);
+      names[no++] = c;
+    }
+    nameEnds[node] = no;
+    const h = keyHash(owner);
+    hashes[node] = h;
+    let slot = h & mask;
+    while (table[slot] !== 0) slot = (slot + 1) & mask;
+    table[slot] = node + 1;
+    if (zone.cuts.has(owner)) cuts[node] = 1;
+    nodeStarts[node] = io;
+    index[io++] = sets.length;
+    for (const s of sets) {
+      index[io++] = s.type;
+      index[io++] = s.ttl;
+      index[io++] = s.rdata.length;
+      index[io++] = ro;
+      for (const d of s.rdata) {
+        rdata.set(d, ro);
+        ro += d.length;
+        index[io++] = ro;
+      }
+    }
+    node++;
+  }
+  return {
+    origin: zone.origin, serial: zone.serial, recordCount: zone.recordCount, warnings: zone.warnings,
+    nodeCount: n, cutCount: zone.cuts.size, names, nameEnds, hashes, table, nodeStarts, index, cuts, rdata,
+  };
+}
+
+/** The buffers of a packed zone, for postMessage's transfer list. */
+export function transferList(p: PackedZone): ArrayBuffer[] {
+  return [p.names, p.nameEnds, p.hashes, p.table, p.nodeStarts, p.index, p.cuts, p.rdata].map((a) => a.buffer as ArrayBuffer);
+}
+
+/** The nodes of a packed zone as a read-only Map: owner key → RRsets, decoded at each lookup. */
+export class PackedNodes implements ReadonlyMap<string, RRset[]> {
+  private readonly rdata: Buffer;
+  private readonly mask: number;
+
+  constructor(private readonly p: PackedZone) {
+    this.rdata = Buffer.from(p.rdata.buffer, p.rdata.byteOffset, p.rdata.byteLength);
+    this.mask = p.table.length - 1;
+  }
+
+  get size(): number {
+    return this.p.nodeCount;
+  }
+
+  /** The node number of a key, -1 when absent. */
+  find(key: string): number {
+    const { table, hashes, nameEnds, names } = this.p;
+    const len = key.length;
+    const h = keyHash(key);
+    for (let slot = h & this.mask; ; slot = (slot + 1) & this.mask) {
+      const e = table[slot];
+      if (e === 0) return -1;
+      const node = e - 1;
+      if (hashes[node] !== h) continue;
+      const start = node === 0 ? 0 : nameEnds[node - 1];
+      if (nameEnds[node] - start !== len) continue;
+      let j = 0;
+      while (j < len && names[start + j] === key.charCodeAt(j)) j++;
+      if (j === len) return node;
+    }
+  }
+
+  has(key: string): boolean {
+    return this.find(key) >= 0;
+  }
+
+  get(key: string): RRset[] | undefined {
+    const node = this.find(key);
+    return node < 0 ? undefined : this.setsAt(node);
+  }
+
+  /** The key of node `node`. */
+  keyAt(node: number): string {
+    const start = node === 0 ? 0 : this.p.nameEnds[node - 1];
+    return Buffer.from(this.p.names.buffer, this.p.names.byteOffset + start, this.p.nameEnds[node] - start).toString('latin1');
+  }
+
+  /** The RRsets of node `node` (fresh arrays; the RDATA are views on the packed buffer). */
+  setsAt(node: number): RRset[] {
+    const index = this.p.index;
+    let io = this.p.nodeStarts[node];
+    const count = index[io++];
+    const sets: RRset[] = new Array(count);
+    for (let s = 0; s < count; s++) {
+      const type = index[io++];
+      const ttl = index[io++];
+      const n = index[io++];
+      let start = index[io++];
+      const list: Buffer[] = new Array(n);
+      for (let k = 0; k < n; k++) {
+        const end = index[io++];
+        list[k] = this.rdata.subarray(start, end);
+        start = end;
+      }
+      sets[s] = { type, ttl, rdata: list };
+    }
+    return sets;
+  }
+
+  /** Whether node `node` is a delegation point. */
+  isCut(node: number): boolean {
+    return this.p.cuts[node] === 1;
+  }
+
+  *entries(): MapIterator<[string, RRset[]]> {
+    for (let i = 0; i < this.p.nodeCount; i++) yield [this.keyAt(i), this.setsAt(i)];
+  }
+
+  *keys(): MapIterator<string> {
+    for (let i = 0; i < this.p.nodeCount; i++) yield this.keyAt(i);
+  }
+
+  *values(): MapIterator<RRset[]> {
+    for (let i = 0; i < this.p.nodeCount; i++) yield this.setsAt(i);
+  }
+
+  [Symbol.iterator](): MapIterator<[string, RRset[]]> {
+    return this.entries();
+  }
+
+  forEach(fn: (value: RRset[], key: string, map: ReadonlyMap<string, RRset[]>) => void, thisArg?: unknown): void {
+    for (let i = 0; i < this.p.nodeCount; i++) fn.call(thisArg, this.setsAt(i), this.keyAt(i), this);
+  }
+}
+
+/** The delegation points of a packed zone as a read-only Set of keys. */
+export class PackedCuts implements ReadonlySet<string> {
+  constructor(private readonly nodes: PackedNodes, readonly size: number) {}
+
+  has(key: string): boolean {
+    if (this.size === 0) return false;
+    const node = this.nodes.find(key);
+    return node >= 0 && this.nodes.isCut(node);
+  }
+
+  *values(): SetIterator<string> {
+    if (this.size === 0) return;
+    for (let i = 0; i < this.nodes.size; i++) if (this.nodes.isCut(i)) yield this.nodes.keyAt(i);
+  }
+
+  keys(): SetIterator<string> {
+    return this.values();
+  }
+
+  *entries(): SetIterator<[string, string]> {
+    for (const k of this.values()) yield [k, k];
+  }
+
+  [Symbol.iterator](): SetIterator<string> {
+    return this.values();
+  }
+
+  forEach(fn: (value: string, key: string, set: ReadonlySet<string>) => void, thisArg?: unknown): void {
+    for (const k of this.values()) fn.call(thisArg, k, k, this);
+  }
+}
+
+/** The zone served straight from its packed form (on the serving thread): O(1), nothing is rebuilt. */
+export function packedZone(p: PackedZone): Zone {
+  const nodes = new PackedNodes(p);
+  const soa = nodes.get(p.origin)?.find((s) => s.type === RRType.SOA);
+  if (!soa) throw new Error(`zone ${p.origin} arrived without its SOA`);
+  return {
+    origin: p.origin, nodes, cuts: new PackedCuts(nodes, p.cutCount), soa,
+    serial: p.serial, recordCount: p.recordCount, warnings: p.warnings,
+  };
+}

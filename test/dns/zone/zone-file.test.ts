@@ -1,0 +1,202 @@
+/**
+ * Reading zone files safely (regular files only, a byte limit per zone with its includes, refused
+ * before reading), the zone directory's reports (a directory named x.zone, a missing directory),
+ * and the packed zone handed over by the parser worker: it answers exactly as the zone built here.
+ * (The same faults against the running server: test/dns/zone-file-safety.test.ts.)
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { lookup, ZoneSet } from '../../../src/dns/engine/engine.js';
+import { nameKey } from '../../../src/dns/name.js';
+import { RRType } from '../../../src/dns/wire/constants.js';
+import { loadZoneFile, readZoneText, ReadBudget, ZoneFileError } from '../../../src/dns/zone/zone-file.js';
+import { ZoneDirectory, ZoneDirectoryError } from '../../../src/dns/zone/zone-loader.js';
+import { packedZone, packZone, transferList } from '../../../src/dns/zone/zone-transfer.js';
+import type { Zone } from '../../../src/dns/zone/zone.js';
+import { REPO_ROOT } from '../../support/controller.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'fc-zone-file-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const zoneText = (origin: string, extra = '') => `$ORIGIN ${origin}.\n$TTL 300\n@ SOA ns host 1 3600 600 86400 60\n@ NS ns\nns A 192.0.2.1\n${extra}`;
+
+/** RSS of this process in bytes. */
+const rss = () => process.memoryUsage().rss;
+
+describe('readZoneText', () => {
+  test('reads a regular file and counts its bytes against the budget', () => {
+    const f = join(dir, 'plain.txt');
+    writeFileSync(f, 'abc\n');
+    const b = new ReadBudget(100);
+    expect(readZoneText(f, b).text).toBe('abc\n');
+    expect(b.used).toBe(4);
+  });
+
+  test.each([
+    ['a FIFO', () => {
+      const f = join(dir, 'fifo');
+      execFileSync('mkfifo', [f]);
+      return f;
+    }, 'a FIFO'],
+    ['a directory', () => dir, 'a directory'],
+    ['/dev/zero', () => '/dev/zero', 'a character device'],
+    ['/dev/urandom', () => '/dev/urandom', 'a character device'],
+  ])('refuses %s unread', (_n, make, kind) => {
+    const f = make();
+    const b = new ReadBudget(1 << 20);
+    expect(() => readZoneText(f, b)).toThrow(new ZoneFileError(f, `not a regular file (it is ${kind})`));
+    expect(b.used).toBe(0);
+  });
+
+  test('a file over the budget is refused with the file and the limit; includes share one budget', () => {
+    const f = join(dir, 'ten.txt');
+    writeFileSync(f, '0123456789');
+    expect(() => readZoneText(f, new ReadBudget(9))).toThrow(`${f}: 10 bytes, over the limit of 9 bytes (dns.max_zone_file_bytes)`);
+    const b = new ReadBudget(15);
+    readZoneText(f, b);
+    expect(() => readZoneText(f, b)).toThrow(`${f}: 10 bytes; with the 10 bytes already read for this zone that is over the limit of 15 bytes (dns.max_zone_file_bytes)`);
+  });
+
+  test('a sparse 1 GiB file is refused without being read: memory stays flat', () => {
+    const f = join(dir, 'sparse.zone');
+    writeFileSync(f, '');
+    truncateSync(f, 1024 ** 3);
+    const before = rss();
+    expect(() => readZoneText(f, new ReadBudget(64 * 1024 * 1024))).toThrow(`${f}: 1073741824 bytes, over the limit of 67108864 bytes`);
+    expect(rss() - before).toBeLessThan(32 * 1024 * 1024);
+    rmSync(f);
+  });
+});
+
+describe('loadZoneFile', () => {
+  test('the zone file and its includes together are bounded', () => {
+    const d = join(dir, 'budget');
+    mkdirSync(d);
+    const part = 'x A 192.0.2.9\n'.repeat(20); // 280 bytes
+    writeFileSync(join(d, 'part.inc'), part);
+    const top = zoneText('budget.test', '$INCLUDE part.inc\n$INCLUDE part.inc\n');
+    writeFileSync(join(d, 'budget.test.zone'), top);
+    const size = Buffer.byteLength(top);
+    expect(loadZoneFile(join(d, 'budget.test.zone'), 'budget.test', size + 560).zone.recordCount).toBe(4);
+    expect(() => loadZoneFile(join(d, 'budget.test.zone'), 'budget.test', size + 559))
+      .toThrow(`budget.test.zone:7: cannot read $INCLUDE file "part.inc": ${join(d, 'part.inc')}: 280 bytes; with the ${size + 280} bytes already read`);
+  });
+
+  test('an include loop is still refused', () => {
+    const d = join(dir, 'loop');
+    mkdirSync(d);
+    writeFileSync(join(d, 'a.inc'), '$INCLUDE b.inc\n');
+    writeFileSync(join(d, 'b.inc'), '$INCLUDE a.inc\n');
+    writeFileSync(join(d, 'loop.test.zone'), zoneText('loop.test', '$INCLUDE a.inc\n'));
+    expect(() => loadZoneFile(join(d, 'loop.test.zone'), 'loop.test')).toThrow(`b.inc:1: $INCLUDE loop: ${join(d, 'a.inc')} includes itself`);
+  });
+});
+
+describe('ZoneDirectory', () => {
+  test('a directory named x.zone and a FIFO named y.zone are reported; the other zones are served', async () => {
+    const d = join(dir, 'kinds');
+    mkdirSync(d);
+    writeFileSync(join(d, 'good.test.zone'), zoneText('good.test'));
+    mkdirSync(join(d, 'x.zone'));
+    execFileSync('mkfifo', [join(d, 'y.zone')]);
+    const r = await new ZoneDirectory(d).load();
+    expect(r.zones.map((z) => z.origin)).toEqual(['good.test.']);
+    expect(r.errors).toEqual([
+      { file: join(d, 'x.zone'), reason: 'not a regular file (it is a directory)', keptPrevious: false },
+      { file: join(d, 'y.zone'), reason: 'not a regular file (it is a FIFO)', keptPrevious: false },
+    ]);
+  });
+
+  test('a zone over maxZoneBytes is refused naming the file and the limit; a smaller one is served', async () => {
+    const d = join(dir, 'limit');
+    mkdirSync(d);
+    writeFileSync(join(d, 'small.test.zone'), zoneText('small.test'));
+    const big = zoneText('big.test', 'h A 192.0.2.2\n'.repeat(100));
+    writeFileSync(join(d, 'big.test.zone'), big);
+    const r = await new ZoneDirectory(d, { maxZoneBytes: 500 }).load();
+    expect(r.zones.map((z) => z.origin)).toEqual(['small.test.']);
+    expect(r.errors).toEqual([{
+      file: join(d, 'big.test.zone'), line: undefined, keptPrevious: false,
+      reason: `${Buffer.byteLength(big)} bytes, over the limit of 500 bytes (dns.max_zone_file_bytes)`,
+    }]);
+  });
+
+  test('a missing directory: one line at the first load; later one error and every zone stays served', async () => {
+    const missing = join(dir, 'nope');
+    const first = new ZoneDirectory(missing).load();
+    await expect(first).rejects.toThrow(new ZoneDirectoryError(missing, 'cannot read the zones directory: no such file or directory (ENOENT)'));
+    await expect(first).rejects.toThrow(/^[^\n]+$/);
+    const d = join(dir, 'vanishing');
+    mkdirSync(d);
+    writeFileSync(join(d, 'v.test.zone'), zoneText('v.test'));
+    const zd = new ZoneDirectory(d);
+    expect((await zd.load()).zones).toHaveLength(1);
+    renameSync(d, d + '.away');
+    const r = await zd.load();
+    expect(r.zones.map((z) => z.origin)).toEqual(['v.test.']);
+    expect(r.errors).toEqual([{ file: d, reason: 'cannot read the zones directory: no such file or directory (ENOENT)', keptPrevious: true }]);
+    renameSync(d + '.away', d);
+    expect((await zd.load()).errors).toEqual([]);
+  });
+});
+
+describe('the packed zone from the worker', () => {
+  const fixtures = [join(REPO_ROOT, 'test', 'fixtures', 'differential'), join(REPO_ROOT, 'test', 'fixtures', 'zones')];
+  const zones: { built: Zone; packed: Zone }[] = [];
+  beforeAll(() => {
+    for (const d of fixtures) {
+      for (const name of readdirSync(d).filter((n) => n.endsWith('.zone'))) {
+        const built = loadZoneFile(join(d, name), name.slice(0, -5)).zone;
+        const p = packZone(built);
+        // as postMessage does: the buffers move to the other side
+        const moved = structuredClone(p, { transfer: transferList(p) });
+        expect(p.rdata.byteLength).toBe(0);
+        zones.push({ built, packed: packedZone(moved) });
+      }
+    }
+    expect(zones.length).toBeGreaterThanOrEqual(8);
+  });
+
+  const show = (z: Zone) => ({
+    origin: z.origin, serial: z.serial, recordCount: z.recordCount, soa: z.soa, size: z.nodes.size,
+    nodes: [...z.nodes].map(([k, sets]) => [k, sets.map((s) => [s.type, s.ttl, s.rdata.map((b) => b.toString('hex'))])]),
+    cuts: [...z.cuts].sort(), cutCount: z.cuts.size,
+  });
+
+  test('holds the same names, RRsets, cuts and SOA, in the same order', () => {
+    for (const { built, packed } of zones) {
+      expect(show(packed)).toEqual(show(built));
+      for (const k of built.nodes.keys()) {
+        expect(packed.nodes.has(k)).toBe(true);
+        expect(packed.cuts.has(k)).toBe(built.cuts.has(k));
+      }
+      for (const k of ['nope.' + built.origin, 'x', '', '.', 'é.' + built.origin, built.origin.toUpperCase()]) {
+        expect(packed.nodes.has(k)).toBe(built.nodes.has(k));
+        expect(packed.nodes.get(k)).toEqual(built.nodes.get(k));
+      }
+    }
+  });
+
+  test('the engine answers the same from both, for every name and type, below names and at wildcards', () => {
+    const built = new ZoneSet(zones.map((z) => z.built));
+    const packed = new ZoneSet(zones.map((z) => z.packed));
+    const types = [RRType.A, RRType.AAAA, RRType.NS, RRType.SOA, RRType.MX, RRType.TXT, RRType.CNAME, RRType.DS, RRType.ANY, 99];
+    let n = 0;
+    for (const { built: z } of zones) {
+      for (const owner of z.nodes.keys()) {
+        for (const q of [owner, nameKey('below.' + owner.replace(/^\*\./, 'w.'))]) {
+          for (const t of types) {
+            for (const tcp of [false, true]) {
+              expect(lookup(packed, q, t, { tcp })).toEqual(lookup(built, q, t, { tcp }));
+              n++;
+            }
+          }
+        }
+      }
+    }
+    expect(n).toBeGreaterThan(1000);
+  });
+});
