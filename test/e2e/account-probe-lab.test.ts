@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { join } from 'node:path';
 import { REPO_ROOT, startController, type ControllerHandle } from '../support/controller.js';
 import { createLab, labSections, type Lab } from '../support/netns-lab.js';
+import { waitFor } from '../support/wait-for.js';
 
 let lab: Lab;
 let ctl: ControllerHandle;
@@ -18,7 +19,9 @@ beforeAll(async () => {
     sections: {
       ...labSections(lab, { profile: 'vps' }),
       accounts: [{ name: 'acme', server: 'srv-42', zones: ['acme.test'], probe: { url: 'http://www.acme.test/', identity_header: 'x-served-by' } }],
-      health: { interval_ms: 10, timeout_ms: 200, deadline_s: 30, recovery_probes: 20 },
+      // A probe timeout of seconds: both hosts serve the site throughout, so any failed probe
+      // would be a slow answer on a loaded machine, not an outage.
+      health: { interval_ms: 10, timeout_ms: 3000, deadline_s: 30, recovery_probes: 20 },
     },
   });
 }, 90_000);
@@ -33,14 +36,13 @@ describe('account probe', () => {
     expect((await ctl.post('/v1/accounts/acme/move', { to: 'transit', phase: 'started' })).status).toBe(200);
     await new Promise((r) => setTimeout(r, 300)); // the move itself (copying files and databases)
     expect((await ctl.post('/v1/accounts/acme/move', { to: 'transit', phase: 'completed' })).status).toBe(200);
-    let probe: Record<string, unknown> | null = null;
-    for (let i = 0; i < 100 && !probe; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      const m = JSON.parse((await ctl.get('/v1/servers/srv-42/migration')).body);
-      probe = m.accounts[0].moves[0].probe;
-    }
+    const probe = await waitFor(
+      'the probe result of the move',
+      async () => JSON.parse((await ctl.get('/v1/servers/srv-42/migration')).body).accounts[0].moves[0].probe as Record<string, unknown> | null,
+      { pollMs: 100, timeoutMs: 45_000 },
+    );
     console.log('acme move to transit, probe:', JSON.stringify(probe));
     expect(probe).toMatchObject({ recovered: true, downtime_ms: 0, probes_failed: 0 });
-    expect(probe!.probes_sent as number).toBeGreaterThan(20);
-  }, 60_000);
+    expect(probe.probes_sent as number).toBeGreaterThan(20);
+  }, 90_000);
 });

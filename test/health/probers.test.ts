@@ -6,7 +6,20 @@ import type { AddressInfo } from 'node:net';
 import { createHttpProber } from '../../src/health/http-prober.js';
 import { createTcpProber } from '../../src/health/tcp-prober.js';
 import { createIcmpProber, FpingMissingError, locateExecutable, startIcmpLoop } from '../../src/health/icmp-prober.js';
+import type { Sample } from '../../src/health/probe-runner.js';
 import type { ProbeTarget } from '../../src/health/prober.js';
+import { waitFor } from '../support/wait-for.js';
+
+/*
+ * Timing: these tests assert outcomes (ok, responder, reason) and that timeouts fire, never how
+ * fast loopback answers (`npm run bench:probe` prints that). A probe expected to succeed gets a
+ * timeout of seconds (OK_MS) so that a loaded machine cannot turn it into a timeout; a probe
+ * expected to time out is checked against a bound with seconds of slack (LATE_MS), and not before
+ * its timeout (timers may fire up to ~1 ms early against performance.now(), hence EARLY_MS).
+ */
+const OK_MS = 5000;
+const LATE_MS = 3000;
+const EARLY_MS = 2;
 
 const V4: ProbeTarget = { address: '127.0.0.1', family: 4 };
 const V6: ProbeTarget = { address: '::1', family: 6 };
@@ -35,7 +48,8 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
   } else if (url === '/hang') {
     held.push(res); // accepts, reads the request, never answers
   } else if (url.startsWith('/slow/')) {
-    setTimeout(() => res.writeHead(200, { 'x-served-by': 'slow-1' }).end('late'), Number(url.slice(6)));
+    const timer = setTimeout(() => res.writeHead(200, { 'x-served-by': 'slow-1' }).end('late'), Number(url.slice(6)));
+    res.on('close', () => clearTimeout(timer)); // the client gave up: no answer to write
   } else {
     res.writeHead(404).end();
   }
@@ -72,7 +86,7 @@ const portOf = (t: ProbeTarget): number => (t.family === 4 ? port4 : port6);
 
 describe.each(FAMILIES.map((t) => [t.address, t] as const))('HTTP prober on %s', (_a, t) => {
   test('identity from a header; 2xx is ok; a fresh connection per probe', async () => {
-    const p = createHttpProber({ port: portOf(t), path: '/id', timeoutMs: 500, identityHeader: 'X-Served-By' });
+    const p = createHttpProber({ port: portOf(t), path: '/id', timeoutMs: OK_MS, identityHeader: 'X-Served-By' });
     const before = connections.count;
     const results = [];
     for (let i = 0; i < 3; i++) results.push(await p.probe(t));
@@ -80,54 +94,59 @@ describe.each(FAMILIES.map((t) => [t.address, t] as const))('HTTP prober on %s',
       expect(r).toMatchObject({ ok: true, responder: 'srv-42' });
       expect(r.reason).toBeUndefined();
       expect(r.rttMs).toBeGreaterThan(0);
-      expect(r.rttMs).toBeLessThan(100);
     }
     expect(connections.count - before).toBe(3); // agent: false, no keep-alive
     expect(hosts[hosts.length - 1]).toBe(t.family === 6 ? `[::1]:${portOf(t)}` : `127.0.0.1:${portOf(t)}`);
   });
 
   test('identity from the body pattern; Host header override', async () => {
-    const p = createHttpProber({ port: portOf(t), path: '/body', host: 'www.example.org', timeoutMs: 500, identityHeader: 'x-served-by', bodyPattern: '<b>([a-z0-9-]+)</b>' });
+    const p = createHttpProber({ port: portOf(t), path: '/body', host: 'www.example.org', timeoutMs: OK_MS, identityHeader: 'x-served-by', bodyPattern: '<b>([a-z0-9-]+)</b>' });
     expect(await p.probe(t)).toMatchObject({ ok: true, responder: 'transit-3' });
     expect(hosts[hosts.length - 1]).toBe('www.example.org');
   });
 
   test('3xx is ok (not followed); 503 is not, with its status as reason and the responder kept', async () => {
-    expect(await createHttpProber({ port: portOf(t), path: '/redirect', timeoutMs: 500, identityHeader: 'x-served-by' }).probe(t)).toMatchObject({ ok: true, responder: 'srv-42' });
-    const r = await createHttpProber({ port: portOf(t), path: '/503', timeoutMs: 500, identityHeader: 'x-served-by' }).probe(t);
+    expect(await createHttpProber({ port: portOf(t), path: '/redirect', timeoutMs: OK_MS, identityHeader: 'x-served-by' }).probe(t)).toMatchObject({ ok: true, responder: 'srv-42' });
+    const r = await createHttpProber({ port: portOf(t), path: '/503', timeoutMs: OK_MS, identityHeader: 'x-served-by' }).probe(t);
     expect(r).toMatchObject({ ok: false, reason: 'http-status-503', responder: 'srv-42' });
-    expect((await createHttpProber({ port: portOf(t), path: '/nope', timeoutMs: 500 }).probe(t)).reason).toBe('http-status-404');
+    expect((await createHttpProber({ port: portOf(t), path: '/nope', timeoutMs: OK_MS }).probe(t)).reason).toBe('http-status-404');
   });
 
-  test('a server that accepts but never answers: timeout, on time', async () => {
+  test('a server that accepts but never answers: timeout, not before it, and the probe ends', async () => {
     const p = createHttpProber({ port: portOf(t), path: '/hang', timeoutMs: 150, identityHeader: 'x-served-by' });
     const t0 = performance.now();
     const r = await p.probe(t);
     const took = performance.now() - t0;
     expect(r).toMatchObject({ ok: false, reason: 'timeout' });
-    expect(took).toBeGreaterThanOrEqual(149);
-    expect(took).toBeLessThan(150 + 50);
+    expect(took).toBeGreaterThanOrEqual(150 - EARLY_MS);
+    expect(took).toBeLessThan(150 + LATE_MS);
   });
 
   test('a slow server: ok within the timeout, timeout beyond it', async () => {
-    const ok = await createHttpProber({ port: portOf(t), path: '/slow/80', timeoutMs: 400, identityHeader: 'x-served-by' }).probe(t);
+    const ok = await createHttpProber({ port: portOf(t), path: '/slow/80', timeoutMs: OK_MS, identityHeader: 'x-served-by' }).probe(t);
     expect(ok).toMatchObject({ ok: true, responder: 'slow-1' });
-    expect(ok.rttMs).toBeGreaterThanOrEqual(79);
-    const late = await createHttpProber({ port: portOf(t), path: '/slow/300', timeoutMs: 100, identityHeader: 'x-served-by' }).probe(t);
+    expect(ok.rttMs).toBeGreaterThanOrEqual(80 - EARLY_MS);
+    // The answer comes 2 s after the request: the 100 ms timeout always fires first.
+    const late = await createHttpProber({ port: portOf(t), path: '/slow/2000', timeoutMs: 100, identityHeader: 'x-served-by' }).probe(t);
     expect(late).toMatchObject({ ok: false, reason: 'timeout' });
-    expect(late.rttMs).toBeLessThan(130);
+    expect(late.rttMs).toBeGreaterThanOrEqual(100 - EARLY_MS);
+    expect(late.rttMs).toBeLessThan(2000);
   });
 
   test('a refused port', async () => {
-    const r = await createHttpProber({ port: await closedPort(t.address), path: '/', timeoutMs: 500 }).probe(t);
+    const r = await createHttpProber({ port: await closedPort(t.address), path: '/', timeoutMs: OK_MS }).probe(t);
     expect(r).toMatchObject({ ok: false, reason: 'refused' });
   });
 
   test('abort signal, bad address: results, never throws', async () => {
-    const p = createHttpProber({ port: portOf(t), path: '/hang', timeoutMs: 1000 });
+    const p = createHttpProber({ port: portOf(t), path: '/hang', timeoutMs: OK_MS });
     const ac = new AbortController();
-    setTimeout(() => ac.abort(), 30);
-    expect(await p.probe(t, ac.signal)).toMatchObject({ ok: false, reason: 'aborted' });
+    const probed = p.probe(t, ac.signal);
+    // Abort once the server holds the request (the probe is certainly in flight then).
+    const heldBefore = held.length;
+    await waitFor('the server to hold the request', () => held.length > heldBefore);
+    ac.abort();
+    expect(await probed).toMatchObject({ ok: false, reason: 'aborted' });
     expect(await p.probe({ address: 'localhost', family: 4 })).toMatchObject({ ok: false, reason: 'bad-address' });
     expect(await p.probe({ address: '::1', family: 4 })).toMatchObject({ ok: false, reason: 'bad-address' });
   });
@@ -145,11 +164,11 @@ describe('HTTP prober options', () => {
 
 describe.each(FAMILIES.map((t) => [t.address, t] as const))('TCP prober on %s', (_a, t) => {
   test('connects to a listening port; refused on a closed one', async () => {
-    const ok = await createTcpProber({ port: portOf(t), timeoutMs: 500 }).probe(t);
+    const ok = await createTcpProber({ port: portOf(t), timeoutMs: OK_MS }).probe(t);
     expect(ok.ok).toBe(true);
     expect(ok.responder).toBeUndefined();
-    expect(ok.rttMs).toBeLessThan(50);
-    expect(await createTcpProber({ port: await closedPort(t.address), timeoutMs: 500 }).probe(t)).toMatchObject({ ok: false, reason: 'refused' });
+    expect(ok.rttMs).toBeGreaterThan(0);
+    expect(await createTcpProber({ port: await closedPort(t.address), timeoutMs: OK_MS }).probe(t)).toMatchObject({ ok: false, reason: 'refused' });
   });
 });
 
@@ -163,22 +182,25 @@ const hasPython = (() => {
 })();
 
 (hasPython ? describe : describe.skip)('TCP prober timeout', () => {
-  test('a listener whose accept queue is full drops SYNs: timeout, on time', async () => {
-    // python3 listens with backlog 0 and never accepts; we fill its queue first.
+  test('a listener whose accept queue is full drops SYNs: timeout, not before it, and the probe ends', async () => {
+    // python3 listens with backlog 0 and never accepts: once one connection waits in its accept
+    // queue, the queue is full and the kernel drops further SYNs.
     const { spawn } = await import('node:child_process');
-    const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const py = spawn('python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const fillers: net.Socket[] = [];
     try {
       const port = await new Promise<number>((r) => py.stdout.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
-      const fillers: net.Socket[] = [];
-      for (let i = 0; i < 3; i++) fillers.push(net.connect(port, '127.0.0.1').on('error', () => undefined));
-      await new Promise((r) => setTimeout(r, 100));
+      let connected = 0;
+      for (let i = 0; i < 3; i++) fillers.push(net.connect(port, '127.0.0.1').on('connect', () => connected++).on('error', () => undefined));
+      await waitFor('a filler connection in the accept queue', () => connected > 0);
       const t0 = performance.now();
-      const r = await createTcpProber({ port, timeoutMs: 120 }).probe(V4);
+      const r = await createTcpProber({ port, timeoutMs: 300 }).probe(V4);
       const took = performance.now() - t0;
-      for (const f of fillers) f.destroy();
       expect(r).toMatchObject({ ok: false, reason: 'timeout' });
-      expect(took).toBeLessThan(120 + 30);
+      expect(took).toBeGreaterThanOrEqual(300 - EARLY_MS);
+      expect(took).toBeLessThan(300 + LATE_MS);
     } finally {
+      for (const f of fillers) f.destroy();
       py.kill('SIGKILL');
     }
   });
@@ -200,28 +222,30 @@ describe('ICMP prober', () => {
   });
 
   (hasFping ? test : test.skip).each(FAMILIES.map((t) => [t.address, t] as const))('fping answers from %s', async (_a, t) => {
-    const p = createIcmpProber({ timeoutMs: 200 });
+    const p = createIcmpProber({ timeoutMs: OK_MS, graceMs: LATE_MS });
     const r = await p.probe(t);
     expect(r.ok).toBe(true);
-    expect(r.rttMs).toBeLessThan(10);
+    expect(r.rttMs).toBeGreaterThan(0);
     expect(await p.probe({ address: '-h', family: 4 })).toMatchObject({ ok: false, reason: 'bad-address' });
   });
 
-  (hasFping ? test : test.skip)('loop mode on both loopbacks: fixed cadence, all ok', async () => {
-    const got: number[] = [];
-    const loop = startIcmpLoop({ targets: FAMILIES, intervalMs: 20, timeoutMs: 100, onResult: (s) => got.push(s.seq) });
-    await new Promise((r) => setTimeout(r, 400));
+  (hasFping ? test : test.skip)('loop mode on both loopbacks: every seq reported, all ok, send times on a fixed schedule', async () => {
+    const got: Sample[] = [];
+    const loop = startIcmpLoop({ targets: FAMILIES, intervalMs: 20, timeoutMs: 1000, onResult: (s) => got.push(s) });
+    await waitFor('15 results per address', () => FAMILIES.every((t) => got.filter((s) => s.address === t.address).length >= 15));
     const all = await loop.stop();
     for (const t of FAMILIES) {
       const mine = all.filter((s) => s.address === t.address);
       expect(mine.length).toBeGreaterThanOrEqual(15);
-      expect(mine.every((s) => s.ok)).toBe(true);
+      expect(mine.filter((s) => !s.ok)).toEqual([]);
       mine.forEach((s, i) => expect(s.seq).toBe(i));
-      // Send times come from fping's fixed schedule; the estimate of its origin may still move by a few ms
-      // early on under CPU load, so most steps must be exact and none far off.
-      const err = mine.slice(1).map((s, i) => Math.abs(s.sentAt - mine[i].sentAt - 20)).sort((x, y) => x - y);
-      expect(err[Math.floor(err.length * 0.8)]).toBeLessThan(1);
-      expect(err[err.length - 1]).toBeLessThan(25);
+      // sentAt = origin + seq x interval, with the origin estimated from fping's replies; the estimate
+      // only ever moves earlier, so no step between consecutive send times exceeds the interval
+      // (send times taken from arrival times would jitter both ways). How often a step is exact is
+      // a precision figure: bench:probe prints it.
+      const steps = mine.slice(1).map((s, i) => s.sentAt - mine[i].sentAt);
+      expect(steps.filter((d) => d > 20 + 0.002)).toEqual([]);
+      expect(mine.at(-1)!.sentAt - mine[0].sentAt).toBeLessThanOrEqual((mine.length - 1) * 20 + 0.002);
     }
     expect(got.length).toBe(all.length);
   });
@@ -269,8 +293,11 @@ describe('ICMP failures inside a network namespace', () => {
 
   test('timeout, unreachable, and loopback still answering', async () => {
     if (!ok) return console.warn('skipped: no netns (needs root and fping)');
-    // A long grace lets fping itself report (its exit can be slow on a loaded machine).
-    const p = createIcmpProber({ timeoutMs: 100, graceMs: 500, argvPrefix: prefix });
+    // A long grace lets fping itself report (its start through ip netns exec and its exit can be
+    // slow on a loaded machine); a reply on loopback gets a whole second.
+    const timeoutMs = 1000;
+    const graceMs = LATE_MS;
+    const p = createIcmpProber({ timeoutMs, graceMs, argvPrefix: prefix });
     const t0 = performance.now();
     const [a, b, c, d] = await Promise.all([
       p.probe({ address: '192.0.2.99', family: 4 }),
@@ -278,9 +305,8 @@ describe('ICMP failures inside a network namespace', () => {
       p.probe({ address: '2001:db8::99', family: 6 }),
       p.probe(V4),
     ]);
-    // Bounded by timeout + grace, plus the (synchronous) cost of spawning 4 processes via ip netns exec;
-    // generous because CI machines are shared.
-    expect(performance.now() - t0).toBeLessThan(100 + 500 + 100);
+    // Every probe ends by timeout + grace (the rest is slack for a loaded machine).
+    expect(performance.now() - t0).toBeLessThan(timeoutMs + graceMs + LATE_MS);
     expect(a).toMatchObject({ ok: false, reason: 'timeout' });
     expect(b).toMatchObject({ ok: false, reason: 'unreachable' });
     expect(c).toMatchObject({ ok: false, reason: 'timeout' });
@@ -290,19 +316,25 @@ describe('ICMP failures inside a network namespace', () => {
   test('loop mode: timed-out and silent (no route) addresses become failures at their send times', async () => {
     if (!ok) return;
     const targets: ProbeTarget[] = [V4, { address: '192.0.2.99', family: 4 }, { address: '198.51.100.1', family: 4 }];
-    const loop = startIcmpLoop({ targets, intervalMs: 20, timeoutMs: 60, argvPrefix: prefix });
-    await new Promise((r) => setTimeout(r, 400));
+    const got: Sample[] = [];
+    // A timeout of a second: fping and this process may both be descheduled for a while on a loaded machine.
+    const loop = startIcmpLoop({ targets, intervalMs: 20, timeoutMs: 1000, argvPrefix: prefix, onResult: (s) => got.push(s) });
+    await waitFor('20 results per address', () => targets.every((t) => got.filter((s) => s.address === t.address).length >= 20));
     const all = await loop.stop();
     const by = (a: string) => all.filter((s) => s.address === a);
-    expect(by('127.0.0.1').every((s) => s.ok)).toBe(true);
-    for (const [a, reason] of [
-      ['192.0.2.99', 'timeout'],
-      ['198.51.100.1', 'no-reply'],
-    ]) {
+    expect(by('127.0.0.1').filter((s) => !s.ok)).toEqual([]);
+    for (const a of ['192.0.2.99', '198.51.100.1']) {
       const l = by(a);
-      expect(l.length).toBeGreaterThanOrEqual(5); // 20 slots in 400 ms, minus fping's start via ip netns exec
-      expect(l.filter((s) => s.ok || s.reason !== reason).map((s) => [s.seq, s.reason])).toEqual([]);
+      expect(l.length).toBeGreaterThanOrEqual(20);
+      expect(l.filter((s) => s.ok)).toEqual([]);
       l.forEach((s, i) => expect(s.seq).toBe(i));
     }
+    // fping says "timed out" for 192.0.2.99 (sent, never answered) and nothing for 198.51.100.1 (a
+    // send error): the runner records fping's timeouts as such, and the seqs fping is silent about as
+    // no-reply. A timed-out line that fping prints later than the runner's slack (100 ms) after the
+    // timeout is also recorded as no-reply, which a loaded machine can cause: hence "some".
+    expect(by('192.0.2.99').filter((s) => s.reason !== 'timeout' && s.reason !== 'no-reply')).toEqual([]);
+    expect(by('192.0.2.99').some((s) => s.reason === 'timeout')).toBe(true);
+    expect(by('198.51.100.1').filter((s) => s.reason !== 'no-reply')).toEqual([]);
   });
 });

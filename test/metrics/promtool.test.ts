@@ -159,10 +159,10 @@ describe('/metrics', () => {
     }
     expected = Object.fromEntries([...exp].sort());
 
-    // Counters may be bumped just after the reply is sent: poll briefly.
+    // Counters may be bumped just after the reply is sent: poll until they show (30 s at most, for a loaded machine).
     afterRaw = await scrape();
     after = parseExposition(afterRaw.body);
-    for (let i = 0; i < 30 && JSON.stringify(deltas(before, after)) !== JSON.stringify(expected); i++) {
+    for (let i = 0; i < 300 && JSON.stringify(deltas(before, after)) !== JSON.stringify(expected); i++) {
       await delay(100);
       afterRaw = await scrape();
       after = parseExposition(afterRaw.body);

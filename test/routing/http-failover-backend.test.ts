@@ -341,8 +341,16 @@ describe('http backend: credentials echoed by the provider', () => {
     });
     fake.fault(IP_A, { serverErrors: 1_000, serverErrorMethod: 'ANY', echoCredentials: true });
     const seen: string[] = [];
+    // Retry until every form has been echoed twice: a count, not a time (a loaded machine makes
+    // fewer attempts per second); the deadline only bounds a test that would hang.
+    const enough = 2 * credentialEchoes('Basic x').length;
+    const stop = new AbortController();
     const b = withRetry(backend({ username: ECHO_USER, password: ECHO_PASSWORD }), {
-      deadlineMs: 1500, minTimeoutMs: 1, maxTimeoutMs: 5, onRetry: (i) => seen.push(i.error.message, i.error.stack ?? ''),
+      deadlineMs: 60_000, minTimeoutMs: 1, maxTimeoutMs: 5, signal: stop.signal,
+      onRetry: (i) => {
+        seen.push(i.error.message, i.error.stack ?? '');
+        if (fake.echoed.length >= enough) stop.abort();
+      },
     });
     const final = await rejection(b.apply([toTransit(IP_A)]));
     seen.push(final.message, final.stack ?? '');

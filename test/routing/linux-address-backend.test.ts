@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { runCommand, type CommandResult, type CommandRunner } from '../../src/routing/command-runner.js';
 import { LinuxAddressBackend, type LinuxAddressBackendOptions } from '../../src/routing/linux-address-backend.js';
 import { RouteError, type DesiredRoute } from '../../src/routing/route-backend.js';
-import { createLab, ON_LINK_ADDRESSES, ORIGIN, probeLoop, TRANSIT, urlOf, type Lab, type ProbeStats } from '../support/netns-lab.js';
+import { answeredSince, createLab, ON_LINK_ADDRESSES, ORIGIN, probeLoop, TRANSIT, urlOf, type Lab, type ProbeStats } from '../support/netns-lab.js';
+import { waitFor } from '../support/wait-for.js';
 
 const familyOf = (a: string): 4 | 6 => (a.includes(':') ? 6 : 4);
 const moveAll = (addresses: readonly string[], to: string, from: string): DesiredRoute[] => addresses.map((address) => ({ address, family: familyOf(address), to, from }));
@@ -152,8 +153,23 @@ describe('LinuxAddressBackend with a fake runner', () => {
 describe('LinuxAddressBackend in a network-namespace lab', () => {
   let lab: Lab;
   const urls = ON_LINK_ADDRESSES.map(urlOf);
+  /** Probe timeout: a slow answer on a loaded machine is an answer, not a lost probe. */
+  const PROBE_TIMEOUT_MS = 3000;
+  /**
+   * Probes lost per move: the move resets the TCP connection in flight when the router's neighbour
+   * entry changes (as a route flip does, see the README's known limits); the probe loop has one
+   * probe in flight at a time, so the announcement and the removal from the old host cut at most one each.
+   */
+  const MAX_LOST_PER_MOVE = 2;
+  /**
+   * With announcements the router reaches the new host on the next probe. Without them a stale
+   * neighbour entry keeps pointing at the old host for at least delay_first_probe_time (5 s) plus
+   * the unicast probes (see the control test); this bound sits below that, and is seconds above
+   * what the move takes even on a loaded machine.
+   */
+  const ANNOUNCED_WITHIN_MS = 3000;
 
-  /** Per URL: ms from `t0` to the first answer by `to`, and the longest stretch without any answer. */
+  /** Per URL: ms from `t0` to the send of the first probe answered by `to`, and the longest stretch without any answer. */
   function switchFigures(stats: ProbeStats, t0: number, to: string) {
     return urls.map((url) => {
       const log = stats.log.filter((p) => p.url === url);
@@ -169,18 +185,24 @@ describe('LinuxAddressBackend in a network-namespace lab', () => {
     });
   }
 
+  /**
+   * Moves the on-link addresses while the router probes them every 10 ms: from the moment both have
+   * answered from `from` until both have answered from `to` after apply() returned. `figures` are
+   * counted from the end of apply() (the announcements have been sent by then).
+   */
   async function moveUnderProbes(b: LinuxAddressBackend, to: string, from: string, label: string) {
-    const loop = probeLoop(lab, lab.ns.router, urls, 10, 300);
-    await new Promise((r) => setTimeout(r, 300));
+    const loop = probeLoop(lab, lab.ns.router, urls, 10, PROBE_TIMEOUT_MS);
+    const begin = performance.now();
+    await waitFor(`every address answered by ${from}`, () => answeredSince(loop.stats, urls, from, begin));
     const t0 = performance.now();
     const result = await b.apply(moveAll(ON_LINK_ADDRESSES, to, from));
-    const applyMs = performance.now() - t0;
-    await new Promise((r) => setTimeout(r, 300));
+    const t1 = performance.now();
+    await waitFor(`every address answered by ${to} after apply()`, () => answeredSince(loop.stats, urls, to, t1));
     const stats = await loop.stop();
-    const figures = switchFigures(stats, t0, to);
+    const figures = switchFigures(stats, t1, to);
     console.log(
-      `linux-address ${label}: apply ${applyMs.toFixed(0)} ms; ${stats.probes} probes from the router (every 10 ms), ${stats.failures} failures ${JSON.stringify(stats.errors)}; ` +
-        figures.map((f) => `${f.url}: first answer by ${to} ${f.firstAnswerMs} ms after apply() began, longest gap between answers ${f.longestGapMs} ms`).join('; '),
+      `linux-address ${label}: apply ${(t1 - t0).toFixed(0)} ms; ${stats.probes} probes from the router (every 10 ms), ${stats.failures} failures ${JSON.stringify(stats.errors)}; ` +
+        figures.map((f) => `${f.url}: first probe answered by ${to} sent ${f.firstAnswerMs} ms after apply() returned, longest gap between answers ${f.longestGapMs} ms`).join('; '),
     );
     return { result, stats, figures };
   }
@@ -198,15 +220,14 @@ describe('LinuxAddressBackend in a network-namespace lab', () => {
     for (const url of urls) expect(await lab.httpFrom(lab.ns.client, url, 1000)).toBe(ORIGIN);
   });
 
-  test('move to transit-3: the router reaches it at once (no failed probe, gap of a few ms)', async () => {
+  test('move to transit-3: the router reaches it at once (no stale neighbour entry)', async () => {
     const b = new LinuxAddressBackend({ ...lab.linuxAddress });
     const { result, stats, figures } = await moveUnderProbes(b, TRANSIT, ORIGIN, 'move to transit-3');
     expect(result).toEqual({ changed: [...ON_LINK_ADDRESSES], unchanged: [] });
-    expect(stats.failures).toBe(0);
+    expect(stats.failures).toBeLessThanOrEqual(MAX_LOST_PER_MOVE);
     for (const f of figures) {
       expect(f.firstAnswerMs).not.toBeNull();
-      expect(f.firstAnswerMs!).toBeLessThan(1000);
-      expect(f.longestGapMs).toBeLessThan(500);
+      expect(f.firstAnswerMs!).toBeLessThan(ANNOUNCED_WITHIN_MS);
     }
     for (const url of urls) expect(await lab.httpFrom(lab.ns.router, url, 1000)).toBe(TRANSIT);
     for (const url of urls) expect(await lab.httpFrom(lab.ns.client, url, 1000)).toBe(TRANSIT);
@@ -237,8 +258,8 @@ describe('LinuxAddressBackend in a network-namespace lab', () => {
     const b = new LinuxAddressBackend({ ...lab.linuxAddress });
     const { result, stats, figures } = await moveUnderProbes(b, ORIGIN, TRANSIT, 'move back to srv-42');
     expect(result.changed).toEqual([...ON_LINK_ADDRESSES]);
-    expect(stats.failures).toBe(0);
-    for (const f of figures) expect(f.firstAnswerMs!).toBeLessThan(1000);
+    expect(stats.failures).toBeLessThanOrEqual(MAX_LOST_PER_MOVE);
+    for (const f of figures) expect(f.firstAnswerMs!).toBeLessThan(ANNOUNCED_WITHIN_MS);
     expect((await b.current([...ON_LINK_ADDRESSES])).map((c) => c.to)).toEqual([ORIGIN, ORIGIN]);
   });
 

@@ -9,13 +9,24 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { runCommand, type CommandResult, type CommandRunner } from '../../src/routing/command-runner.js';
 import { conntrackEntries, LinuxRouteBackend, PIN_MARK_BASE, pinElements, pinIds } from '../../src/routing/linux-route-backend.js';
 import { RouteError, type DesiredRoute } from '../../src/routing/route-backend.js';
-import { createLab, LAN, ORIGIN, probeLoop, SERVICE_ADDRESSES, TRANSIT, urlOf, type Lab, type ProbeStats } from '../support/netns-lab.js';
+import { answeredSince, createLab, LAN, ORIGIN, probeLoop, SERVICE_ADDRESSES, TRANSIT, urlOf, type Lab, type ProbeStats } from '../support/netns-lab.js';
+import { waitFor } from '../support/wait-for.js';
 
 const ROUTER = ['ssh', 'router'];
 const NEXT_HOPS = { [ORIGIN]: ['192.0.2.2', '2001:db8:ffff::2'], [TRANSIT]: ['192.0.2.3', '2001:db8:ffff::3'] };
 const HOSTS = { [ORIGIN]: ['ssh', 'srv-42'], [TRANSIT]: ['ssh', 'transit-3'] };
 
 const familyOf = (a: string): 4 | 6 => (a.includes(':') ? 6 : 4);
+
+/**
+ * Probes lost per flip without connection pinning. A flip resets the TCP connection in flight at
+ * its instant (the README's known limit: in bench:cutover 5-30% of flips lose one probe at 10 ms).
+ * The probe loop has one probe in flight at a time, so the route switch and the removal from the
+ * old host can each cut at most one.
+ */
+const MAX_LOST_PER_FLIP = 2;
+/** Probe timeout in the labs: a slow answer on a loaded machine is an answer, not a lost probe. */
+const PROBE_TIMEOUT_MS = 3000;
 const moveAll = (addresses: readonly string[], to: string, from: string): DesiredRoute[] => addresses.map((address) => ({ address, family: familyOf(address), to, from }));
 
 interface Call {
@@ -322,8 +333,9 @@ describe('LinuxRouteBackend with pinning, fake runner', () => {
     const t0 = performance.now();
     await b.apply(moveAll(['203.0.113.10'], TRANSIT, ORIGIN));
     expect(performance.now() - t0).toBeGreaterThanOrEqual(300 + 200 - 5); // settle after a fresh setup + drain
+    // Read again until drainMs ran out (how many reads fit in 300 ms depends on the machine's load).
     const reads = net.calls.filter((c) => c.argv[2] === 'conntrack' && c.argv[3] === '-L');
-    expect(reads.length).toBeGreaterThan(3);
+    expect(reads.length).toBeGreaterThanOrEqual(2);
     expect(net.calls.at(-1)!.argv.slice(2)).toEqual(['conntrack', '-D', '-f', 'ipv4', '-d', '203.0.113.10', '-m', String(mark(ORIGIN))]);
   });
 
@@ -351,14 +363,21 @@ describe('LinuxRouteBackend in a network-namespace lab', () => {
     return Promise.all(addresses.map((a) => lab.httpFrom(lab.ns.client, urlOf(a), 1000)));
   }
 
-  /** Applies while the client probes every address every 10 ms; prints and returns the totals. */
-  async function applyUnderProbes(b: LinuxRouteBackend, desired: DesiredRoute[], label: string) {
-    const loop = probeLoop(lab, lab.ns.client, ours.map(urlOf), 10, 500);
-    await new Promise((r) => setTimeout(r, 300));
+  /**
+   * Applies while the client probes every address every 10 ms: from the moment every address has
+   * answered from `from` until every address has answered from `to` after apply() returned.
+   * Prints and returns the totals.
+   */
+  async function applyUnderProbes(b: LinuxRouteBackend, desired: DesiredRoute[], label: string, from: string, to: string) {
+    const urls = ours.map(urlOf);
+    const loop = probeLoop(lab, lab.ns.client, urls, 10, PROBE_TIMEOUT_MS);
+    const begin = performance.now();
+    await waitFor(`every address answered by ${from}`, () => answeredSince(loop.stats, urls, from, begin));
     const t0 = performance.now();
     const result = await b.apply(desired);
     const applyMs = performance.now() - t0;
-    await new Promise((r) => setTimeout(r, 300));
+    const t1 = performance.now();
+    await waitFor(`every address answered by ${to} after apply()`, () => answeredSince(loop.stats, urls, to, t1));
     const stats = await loop.stop();
     console.log(`linux-route ${label}: apply ${applyMs.toFixed(0)} ms; ${stats.probes} probes from the client during it (every 10 ms), ${stats.failures} failures ${JSON.stringify(stats.errors)}, served by ${JSON.stringify(stats.servedBy)}`);
     return { result, stats };
@@ -377,12 +396,12 @@ describe('LinuxRouteBackend in a network-namespace lab', () => {
     expect(await servedBy(SERVICE_ADDRESSES[TRANSIT])).toEqual([TRANSIT, TRANSIT, TRANSIT]);
   });
 
-  test('cutover: every srv-42 address is served by transit-3, with no failed probe on the way', async () => {
+  test('cutover: every srv-42 address is served by transit-3; at most the probe in flight at the flip is lost', async () => {
     const b = new LinuxRouteBackend({ ...lab.linuxRoute });
-    const { result, stats } = await applyUnderProbes(b, moveAll(ours, TRANSIT, ORIGIN), 'cutover');
+    const { result, stats } = await applyUnderProbes(b, moveAll(ours, TRANSIT, ORIGIN), 'cutover', ORIGIN, TRANSIT);
     expect(result).toEqual({ changed: [...ours], unchanged: [] });
     expect(await servedBy(ours)).toEqual([TRANSIT, TRANSIT, TRANSIT]);
-    expect(stats.failures).toBe(0);
+    expect(stats.failures).toBeLessThanOrEqual(MAX_LOST_PER_FLIP);
     expect(stats.servedBy[ORIGIN]).toBeGreaterThan(0);
     expect(stats.servedBy[TRANSIT]).toBeGreaterThan(0);
     // srv-42 gave the addresses up; transit-3 has them on lo.
@@ -412,12 +431,13 @@ describe('LinuxRouteBackend in a network-namespace lab', () => {
     ]);
   });
 
-  test('cutback: srv-42 serves its addresses again, with no failed probe on the way', async () => {
+  test('cutback: srv-42 serves its addresses again; at most the probe in flight at the flip is lost', async () => {
     const b = new LinuxRouteBackend({ ...lab.linuxRoute });
-    const { result, stats } = await applyUnderProbes(b, moveAll(ours, ORIGIN, TRANSIT), 'cutback');
+    const { result, stats } = await applyUnderProbes(b, moveAll(ours, ORIGIN, TRANSIT), 'cutback', TRANSIT, ORIGIN);
     expect(result).toEqual({ changed: [...ours], unchanged: [] });
     expect(await servedBy(ours)).toEqual([ORIGIN, ORIGIN, ORIGIN]);
-    expect(stats.failures).toBe(0);
+    expect(stats.failures).toBeLessThanOrEqual(MAX_LOST_PER_FLIP);
+    expect(stats.servedBy[TRANSIT]).toBeGreaterThan(0);
     expect((await b.current([...ours])).map((c) => c.to)).toEqual([ORIGIN, ORIGIN, ORIGIN]);
     const transitLo = await lab.exec(lab.ns.transit, ['ip', '-j', 'addr', 'show', 'dev', 'lo']);
     for (const a of ours) expect(transitLo.stdout).not.toContain(`"${a}"`);
@@ -449,17 +469,23 @@ describe('LinuxRouteBackend with connection pinning in a network-namespace lab',
   const ours = SERVICE_ADDRESSES[ORIGIN];
   const FLIPS = 10;
 
-  /** Flips the srv-42 addresses back and forth `flips` times while the client probes every 10 ms (a new connection each). */
+  /**
+   * Flips the srv-42 addresses back and forth `flips` times while the client probes every 10 ms (a
+   * new connection each); after each flip, waits until every address has answered from its new host.
+   */
   async function flipsUnderProbes(b: LinuxRouteBackend, flips: number, label: string): Promise<{ stats: ProbeStats; applyMs: number[] }> {
-    const loop = probeLoop(lab, lab.ns.client, ours.map(urlOf), 10, 500);
+    const urls = ours.map(urlOf);
+    const loop = probeLoop(lab, lab.ns.client, urls, 10, PROBE_TIMEOUT_MS);
     const applyMs: number[] = [];
-    await new Promise((r) => setTimeout(r, 200));
+    const begin = performance.now();
+    await waitFor(`every address answered by ${ORIGIN}`, () => answeredSince(loop.stats, urls, ORIGIN, begin));
     for (let i = 0; i < flips; i++) {
       const [to, from] = i % 2 === 0 ? [TRANSIT, ORIGIN] : [ORIGIN, TRANSIT];
       const t0 = performance.now();
       await b.apply(moveAll(ours, to, from));
-      applyMs.push(performance.now() - t0);
-      await new Promise((r) => setTimeout(r, 150));
+      const t1 = performance.now();
+      applyMs.push(t1 - t0);
+      await waitFor(`flip ${i + 1}: every address answered by ${to}`, () => answeredSince(loop.stats, urls, to, t1));
     }
     const stats = await loop.stop();
     const failed = stats.log.filter((p) => p.servedBy === null).map((p) => `${p.url} ${p.error}`);
@@ -507,9 +533,12 @@ describe('LinuxRouteBackend with connection pinning in a network-namespace lab',
     await lab?.destroy();
   });
 
-  test(`without pinning: ${FLIPS} make-before-break flips under 10 ms probes (for comparison, not asserted)`, async () => {
-    const { stats } = await flipsUnderProbes(new LinuxRouteBackend({ ...lab.linuxRoute }), FLIPS, 'without pinning');
-    expect(stats.servedBy[ORIGIN]).toBeGreaterThan(0);
+  test(`without pinning: ${FLIPS} make-before-break flips under 10 ms probes, each followed by answers from the new host`, async () => {
+    const b = new LinuxRouteBackend({ ...lab.linuxRoute });
+    const { stats } = await flipsUnderProbes(b, FLIPS, 'without pinning');
+    // How many flips lose a probe is a figure of bench:cutover; the bound is what a flip can cost.
+    expect(stats.failures).toBeLessThanOrEqual(MAX_LOST_PER_FLIP * FLIPS);
+    expect((await b.current([...ours])).map((c) => c.to)).toEqual([ORIGIN, ORIGIN, ORIGIN]);
   });
 
   test(`with pinning: ${FLIPS} make-before-break flips under 10 ms probes (a new connection each), no failed probe`, async () => {
@@ -549,23 +578,38 @@ describe('LinuxRouteBackend with connection pinning in a network-namespace lab',
   });
 
   test('a connection opened before the flip stays on the old host; the old host keeps the address until it ends', async () => {
-    const b = new LinuxRouteBackend({ ...lab.linuxRoute, pinConnections: true, drainMs: 5000 });
+    // The router's batch of host routes returning is the end of the flip (the map is flipped just
+    // before it; the pinning setup's `route replace default ... table N` lines come earlier).
+    let flipped!: () => void;
+    const flip = new Promise<void>((r) => (flipped = r));
+    const runner: CommandRunner = async (argv, opts) => {
+      const r = await runCommand(argv, opts);
+      if (argv.includes(lab.ns.router) && opts?.input?.includes(`route replace ${ours[0]}/32 via `) && r.code === 0) flipped();
+      return r;
+    };
+    // A drain bound far beyond anything this test waits for: the apply must end with the connection.
+    const drainMs = 60_000;
+    const b = new LinuxRouteBackend({ ...lab.linuxRoute, runner, pinConnections: true, drainMs });
     const conn = heldConnection(ours[0]);
+    let applied: Promise<unknown> | undefined;
     try {
       expect(await conn.connected).toBe('connected');
-      const t0 = performance.now();
-      const applied = b.apply(moveAll(ours, TRANSIT, ORIGIN));
-      await new Promise((r) => setTimeout(r, 400));
+      let appliedAt: number | undefined;
+      applied = b.apply(moveAll(ours, TRANSIT, ORIGIN)).then((r) => ((appliedAt = performance.now()), r));
+      await flip;
       // Flipped: new connections go to transit-3, while srv-42 still has the address (draining).
-      expect(await lab.httpFrom(lab.ns.client, urlOf(ours[0]), 1000)).toBe(TRANSIT);
+      expect(await lab.httpFrom(lab.ns.client, urlOf(ours[0]), PROBE_TIMEOUT_MS)).toBe(TRANSIT);
       expect(await onLo(lab.ns.origin, ours[0])).toBe(true);
+      expect(appliedAt).toBeUndefined();
       expect(await conn.send()).toBe(`served ${ORIGIN}`);
+      const endedAt = performance.now();
       await applied;
-      const ms = performance.now() - t0;
-      expect(ms).toBeLessThan(4000); // ended by the connection's end, not by drainMs
+      // Ended by the connection's end (the drain reads conntrack every 50 ms), not by drainMs.
+      expect(appliedAt! - endedAt).toBeLessThan(drainMs / 3);
       expect(await onLo(lab.ns.origin, ours[0])).toBe(false);
     } finally {
-      conn.close();
+      conn.close(); // ends the connection, hence the drain, also when an expectation failed
+      await applied?.catch(() => undefined);
     }
   });
 

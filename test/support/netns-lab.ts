@@ -351,9 +351,10 @@ export interface ProbeStats {
 
 /**
  * Probes `urls` round-robin from `ns`, one at a time, a new one every `intervalMs` (or as soon
- * as the previous one ends, when it took longer), until stop() is called.
+ * as the previous one ends, when it took longer), until stop() is called. `stats` fills as the
+ * probes end (tests wait on it for events such as "every address answered by the new host").
  */
-export function probeLoop(lab: Lab, ns: string, urls: string[], intervalMs = 10, timeoutMs = 500): { stop(): Promise<ProbeStats> } {
+export function probeLoop(lab: Lab, ns: string, urls: string[], intervalMs = 10, timeoutMs = 500): { stats: ProbeStats; stop(): Promise<ProbeStats> } {
   const stats: ProbeStats = { probes: 0, failures: 0, errors: {}, servedBy: {}, log: [] };
   let running = true;
   const loop = (async () => {
@@ -372,12 +373,18 @@ export function probeLoop(lab: Lab, ns: string, urls: string[], intervalMs = 10,
     }
   })();
   return {
+    stats,
     async stop() {
       running = false;
       await loop;
       return stats;
     },
   };
+}
+
+/** True when every url in `urls` has been answered by `host` on a probe sent at or after `since` (performance.now()). */
+export function answeredSince(stats: ProbeStats, urls: readonly string[], host: string, since: number): boolean {
+  return urls.every((url) => stats.log.some((p) => p.url === url && p.at >= since && p.servedBy === host));
 }
 
 /**
