@@ -6,9 +6,13 @@ import { describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
 import { parse } from 'yaml';
-import { createMetrics } from '../../src/metrics/metrics.js';
+import { createAuditMetrics } from '../../src/audit/metrics.js';
+import { createControllerMetrics } from '../../src/controller/metrics.js';
+import { createDnsMetrics } from '../../src/dns/metrics.js';
+import { createHealthMetrics } from '../../src/health/metrics.js';
+import { createRegistry } from '../../src/metrics/registry.js';
+import { createRoutingMetrics } from '../../src/routing/metrics.js';
 import { REPO_ROOT } from '../support/controller.js';
 
 const PROM = join(REPO_ROOT, 'deploy', 'prometheus');
@@ -24,8 +28,12 @@ const promtool = (args: string[]) => {
 
 /** Every series name the controller can export (histograms with their suffixes). */
 async function exportedNames(): Promise<Set<string>> {
-  const registry = new Registry();
-  createMetrics(registry);
+  const registry = createRegistry();
+  createDnsMetrics(registry, () => undefined);
+  createControllerMetrics(registry, () => undefined);
+  createRoutingMetrics(registry);
+  createHealthMetrics(registry);
+  createAuditMetrics(registry);
   const names = new Set<string>();
   for (const m of await registry.getMetricsAsJSON()) {
     names.add(m.name);

@@ -4,6 +4,7 @@
  * referrals with glue, negative answers with the SOA (RFC 2308), ANY (RFC 8482), and the
  * cutover overlay on A/AAAA data.
  */
+import { addressBytes, type IpAddress } from '../../core/addresses.js';
 import { ancestorKeys, isAtOrBelow, labelsToKey } from '../name.js';
 import { Rcode, RRType } from '../wire/constants.js';
 import type { Answer, WireRecord } from '../wire/encoder.js';
@@ -39,6 +40,20 @@ export class ZoneSet {
 
   get(origin: string): Zone | undefined {
     return this.byOrigin.get(origin);
+  }
+
+  /** Largest TTL of the A/AAAA records served with any of these addresses (0 when none). */
+  largestAddressTtl(addresses: readonly IpAddress[]): number {
+    const wanted = new Set(addresses.map((a) => addressBytes(a).toString('latin1')));
+    let max = 0;
+    for (const z of this.byOrigin.values()) {
+      for (const sets of z.nodes.values()) {
+        for (const set of sets) {
+          if ((set.type === RRType.A || set.type === RRType.AAAA) && set.ttl > max && set.rdata.some((d) => wanted.has(d.toString('latin1')))) max = set.ttl;
+        }
+      }
+    }
+    return max;
   }
 
   /** The zone whose apex is the longest suffix of `name`. */

@@ -1,0 +1,162 @@
+/**
+ * The controller's use cases, built from the inventory, billing and TTL settings and the ports
+ * the adapters provide: inventory edits, the overlay composer (what DNS answers), migrations and
+ * cutovers, with their metrics. Stored inventory edits are applied over the file first; the
+ * stored overlays are restored before this returns, so DNS answers them from its first packet.
+ */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config, InventoryKind, RoutingConfig } from '../config/config.js';
+import { billableDays } from '../core/billing.js';
+import { profileOf, type Host, type Inventory } from '../core/inventory.js';
+import { isFinished as migrationFinished, MIGRATION_STATES } from '../core/migration.js';
+import type { AccountProber, Clock, DnsOverlayPort, DowntimeMeter, RouteBackend, StateStore } from '../core/ports.js';
+import type { Operation } from '../core/operation.js';
+import { CutoverService } from './cutover-service.js';
+import { applyStoredEdits, InventoryService } from './inventory-service.js';
+import { createControllerMetrics, type MigrationSource } from './metrics.js';
+import { MigrationService } from './migration-service.js';
+import { OverlayComposer } from './overlay-composer.js';
+
+export interface ControllerCapability {
+  readonly cutover: CutoverService;
+  readonly migrations: MigrationService;
+  readonly inventory: InventoryService;
+  readonly composer: OverlayComposer;
+  /** Lets routing in flight finish briefly, stops the timers; what does not finish resumes at the next start. */
+  stop(): Promise<void>;
+}
+
+export function setupController(deps: {
+  config: Config;
+  store: StateStore;
+  registry: Registry;
+  logger: Logger;
+  clock: Clock;
+  dns: DnsOverlayPort & { largestTtl(addresses: string[]): number };
+  routing: { backend: RouteBackend; prepare(next: RoutingConfig): () => void; routingError(backend: string): void };
+  health: { meter?: DowntimeMeter; accountProber: AccountProber; operationMeasured(op: Operation): void };
+}): ControllerCapability {
+  const { store, clock } = deps;
+  const effective = applyStoredEdits(deps.config, store);
+  let migrations: MigrationService | undefined;
+  let cutover: CutoverService | undefined;
+  const inventoryService: InventoryService = new InventoryService({
+    config: effective,
+    store,
+    prepare: (next) => deps.routing.prepare(next.routing),
+    inUse: (kind, name): string | null => inUse(kind, name, inventoryService.live, cutover!, migrations!),
+  });
+  const inventory = inventoryService.live;
+  let migrationSource: MigrationSource | undefined;
+  const metrics = createControllerMetrics(deps.registry, () => migrationSource);
+  const composer = new OverlayComposer({ dns: deps.dns, store, ttlCap: effective.cutoverTtl });
+  migrations = new MigrationService({
+    inventory: () => inventory,
+    store,
+    overlays: composer,
+    clock,
+    logger: deps.logger.child({ component: 'migration' }),
+    cutoverTtl: effective.cutoverTtl,
+    ttlMarginS: effective.ttlMarginS,
+    freeDays: effective.billing.freeDays,
+    currency: effective.billing.currency,
+    largestTtl: (addresses) => deps.dns.largestTtl(addresses),
+    accountProber: deps.health.accountProber,
+    transitsInCutover: () => new Map(cutover!.statusAll().flatMap((s) => (s.overlay.active ? [[s.overlay.transit, s.name] as [string, string]] : []))),
+    observer: {
+      accountMoved: (direction, downtimeMs) => {
+        if (downtimeMs !== null) metrics.accountMoveDowntime.observe({ direction }, downtimeMs / 1000);
+      },
+    },
+  });
+  const mig = migrations;
+  cutover = new CutoverService({
+    inventory,
+    store,
+    backend: deps.routing.backend,
+    overlays: composer,
+    ttlCap: effective.cutoverTtl,
+    clock,
+    hooks: {
+      beforeCutover: (server, transit, force) => mig.checkCutover(server, transit, force),
+      cutoverAccepted: (server, force) => mig.cutoverAccepted(server, force),
+      cutbackSucceeded: (server) => mig.cutbackSucceeded(server),
+    },
+    logger: deps.logger.child({ component: 'cutover' }),
+    meter: deps.health.meter,
+    observer: {
+      operationFinished(op) {
+        metrics.operations.inc({ direction: op.direction, result: op.state });
+        for (const phase of ['dns', 'routing', 'recovery'] as const) {
+          const ms = op.durationsMs[phase === 'dns' ? 'dnsSwitch' : phase];
+          if (ms !== null) metrics.operationDuration.observe({ direction: op.direction, phase }, ms / 1000);
+        }
+        deps.health.operationMeasured(op);
+      },
+      routingError: (backend) => deps.routing.routingError(backend),
+      overlaysChanged(overlays, routes) {
+        const transitNames = new Set(inventory.transits.keys());
+        for (const s of inventory.servers.values()) {
+          const o = overlays.find((x) => x.server === s.name);
+          metrics.overlayActive.set({ server: s.name }, o ? 1 : 0);
+          if (o) metrics.overlaySince.set({ server: s.name }, o.since / 1000);
+          else metrics.overlaySince.remove({ server: s.name });
+          for (const a of s.addresses) metrics.addressOnTransit.set({ server: s.name, address: a.address }, transitNames.has(routes.get(a.address) ?? '') ? 1 : 0);
+        }
+      },
+    },
+  });
+  migrationSource = migrationMetrics(mig, inventory, effective.billing.freeDays, clock);
+  metrics.overlayMaxAge.set(effective.health.overlayMaxDays * 86400);
+  cutover.resume();
+  mig.resume();
+  const cut = cutover;
+  return {
+    cutover: cut,
+    migrations: mig,
+    inventory: inventoryService,
+    composer,
+    async stop() {
+      await Promise.race([cut.idle(), new Promise((r) => setTimeout(r, 5000).unref())]);
+      mig.stop();
+    },
+  };
+}
+
+/** Why an inventory entry cannot change now (an active cutover, a migration, an account away), or null. */
+export function inUse(kind: InventoryKind, name: string, inventory: Inventory, cutover: CutoverService, migrations: MigrationService): string | null {
+  if (kind === 'servers') {
+    if (cutover.status(name).overlay.active) return 'it is cut over';
+    const m = migrations.active(name);
+    return m ? `its migration is ${m.state}` : null;
+  }
+  if (kind === 'transits') {
+    const s = cutover.statusAll().find((x) => x.overlay.active && x.overlay.transit === name);
+    if (s) return `it stands in for ${s.name}`;
+    const m = migrations.all().find((x) => x.transit === name && migrations.active(x.server));
+    return m ? `it is held by the migration of ${m.server}` : null;
+  }
+  const acc = inventory.accounts?.get(name);
+  const m = acc ? migrations.active(acc.server) : null;
+  const loc = m?.accounts.find((a) => a.name === name)?.location;
+  return loc && loc !== 'home' ? `it is ${loc.replace(/_/g, ' ')}` : null;
+}
+
+/** The migration lifecycle as metrics read it at scrape time. */
+function migrationMetrics(mig: MigrationService, inventory: Inventory, freeDays: number, clock: Clock): MigrationSource {
+  const profiles = (hosts: Iterable<Host>) => [...new Set([...hosts].map(profileOf))];
+  return {
+    transitsFree: () => {
+      const t = mig.transits();
+      return profiles(inventory.transits.values()).map((profile) => ({ labels: { profile }, value: t.transits.filter((x) => x.profile === profile && x.held_by === null).length }));
+    },
+    queueLength: () => {
+      const t = mig.transits();
+      return profiles(inventory.servers.values()).map((profile) => ({ labels: { profile }, value: t.queue.filter((q) => q.profile === profile).length }));
+    },
+    migrations: () => MIGRATION_STATES.map((state) => ({ labels: { state }, value: mig.all().filter((m) => m.state === state).length })),
+    billableDays: () => mig.all().filter((m) => !migrationFinished(m) && m.assignedAt !== null)
+      .map((m) => ({ labels: { server: m.server }, value: billableDays(m.assignedAt!, clock.now(), freeDays) })),
+  };
+}
