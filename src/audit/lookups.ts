@@ -1,7 +1,11 @@
 /**
  * Gathers what the MX rules need about one domain, through a recursive resolver (NS, MX, TXT,
  * A/AAAA and CNAME of the MX targets, addresses of the NS names) and from the domain's
- * authoritative servers asked directly with RD=0 (AA flag, REFUSED, their MX RRsets).
+ * authoritative servers asked directly with RD=0 (AA flag, REFUSED, their MX RRsets, and their
+ * TXT when the resolver answered none). The targets looked up are those of the MX RRset the rules
+ * judge ({@link judgedMx}): the resolver's, or an authoritative server's when the resolver answered
+ * none. A "no NS" answer without an SOA is no proof (a lame server answered the resolver): the
+ * parent zone's servers are asked for the delegation instead.
  * Every lookup failure is kept as such (status "failed" with the reason), never turned into
  * "no records".
  */
@@ -11,7 +15,9 @@ import type { MxAuditSettings } from './audit-settings.js';
 import {
   DnsClient, cnameChain, edeText, normName, parseServerAddress, type LookupResult, type ServerAddress,
 } from './dns-client.js';
-import { isIpLiteral, type AuditInput, type AuthServerResult, type MxRecord, type RRsetLookup, type TargetInfo } from './mx-rules.js';
+import {
+  judgedMx, mxTargetHosts, type AuditInput, type AuthServerResult, type MxRecord, type RRsetLookup, type TargetInfo,
+} from './mx-rules.js';
 
 /** The resolver of the settings, or the system's first one (node:dns getServers), or 127.0.0.1:53. */
 export function resolverAddress(s: Pick<MxAuditSettings, 'resolver'>): ServerAddress {
@@ -81,19 +87,80 @@ export class AuditLookups {
     return this.client.lookup(this.resolver, name, type);
   }
 
-  /** NS of the domain, or of the nearest ancestor that has some (a mail domain may be below its zone apex). */
+  /**
+   * NS of the domain, or of the nearest ancestor that has some (a mail domain may be below its zone
+   * apex). A NODATA answer proves a name inside a zone by its SOA; one without an SOA proves nothing
+   * (a lame server answered the resolver), so the parent zone's servers are asked for the delegation;
+   * when they give none either, the NS lookup is "failed" (UNKNOWN), never "no NS".
+   */
   async nameServers(domain: string): Promise<{ zone: string; ns: RRsetLookup<string> }> {
     let name = domain;
     for (;;) {
       const r = await this.ask(name, RRType.NS);
-      const ns = toRRset(r, RRType.NS, (x) => x as string);
+      let ns = toRRset(r, RRType.NS, (x) => x as string);
+      let apex = r.message?.authority.find((a) => a.type === RRType.SOA)?.name;
+      if (ns.status === 'nodata' && apex === undefined && name.includes('.')) {
+        const d = await this.delegation(name);
+        if ('said' in d) {
+          return {
+            zone: name,
+            ns: { status: 'failed', values: [], error: `NOERROR without NS records and without an SOA (no proof: a lame server may have answered) from ${r.server}, and no server of the parent zone gave a delegation for ${name} (${d.said})` },
+          };
+        }
+        ns = d.ns;
+        apex = d.apex;
+      }
       if (ns.status !== 'nodata' || !name.includes('.')) return { zone: name, ns };
       // NODATA: a name inside a zone; the SOA in the authority section names the apex
-      const soa = r.message?.authority.find((a) => a.type === RRType.SOA);
-      const parent = soa && soa.name !== name && domain.endsWith(`.${soa.name}`) ? soa.name : name.slice(name.indexOf('.') + 1);
+      const parent = apex && apex !== name && domain.endsWith(`.${apex}`) ? apex : name.slice(name.indexOf('.') + 1);
       if (!parent.includes('.')) return { zone: name, ns };
       name = parent;
     }
+  }
+
+  /** Addresses (A) of a name server, through the resolver (shared between domains). */
+  private nsAddress(ns: string): Promise<RRsetLookup<string>> {
+    return this.sharedLookup(`A ${ns}`, async () => toRRset(await this.ask(ns, RRType.A), RRType.A, (x) => x as string), (x) => x.status !== 'failed');
+  }
+
+  /** Asks an authoritative server directly (RD=0, at most one retry, SERVFAIL not retried). */
+  private askAuthoritative(address: string, name: string, type: number): Promise<LookupResult> {
+    return this.client.lookup({ host: address, port: this.settings.authoritative_port }, name, type, {
+      rd: false, classifyServfail: false, retryServfail: false, retries: Math.min(1, this.settings.retries),
+    });
+  }
+
+  /**
+   * The NS of `name` as given by its parent zone's servers asked directly: a referral, or an AA
+   * answer when they serve both; an AA NODATA (with the apex from its SOA) when `name` is inside the
+   * parent's zone. Otherwise what was seen (`said`): the parent's NS unknown, or each server's answer.
+   */
+  private async delegation(name: string): Promise<{ ns: RRsetLookup<string>; apex?: string } | { said: string }> {
+    const parent = name.slice(name.indexOf('.') + 1);
+    const pns = await this.sharedLookup(`NS ${parent}`, async () => toRRset(await this.ask(parent, RRType.NS), RRType.NS, (x) => x as string), (x) => x.status !== 'failed');
+    if (pns.status !== 'ok') return { said: `NS of ${parent}: ${pns.error ?? pns.status}` };
+    const said: string[] = [];
+    for (const server of pns.values) {
+      const addrs = await this.nsAddress(server);
+      if (addrs.values.length === 0) said.push(`${server}: no address`);
+      for (const address of addrs.values) {
+        const r = await this.askAuthoritative(address, name, RRType.NS);
+        if (!r.message || r.status !== 'NOERROR') {
+          said.push(`${server} (${address}): ${r.message ? `${r.status}${r.message.flags.aa ? ' (AA)' : ''}` : failureText(r)}`);
+          continue;
+        }
+        const m = r.message;
+        const recs = [...m.answers, ...m.authority].filter((x) => x.type === RRType.NS && x.name === normName(name));
+        if (recs.length) {
+          const values = [...new Set(recs.map((x) => x.data as string))];
+          return { ns: { status: 'ok', values, source: `the resolver answered no NS records and no SOA; this is the delegation given by ${server} (${address}), a server of ${parent}` } };
+        }
+        const soa = m.authority.find((x) => x.type === RRType.SOA);
+        if (m.flags.aa && soa) return { ns: { status: 'nodata', values: [] }, apex: soa.name };
+        said.push(`${server} (${address}): NOERROR without NS records${m.flags.aa ? ' (AA) and without SOA' : ' and without AA'}`);
+      }
+    }
+    return { said: said.join('; ') || `${parent} has no name server` };
   }
 
   /** Addresses (A then AAAA) and alias target of a host (shared between domains). */
@@ -117,22 +184,29 @@ export class AuditLookups {
     return t;
   }
 
-  /** Asks each authoritative server of `zone` directly (RD=0) for the MX RRset of `domain`. */
-  async authoritative(zone: string, domain: string, nsNames: string[]): Promise<AuthServerResult[]> {
-    const port = this.settings.authoritative_port;
+  /**
+   * Asks each authoritative server of `zone` directly (RD=0) for the MX RRset of `domain`, and for
+   * its TXT records too when `opts.txt` (the resolver answered none).
+   */
+  async authoritative(zone: string, domain: string, nsNames: string[], opts: { txt?: boolean } = {}): Promise<AuthServerResult[]> {
     const perNs = await Promise.all(nsNames.map(async (ns): Promise<AuthServerResult[]> => {
-      const a = await this.sharedLookup(`A ${ns}`, async () => toRRset(await this.ask(ns, RRType.A), RRType.A, (x) => x as string), (x) => x.status !== 'failed');
+      const a = await this.nsAddress(ns);
       if (a.status === 'failed') return [{ ns, status: 'no-address', aa: false, detail: a.error }];
       if (a.values.length === 0) return [{ ns, status: 'no-address', aa: false, detail: a.status }];
       return Promise.all(a.values.map(async (address): Promise<AuthServerResult> => {
-        const r = await this.client.lookup({ host: address, port }, domain, RRType.MX, {
-          rd: false, classifyServfail: false, retryServfail: false, retries: Math.min(1, this.settings.retries),
-        });
+        const [r, t] = await Promise.all([
+          this.askAuthoritative(address, domain, RRType.MX),
+          opts.txt ? this.askAuthoritative(address, domain, RRType.TXT) : Promise.resolve(undefined),
+        ]);
         if (!r.message) {
           return { ns, address, status: r.status === 'TIMEOUT' ? 'timeout' : 'error', aa: false, detail: failureText(r) };
         }
         const out: AuthServerResult = { ns, address, status: 'answered', rcode: r.status, aa: r.message.flags.aa };
         if (r.status === 'NOERROR' && r.message.flags.aa) out.mx = mxValues(toRRset(r, RRType.MX, mxOf));
+        if (t?.status === 'NOERROR' && t.message?.flags.aa) {
+          const txt = toRRset(t, RRType.TXT, txtOf);
+          if (txt.status === 'ok') out.txt = txt.values;
+        }
         return out;
       }));
     }));
@@ -148,16 +222,19 @@ export class AuditLookups {
       this.ask(domain, RRType.TXT),
     ]);
     const mx = toRRset(mxr, RRType.MX, mxOf);
-    const txt = toRRset(txtr, RRType.TXT, (x) => (x as string[]).join(''));
-    const hosts = [...new Set(mx.values.map((r) => r.host))].filter((h) => h !== '.' && !isIpLiteral(h));
+    const txt = toRRset(txtr, RRType.TXT, txtOf);
+    const hosts = mxTargetHosts(mx.values);
     const nsNames = nsr.ns.values;
     const checkAuth = this.settings.check_authoritative && nsr.ns.status === 'ok' && mx.status !== 'nxdomain';
     const [targets, auth] = await Promise.all([
       Promise.all(hosts.map((h) => this.target(h))),
-      checkAuth ? this.authoritative(nsr.zone, domain, nsNames) : Promise.resolve(undefined),
+      checkAuth ? this.authoritative(nsr.zone, domain, nsNames, { txt: txt.status === 'nodata' }) : Promise.resolve(undefined),
     ]);
     const input: AuditInput = { domain, zone: nsr.zone, ns: nsr.ns, mx, targets, txt };
     if (auth) input.auth = auth;
+    // when the resolver answered no MX, the rules judge an authoritative server's: look its targets up too
+    const more = mxTargetHosts(judgedMx(input).values).filter((h) => !hosts.includes(h));
+    if (more.length) input.targets = [...targets, ...(await Promise.all(more.map((h) => this.target(h))))];
     return input;
   }
 }
@@ -165,6 +242,10 @@ export class AuditLookups {
 function mxOf(x: unknown): MxRecord {
   const m = x as { priority: number; exchange: string };
   return { priority: m.priority, host: m.exchange };
+}
+
+function txtOf(x: unknown): string {
+  return (x as string[]).join('');
 }
 
 function mxValues(r: RRsetLookup<MxRecord>): MxRecord[] {

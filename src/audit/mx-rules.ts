@@ -29,6 +29,8 @@ export interface RRsetLookup<T> {
   /** For failed: the failure is a DNSSEC validation failure. */
   dnssecBogus?: boolean;
   bogusReason?: string;
+  /** Where the values come from when not from the resolver's answer (shown in the evidence). */
+  source?: string;
 }
 
 /** An MX record; host lower case without trailing dot ("." for a null MX). */
@@ -58,6 +60,8 @@ export interface AuthServerResult {
   aa: boolean;
   /** MX RRset of an authoritative NOERROR answer. */
   mx?: MxRecord[];
+  /** TXT records of an authoritative NOERROR answer (asked when the resolver answered none). */
+  txt?: string[];
   detail?: string;
 }
 
@@ -131,6 +135,36 @@ function requiredAddFix(s: MxAuditSettings): string {
   return `add ${joinAnd(s.required_mx.map((r) => `\`${mxText(r)}\``))} at your DNS provider`;
 }
 
+/** A record set the rules judge, and the authoritative server it comes from when not the resolver. */
+export interface Judged<T> {
+  values: T[];
+  /** Set when the resolver answered no records and these are an authoritative server's (AA) answer. */
+  from?: AuthServerResult;
+}
+
+function judged<T>(resolver: RRsetLookup<T>, auth: AuthServerResult[] | undefined, pick: (a: AuthServerResult) => T[] | undefined): Judged<T> {
+  if (resolver.status === 'failed' || resolver.status === 'nxdomain' || resolver.values.length > 0) return { values: resolver.values };
+  // A lame name server can hand the resolver an answer without the RRset (NOERROR, no records,
+  // often no SOA either); an authoritative server's answer (AA) with records is the evidence then.
+  const from = auth?.find((a) => a.status === 'answered' && a.aa && a.rcode === 'NOERROR' && (pick(a)?.length ?? 0) > 0);
+  return from ? { values: pick(from)!, from } : { values: resolver.values };
+}
+
+/** The MX RRset the rules judge: the resolver's, or when it answered none, the first authoritative server's that has some. */
+export function judgedMx(input: Pick<AuditInput, 'mx' | 'auth'>): Judged<MxRecord> {
+  return judged(input.mx, input.auth, (a) => a.mx);
+}
+
+/** The TXT records the rules judge: the resolver's, or when it answered none, the first authoritative server's that has some. */
+export function judgedTxt(input: Pick<AuditInput, 'txt' | 'auth'>): Judged<string> {
+  return judged(input.txt, input.auth, (a) => a.txt);
+}
+
+/** The MX targets that need an address lookup: host names (lower case), not the null MX nor IP literals. */
+export function mxTargetHosts(mx: readonly MxRecord[]): string[] {
+  return [...new Set(mx.map((r) => lc(r.host)))].filter((h) => h !== '' && h !== '.' && !isIpLiteral(h));
+}
+
 /** Canonical text of an MX RRset, for comparisons. */
 function mxSetKey(mx: MxRecord[]): string {
   return mx.map(mxText).sort().join(', ') || '(no MX)';
@@ -159,7 +193,7 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
   // 3. who serves the DNS
   const providerNs = new Set(s.provider_nameservers.map(lc));
   const nsNames = input.ns.values.map(lc);
-  const zoneNote = input.zone && input.zone !== d ? ` (NS of the zone ${input.zone})` : '';
+  const zoneNote = (input.zone && input.zone !== d ? ` (NS of the zone ${input.zone})` : '') + (input.ns.source ? ` (${input.ns.source})` : '');
   let external: boolean | undefined;
   if (nsKnown) {
     if (nsNames.length === 0) {
@@ -178,16 +212,11 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
   }
 
   // A lame name server can hand the resolver an answer without the MX RRset; when an authoritative
-  // server (AA) has MX records, judge those and say so instead of reporting "no MX".
-  let mxValues = input.mx.values;
-  let mxNote = '';
-  if (mxKnown && mxValues.length === 0) {
-    const auth = input.auth?.find((a) => a.status === 'answered' && a.aa && a.rcode === 'NOERROR' && (a.mx?.length ?? 0) > 0);
-    if (auth) {
-      mxValues = auth.mx!;
-      mxNote = ` (the resolver answered no MX; these come from the authoritative server ${auth.ns}: a lame server answered the resolver)`;
-    }
-  }
+  // server (AA) has MX records, judge those and say so instead of reporting "no MX" (lookups.ts
+  // looks up the targets of whichever RRset is judged).
+  const jm = judgedMx(input);
+  const mxValues = jm.values;
+  const mxNote = jm.from ? ` (the resolver answered no MX; these come from the authoritative server ${jm.from.ns}: a lame server answered the resolver)` : '';
 
   if (mxKnown) {
     const mx = mxValues.map((r) => ({ priority: r.priority, host: lc(r.host) || '.' }));
@@ -361,24 +390,26 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
     if (input.txt.status === 'failed') {
       add('spf', 'UNKNOWN', failedText('TXT', input.txt), input.txt.dnssecBogus ? BOGUS_FIX : null);
     } else {
-      const spf = input.txt.values.filter((t) => /^v=spf1(\s|$)/i.test(t.trim()));
+      const jt = judgedTxt(input);
+      const txtNote = jt.from ? ` (the resolver answered no TXT; this comes from the authoritative server ${jt.from.ns}: a lame server answered the resolver)` : '';
+      const spf = jt.values.filter((t) => /^v=spf1(\s|$)/i.test(t.trim()));
       const inc = lc(s.spf_include);
       const has = (t: string) => t.trim().split(/\s+/).some((m) => {
         const x = m.toLowerCase().replace(/^[+?~-]/, '');
         return x === `include:${inc}` || x === `include:${inc}.` || x === `redirect=${inc}` || x === `redirect=${inc}.`;
       });
       if (spf.length === 0) {
-        add('spf', 'WARN', `${d} has no SPF record`, `add \`TXT "v=spf1 include:${inc} ~all"\` at your DNS provider`);
+        add('spf', 'WARN', `${d} has no SPF record${txtNote}`, `add \`TXT "v=spf1 include:${inc} ~all"\` at your DNS provider`);
       } else if (spf.length > 1) {
         const merged = mergeSpf(spf, inc);
         const sorted = [...spf].sort();
-        add('spf', 'WARN', `${d} has ${spf.length} SPF records (RFC 7208 §3.2: a permanent error): ${sorted.map((t) => `"${t}"`).join(', ')}`,
+        add('spf', 'WARN', `${d} has ${spf.length} SPF records (RFC 7208 §3.2: a permanent error): ${sorted.map((t) => `"${t}"`).join(', ')}${txtNote}`,
           `delete ${joinAnd(sorted.map((t) => `\`TXT "${t}"\``))}, then add \`TXT "${merged}"\` at your DNS provider`);
       } else if (!has(spf[0])) {
-        add('spf', 'WARN', `the SPF record "${spf[0]}" lacks include:${inc}`,
+        add('spf', 'WARN', `the SPF record "${spf[0]}" lacks include:${inc}${txtNote}`,
           `change \`TXT "${spf[0]}"\` to \`TXT "${insertInclude(spf[0], inc)}"\` at your DNS provider`);
       } else {
-        add('spf', 'OK', `SPF record includes ${inc}: "${spf[0]}"`);
+        add('spf', 'OK', `SPF record includes ${inc}: "${spf[0]}"${txtNote}`);
       }
     }
   }

@@ -10,8 +10,9 @@
  *   origin and target is not downtime), but an origin answer resets the recovery streak.
  * - Downtime = the sum of the gaps; a gap runs from the send time of the first failed probe to the
  *   send time of the next service probe (exact to within one probe interval).
- * - Recovery: `recoveryCount` target answers in a row (consecutive seq numbers, nothing between).
- *   `recoveredAt` is the send time of the first of them, `endedAt` of the last; samples after
+ * - Recovery: `recoveryCount` target answers in a row: consecutive probes sent, nothing between.
+ *   Slots the runner skipped (never sent; the next sample's `skipped` says how many) neither break
+ *   nor extend the streak; a sample missing from the list (sent, result unknown) breaks it. `recoveredAt` is the send time of the first of them, `endedAt` of the last; samples after
  *   `endedAt` are not considered. An answer without identity (TCP, ICMP) counts as the target's
  *   when sent at or after `switchedAt` (default `startedAt`).
  * - Not recovered: the gap still open runs to the end of the wait and is included (`open: true`;
@@ -173,7 +174,8 @@ function measure(address: string, samples: Sample[], opts: DowntimeOptions): Dow
     probesSent++;
     lastT = t;
     const c = classifySample(s, opts);
-    const consecutive = prevSeq !== undefined && s.seq === prevSeq + 1;
+    // the previous probe sent is seq - 1 - skipped: slots skipped in between do not break the streak
+    const consecutive = prevSeq !== undefined && s.seq - 1 - (s.skipped ?? 0) === prevSeq;
     prevSeq = s.seq;
     if (c.kind === 'fail') {
       probesFailed++;
@@ -269,7 +271,7 @@ export function isDone(samples: Sample[], opts: DowntimeOptions, addresses?: str
   return now >= opts.deadlineAt;
 }
 
-/** Streaming form of isDone: feed every sample (any order) as it arrives; O(1) work per sample. */
+/** Streaming form of isDone: feed every sample (any order) as it arrives; O(recoveryCount) work per sample at most. */
 export interface DowntimeTracker {
   add(sample: Sample): void;
   /** Whether this address has had recoveryCount consecutive target answers. */
@@ -280,13 +282,14 @@ export interface DowntimeTracker {
 
 /**
  * Creates a tracker for `addresses` with the same recovery rule as computeDowntime (on raw send
- * times, without clock-step correction). Memory: the last ~recoveryCount + 1024 seqs per address.
+ * times, without clock-step correction). Memory: the last ~recoveryCount + 1024 probes per address.
  */
 export function createDowntimeTracker(opts: DowntimeOptions, addresses: string[]): DowntimeTracker {
   checkOptions(opts);
   const n = opts.recoveryCount;
   const window = n + 1024;
-  const state = new Map(addresses.map((a) => [a, { counts: new Map<number, boolean>(), maxSeq: -1, recovered: false }]));
+  // per address: seq -> whether it counts and the seq of the probe sent before it; prev seq -> seq
+  const state = new Map(addresses.map((a) => [a, { seen: new Map<number, { counts: boolean; prev: number }>(), after: new Map<number, number>(), recovered: false }]));
   const switchedAt = opts.switchedAt ?? opts.startedAt;
   const deadline = opts.deadlineAt ?? Infinity;
   let latest = -Infinity;
@@ -294,21 +297,28 @@ export function createDowntimeTracker(opts: DowntimeOptions, addresses: string[]
     add(s: Sample): void {
       latest = Math.max(latest, s.sentAt);
       const st = state.get(s.address);
-      if (!st || st.recovered || st.counts.has(s.seq)) return;
+      if (!st || st.recovered || st.seen.has(s.seq)) return;
       if (s.sentAt < opts.startedAt || s.sentAt > deadline) return;
       const c = classifySample(s, opts);
       const counts = c.kind === 'target' || (c.kind === 'anonymous' && s.sentAt >= switchedAt);
-      st.counts.set(s.seq, counts);
-      st.maxSeq = Math.max(st.maxSeq, s.seq);
+      const prev = s.seq - 1 - (s.skipped ?? 0);
+      st.seen.set(s.seq, { counts, prev });
+      st.after.set(prev, s.seq);
       if (counts) {
-        let lo = s.seq;
-        while (lo - 1 > s.seq - n && st.counts.get(lo - 1) === true) lo--;
-        let hi = s.seq;
-        while (hi + 1 < s.seq + n && st.counts.get(hi + 1) === true) hi++;
-        if (hi - lo + 1 >= n) st.recovered = true;
+        // the run of counting probes through this one, along the probes actually sent
+        let len = 1;
+        for (let q = prev; len < n && st.seen.get(q)?.counts === true; q = st.seen.get(q)!.prev) len++;
+        for (let q = st.after.get(s.seq); len < n && q !== undefined && st.seen.get(q)?.counts === true; q = st.after.get(q)) len++;
+        if (len >= n) st.recovered = true;
       }
-      if (st.counts.size > 2 * window) {
-        for (const k of st.counts.keys()) if (k < st.maxSeq - window) st.counts.delete(k);
+      if (st.seen.size > 2 * window) {
+        // forget the oldest probes (arrival order), keeping the last `window`
+        let drop = st.seen.size - window;
+        for (const [k, e] of st.seen) {
+          if (drop-- <= 0) break;
+          st.seen.delete(k);
+          if (st.after.get(e.prev) === k) st.after.delete(e.prev);
+        }
       }
     },
     recovered: (a: string): boolean => state.get(a)?.recovered ?? false,

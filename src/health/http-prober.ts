@@ -6,7 +6,7 @@
  * The whole exchange (connect, headers, body when a pattern is set) is bounded by `timeoutMs`.
  */
 import http from 'node:http';
-import { checkPort, checkTarget, checkTimeout, elapsedMs, errorReason, type Prober, type ProbeResult, type ProbeTarget } from './prober.js';
+import { armProbeTimeout, checkPort, checkTarget, checkTimeout, elapsedMs, errorReason, type Prober, type ProbeResult, type ProbeTarget } from './prober.js';
 
 /** Settings (config: `health.probe: {type: http, port, path, host, identity_header, body_pattern}`). */
 export interface HttpProberOptions {
@@ -53,13 +53,14 @@ export function createHttpProber(opts: HttpProberOptions): Prober {
         const finish = (r: ProbeResult): void => {
           if (done) return;
           done = true;
-          clearTimeout(timer);
+          disarm();
           signal?.removeEventListener('abort', onAbort);
           req?.destroy();
           resolve(r);
         };
         const onAbort = (): void => finish({ ok: false, rttMs: elapsedMs(start), reason: 'aborted' });
-        const timer = setTimeout(() => finish({ ok: false, rttMs: elapsedMs(start), reason: 'timeout' }), timeoutMs);
+        // a stall of the controller past the timeout is not a timeout: see armProbeTimeout
+        const disarm = armProbeTimeout(timeoutMs, () => finish({ ok: false, rttMs: elapsedMs(start), reason: 'timeout' }));
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
           req = http.request({

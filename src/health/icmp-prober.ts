@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { checkTarget, checkTimeout, elapsedMs, type Prober, type ProbeResult, type ProbeTarget } from './prober.js';
+import { armProbeTimeout, checkTarget, checkTimeout, elapsedMs, type Prober, type ProbeResult, type ProbeTarget } from './prober.js';
 import {
   checkRunnerOptions,
   DEFAULT_MAX_SAMPLES_PER_ADDRESS,
@@ -45,9 +45,16 @@ export interface FpingOptions {
 /** Settings of the per-probe ICMP prober (config: `health.probe: {type: icmp}`, `health.timeout_ms`). */
 export interface IcmpProberOptions extends FpingOptions {
   timeoutMs: number;
-  /** Extra time allowed for process start/exit before the probe is killed; default 30 ms. */
+  /**
+   * Extra time allowed for fping's start and exit before the probe is killed; default
+   * DEFAULT_FPING_GRACE_MS. fping reports its own timeout `timeoutMs` after it sent, so this only
+   * bounds a slow or hung process.
+   */
   graceMs?: number;
 }
+
+/** Default graceMs of the per-probe ICMP prober: an fping start alone took up to 113 ms on a loaded 2-core machine. */
+export const DEFAULT_FPING_GRACE_MS = 500;
 
 /** Resolves a command name in PATH (or checks an absolute path); throws FpingMissingError. */
 export function locateExecutable(cmd: string): string {
@@ -80,7 +87,8 @@ export function createIcmpProber(opts: IcmpProberOptions): Prober {
   checkTimeout(opts.timeoutMs);
   commandLine(opts, []); // fail early when fping (or the prefix command) is missing
   const timeoutMs = opts.timeoutMs;
-  const graceMs = opts.graceMs ?? 30;
+  const graceMs = opts.graceMs ?? DEFAULT_FPING_GRACE_MS;
+  if (!Number.isFinite(graceMs) || graceMs < 0 || graceMs > 600_000) throw new RangeError(`graceMs must be a number of ms in [0, 600000], not ${String(graceMs)}`);
   return {
     type: 'icmp',
     probe(target: ProbeTarget, signal?: AbortSignal): Promise<ProbeResult> {
@@ -101,13 +109,14 @@ export function createIcmpProber(opts: IcmpProberOptions): Prober {
         const finish = (r: ProbeResult): void => {
           if (done) return;
           done = true;
-          clearTimeout(timer);
+          disarm();
           signal?.removeEventListener('abort', onAbort);
           if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
           resolve(r);
         };
         const onAbort = (): void => finish({ ok: false, rttMs: elapsedMs(start), reason: 'aborted' });
-        const timer = setTimeout(() => finish({ ok: false, rttMs: elapsedMs(start), reason: 'timeout' }), timeoutMs + graceMs);
+        // fping's own output and exit are read first, even after a stall of the controller: see armProbeTimeout
+        const disarm = armProbeTimeout(timeoutMs + graceMs, () => finish({ ok: false, rttMs: elapsedMs(start), reason: 'timeout' }));
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
           child = spawn(cmd.file, cmd.argv, { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -155,14 +164,22 @@ interface LoopTarget {
   settled: Set<number>;
 }
 
+/** Time fping has, after a probe's timeout, to print a line about it before it counts as `no-reply`. */
+export const ICMP_LOOP_SLACK_MS = 1000;
+/** A sweep of the ICMP loop that runs this much later than its period means the controller stalled. */
+const LOOP_STALL_MS = 50;
+
 /**
  * One fping in loop mode for all targets, at a fixed cadence (fping schedules probe n of each
  * address at n * interval after its first). Replies and fping's `timed out` lines become samples;
- * a seq for which fping printed nothing by send + timeout + max(100 ms, 2 x interval) (fping is silent on
- * send errors such as no route) becomes a failure with reason `no-reply`, or `fping-error` after
- * fping died. Send times are reconstructed from fping's fixed schedule: sentAt = base + seq *
- * interval, base estimated per address from the replies: the minimum over replies of fping's own
- * receive time (`-D`, mapped onto our clock) - rtt - seq * interval.
+ * a seq for which fping printed nothing by send + timeout + slack (slack = max(ICMP_LOOP_SLACK_MS,
+ * 2 x interval); fping is silent on send errors such as no route) becomes a failure with reason
+ * `no-reply`, or `fping-error` after fping died. That sweep runs after fping's pending output has
+ * been read (from setImmediate, after the poll phase), and after a stall of the controller (a sweep
+ * more than LOOP_STALL_MS late) nothing is declared silent for another slack, so that lines fping
+ * printed or held meanwhile are read first. Send times are reconstructed from fping's fixed
+ * schedule: sentAt = base + seq * interval, base estimated per address from the replies: the
+ * minimum over replies of fping's own receive time (`-D`, mapped onto our clock) - rtt - seq * interval.
  * Throws FpingMissingError when fping is absent.
  */
 export function startIcmpLoop(opts: IcmpLoopOptions): ProbeRunner {
@@ -177,7 +194,7 @@ export function startIcmpLoop(opts: IcmpLoopOptions): ProbeRunner {
   const clock = opts.clock ?? monotonicEpochClock;
   const interval = Math.round(opts.intervalMs);
   const timeout = Math.max(1, Math.round(opts.timeoutMs));
-  const slack = Math.max(100, 2 * interval);
+  const slack = Math.max(ICMP_LOOP_SLACK_MS, 2 * interval);
   /** Before fping printed anything, silent addresses are not declared failed (fping may still be starting). */
   const startupGraceMs = 1000;
   const store = new SampleStore(opts.maxSamplesPerAddress ?? DEFAULT_MAX_SAMPLES_PER_ADDRESS);
@@ -285,7 +302,24 @@ export function startIcmpLoop(opts: IcmpLoopOptions): ProbeRunner {
       }
     }
   };
-  const sweeper = setInterval(() => sweep(now()), Math.max(interval, 10));
+  const period = Math.max(interval, 10);
+  let lastTick = performance.now();
+  /** After a stall of ours, nothing is declared silent before this (our timeline). */
+  let holdUntil = -Infinity;
+  let pendingSweep: NodeJS.Immediate | undefined;
+  const sweeper = setInterval(() => {
+    const m = performance.now();
+    if (m - lastTick > period + LOOP_STALL_MS) holdUntil = now() + slack;
+    lastTick = m;
+    // The timer fires before the poll phase reads fping's output: sweep after it.
+    pendingSweep ??= setImmediate(() => {
+      pendingSweep = undefined;
+      const at = now();
+      if (at >= holdUntil) sweep(at);
+    });
+  }, period);
+  /** Every probe sent up to stopAt reported. */
+  const drained = (): boolean => targets.every((t) => sendTime(t, t.next) > stopAt);
 
   return {
     startedAt,
@@ -293,9 +327,11 @@ export function startIcmpLoop(opts: IcmpLoopOptions): ProbeRunner {
     dropped: () => store.dropped(),
     async stop(): Promise<Sample[]> {
       if (stopAt === Infinity) stopAt = now();
-      // Let the probes in flight settle, then end fping.
-      if (!exited) await new Promise((r) => setTimeout(r, timeout + slack + 5));
+      // Let the probes in flight settle (the sweeper declares the silent ones), then end fping.
+      while (!exited && !drained() && now() < stopAt + timeout + slack) await new Promise((r) => setTimeout(r, period));
+      await new Promise((r) => setImmediate(r)); // output already there is read first
       clearInterval(sweeper);
+      if (pendingSweep) clearImmediate(pendingSweep);
       sweep(stopAt + timeout + slack);
       if (!exited) {
         child.kill('SIGTERM');

@@ -4,13 +4,18 @@
  * timeout, so a probe that hangs never delays the next one and several may be in flight. Samples
  * are kept in a bounded, compact per-address ring (`SampleStore`) and streamed to `onResult`.
  */
-import type { Prober, ProbeResult, ProbeTarget } from './prober.js';
+import { armProbeTimeout, type Prober, type ProbeResult, type ProbeTarget } from './prober.js';
 
 /** One probe of one address, as measured. */
 export interface Sample {
   address: string;
   /** Slot number: the probe was due at `startedAt + seq * intervalMs`. Slots missed are skipped. */
   seq: number;
+  /**
+   * Slots skipped just before this one (never sent: the event loop was late by whole intervals), so
+   * the previous probe sent to this address is seq - 1 - skipped. Absent when none.
+   */
+  skipped?: number;
   /** Send time, ms since the epoch, from the runner's (monotonic-derived) clock. */
   sentAt: number;
   ok: boolean;
@@ -39,7 +44,9 @@ export interface ProbeRunnerOptions {
   intervalMs: number;
   /**
    * Guard timeout per probe, ms: the signal passed to the prober is aborted then, and a prober that
-   * still has not settled 50 ms later is recorded as `timeout`. Default 10 s; set it to health.timeout_ms.
+   * still has not settled 50 ms later is recorded as `timeout`; both checks are taken after pending
+   * I/O and give back the time a stall of the controller lost past them (armProbeTimeout). Default
+   * 10 s; set it to health.timeout_ms.
    */
   timeoutMs?: number;
   /** ms since the epoch; default performance.timeOrigin + performance.now() (monotonic, never steps). */
@@ -59,9 +66,9 @@ export const MIN_INTERVAL_MS = 10;
 export const monotonicEpochClock = (): number => performance.timeOrigin + performance.now();
 
 /**
- * Compact bounded storage of samples: per address, a ring of typed arrays (about 20 bytes per
- * sample: sentAt f64, rtt f32, seq i32, flags u8, responder and reason as u16 indexes into shared
- * string tables). When a ring is full the oldest sample is overwritten and counted in `dropped`.
+ * Compact bounded storage of samples: per address, a ring of typed arrays (about 24 bytes per
+ * sample: sentAt f64, rtt f32, seq i32, skipped u32, flags u8, responder and reason as u16 indexes
+ * into shared string tables). When a ring is full the oldest sample is overwritten and counted in `dropped`.
  */
 export class SampleStore {
   private readonly rings = new Map<string, Ring>();
@@ -80,7 +87,7 @@ export class SampleStore {
       r = new Ring(Math.min(this.maxPerAddress, 1024), this.maxPerAddress);
       this.rings.set(s.address, r);
     }
-    if (r.push(s.sentAt, s.rttMs, s.seq, s.ok ? 1 : 0, this.intern(s.responder), this.intern(s.reason))) this.droppedCount++;
+    if (r.push(s.sentAt, s.rttMs, s.seq, s.skipped ?? 0, s.ok ? 1 : 0, this.intern(s.responder), this.intern(s.reason))) this.droppedCount++;
   }
 
   /** Samples kept, by address (insertion order) then seq. */
@@ -88,8 +95,9 @@ export class SampleStore {
     const out: Sample[] = [];
     for (const [address, r] of this.rings) {
       const list: Sample[] = [];
-      r.forEach((sentAt, rttMs, seq, flags, resp, reason) => {
+      r.forEach((sentAt, rttMs, seq, skipped, flags, resp, reason) => {
         const s: Sample = { address, seq, sentAt, ok: (flags & 1) === 1, rttMs };
+        if (skipped > 0) s.skipped = skipped;
         if (resp !== 0) s.responder = this.strings[resp];
         if (reason !== 0) s.reason = this.strings[reason];
         list.push(s);
@@ -129,6 +137,7 @@ class Ring {
   private sentAt: Float64Array;
   private rtt: Float32Array;
   private seq: Int32Array;
+  private skipped: Uint32Array;
   private flags: Uint8Array;
   private resp: Uint16Array;
   private reason: Uint16Array;
@@ -142,13 +151,14 @@ class Ring {
     this.sentAt = new Float64Array(cap);
     this.rtt = new Float32Array(cap);
     this.seq = new Int32Array(cap);
+    this.skipped = new Uint32Array(cap);
     this.flags = new Uint8Array(cap);
     this.resp = new Uint16Array(cap);
     this.reason = new Uint16Array(cap);
   }
 
   /** Appends; returns true when the oldest entry was overwritten. */
-  push(sentAt: number, rtt: number, seq: number, flags: number, resp: number, reason: number): boolean {
+  push(sentAt: number, rtt: number, seq: number, skipped: number, flags: number, resp: number, reason: number): boolean {
     if (this.length === this.cap && this.cap < this.max) this.grow(Math.min(this.cap * 2, this.max));
     let dropped = false;
     let i: number;
@@ -163,29 +173,31 @@ class Ring {
     this.sentAt[i] = sentAt;
     this.rtt[i] = rtt;
     this.seq[i] = seq;
+    this.skipped[i] = skipped;
     this.flags[i] = flags;
     this.resp[i] = resp;
     this.reason[i] = reason;
     return dropped;
   }
 
-  forEach(f: (sentAt: number, rtt: number, seq: number, flags: number, resp: number, reason: number) => void): void {
+  forEach(f: (sentAt: number, rtt: number, seq: number, skipped: number, flags: number, resp: number, reason: number) => void): void {
     for (let k = 0; k < this.length; k++) {
       const i = (this.start + k) % this.cap;
-      f(this.sentAt[i], Math.round(this.rtt[i] * 1000) / 1000, this.seq[i], this.flags[i], this.resp[i], this.reason[i]);
+      f(this.sentAt[i], Math.round(this.rtt[i] * 1000) / 1000, this.seq[i], this.skipped[i], this.flags[i], this.resp[i], this.reason[i]);
     }
   }
 
   private grow(cap: number): void {
     const order: number[] = [];
     for (let k = 0; k < this.length; k++) order.push((this.start + k) % this.cap);
-    const move = <T extends Float64Array | Float32Array | Int32Array | Uint8Array | Uint16Array>(a: T, b: T): T => {
+    const move = <T extends Float64Array | Float32Array | Int32Array | Uint32Array | Uint8Array | Uint16Array>(a: T, b: T): T => {
       order.forEach((i, k) => (b[k] = a[i]));
       return b;
     };
     this.sentAt = move(this.sentAt, new Float64Array(cap));
     this.rtt = move(this.rtt, new Float32Array(cap));
     this.seq = move(this.seq, new Int32Array(cap));
+    this.skipped = move(this.skipped, new Uint32Array(cap));
     this.flags = move(this.flags, new Uint8Array(cap));
     this.resp = move(this.resp, new Uint16Array(cap));
     this.reason = move(this.reason, new Uint16Array(cap));
@@ -209,7 +221,7 @@ export function checkRunnerOptions(o: { targets: ProbeTarget[]; intervalMs: numb
 /**
  * Starts probing every target at a fixed cadence, immediately (slot 0 at once). When the event
  * loop is late by a whole interval or more, the missed slots are skipped (their seq numbers never
- * appear) rather than sent in a burst.
+ * appear; the next sample says how many in `skipped`) rather than sent in a burst.
  */
 export function startProbeRunner(opts: ProbeRunnerOptions): ProbeRunner {
   checkRunnerOptions(opts);
@@ -235,16 +247,16 @@ export function startProbeRunner(opts: ProbeRunnerOptions): ProbeRunner {
     }
   };
 
-  const send = (target: ProbeTarget, seq: number): void => {
+  const send = (target: ProbeTarget, seq: number, skipped: number): void => {
     const sentAt = clock();
     const ac = new AbortController();
-    let guard: NodeJS.Timeout | undefined;
-    let hard: NodeJS.Timeout | undefined;
+    let disarmHard: (() => void) | undefined;
+    let disarmGuard: (() => void) | undefined;
     const guarded = new Promise<ProbeResult>((resolve) => {
-      guard = setTimeout(() => {
+      disarmGuard = armProbeTimeout(guardMs, () => {
         ac.abort();
-        hard = setTimeout(() => resolve({ ok: false, rttMs: guardMs + 50, reason: 'timeout' }), 50);
-      }, guardMs);
+        disarmHard = armProbeTimeout(50, () => resolve({ ok: false, rttMs: guardMs + 50, reason: 'timeout' }));
+      });
     });
     let probe: Promise<ProbeResult>;
     try {
@@ -253,11 +265,12 @@ export function startProbeRunner(opts: ProbeRunnerOptions): ProbeRunner {
       probe = Promise.resolve({ ok: false, rttMs: 0, reason: 'error' });
     }
     const p = Promise.race([probe, guarded]).then((r) => {
-      clearTimeout(guard);
-      clearTimeout(hard);
+      disarmGuard?.();
+      disarmHard?.();
       // An abort by our own guard is a timeout for the caller.
       const reason = r.reason === 'aborted' && ac.signal.aborted ? 'timeout' : r.reason;
       const s: Sample = { address: target.address, seq, sentAt, ok: r.ok === true, rttMs: r.rttMs };
+      if (skipped > 0) s.skipped = skipped;
       if (r.responder !== undefined) s.responder = r.responder;
       if (!s.ok) s.reason = reason ?? 'error';
       record(s);
@@ -271,9 +284,10 @@ export function startProbeRunner(opts: ProbeRunnerOptions): ProbeRunner {
     if (stopped) return;
     const elapsed = performance.now() - mono0;
     const due = Math.floor(elapsed / interval + 1e-9);
-    // Skip slots that are more than one interval late; send the current one.
-    if (due > nextSlot) nextSlot = due;
-    for (const t of targets) send(t, nextSlot);
+    // Skip slots that are more than one interval late (the samples say so); send the current one.
+    const skipped = Math.max(0, due - nextSlot);
+    nextSlot += skipped;
+    for (const t of targets) send(t, nextSlot, skipped);
     nextSlot++;
     const wait = mono0 + nextSlot * interval - performance.now();
     timer = setTimeout(tick, Math.max(0, wait));

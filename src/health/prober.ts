@@ -1,7 +1,7 @@
 /**
  * The health-probe contract (the `Prober` port): one probe of one address, answered
  * with a `ProbeResult`. A probe NEVER throws (every failure is a result with a short stable
- * `reason`) and never takes longer than its timeout plus a few ms. Probers report who answered
+ * `reason`) and never takes much longer than its timeout (see armProbeTimeout). Probers report who answered
  * (`responder`) when the protocol can tell; comparing it with the expected host is the caller's job
  * (see downtime.ts).
  */
@@ -25,7 +25,10 @@ export interface ProbeTarget {
   family: 4 | 6;
 }
 
-/** A protocol prober. `probe` never throws and settles within its timeout (+ a few ms). */
+/**
+ * A protocol prober. `probe` never throws and settles within its timeout (+ a few ms, and + the
+ * time the controller lost past it when its event loop stalled: see armProbeTimeout).
+ */
 export interface Prober {
   readonly type: 'tcp' | 'http' | 'icmp';
   probe(target: ProbeTarget, signal?: AbortSignal): Promise<ProbeResult>;
@@ -101,4 +104,48 @@ export function checkTimeout(timeoutMs: number, what = 'timeoutMs'): void {
 /** Validates a TCP port. */
 export function checkPort(port: number): void {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`port must be an integer in 1..65535, not ${String(port)}`);
+}
+
+/** A probe timeout check that runs later than this past its deadline means the controller stalled. */
+export const STALL_TOLERANCE_MS = 1;
+
+/**
+ * Arms the timeout of one probe so that the controller's own stalls are not held against the
+ * target; returns a function that disarms it. `onTimeout` runs once `timeoutMs` have passed, and:
+ * - only after the I/O callbacks already pending have run: the decision is taken from
+ *   setImmediate, after the event loop's poll phase (a timer alone fires before the loop reads the
+ *   answers that arrived while it was blocked, and would turn them into false timeouts);
+ * - when that decision runs late by L ms (more than STALL_TOLERANCE_MS: the event loop was blocked
+ *   or starved), the probe first gets another min(L, timeoutMs), once, so that an exchange the
+ *   stall interrupted half-way (HTTP writes its request only after the connect) can finish; the
+ *   second decision is taken the same way, after pending I/O, and is final.
+ */
+export function armProbeTimeout(timeoutMs: number, onTimeout: () => void): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
+  let due = performance.now() + timeoutMs;
+  let extended = false;
+  const decide = (): void => {
+    immediate = undefined;
+    const late = performance.now() - due;
+    if (!extended && late > STALL_TOLERANCE_MS) {
+      extended = true;
+      const extra = Math.min(late, timeoutMs);
+      due = performance.now() + extra;
+      timer = setTimeout(fire, extra);
+      return;
+    }
+    onTimeout();
+  };
+  const fire = (): void => {
+    timer = undefined;
+    immediate = setImmediate(decide);
+  };
+  timer = setTimeout(fire, timeoutMs);
+  return () => {
+    if (timer) clearTimeout(timer);
+    if (immediate) clearImmediate(immediate);
+    timer = undefined;
+    immediate = undefined;
+  };
 }

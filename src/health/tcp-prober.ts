@@ -3,7 +3,7 @@
  * is closed at once. TCP cannot tell who answered, so `responder` is never set.
  */
 import net from 'node:net';
-import { checkPort, checkTarget, checkTimeout, elapsedMs, errorReason, type Prober, type ProbeResult, type ProbeTarget } from './prober.js';
+import { armProbeTimeout, checkPort, checkTarget, checkTimeout, elapsedMs, errorReason, type Prober, type ProbeResult, type ProbeTarget } from './prober.js';
 
 /** Settings of the TCP prober (config: `health.probe: {type: tcp, port}`, `health.timeout_ms`). */
 export interface TcpProberOptions {
@@ -29,13 +29,14 @@ export function createTcpProber(opts: TcpProberOptions): Prober {
         const finish = (r: ProbeResult): void => {
           if (done) return;
           done = true;
-          clearTimeout(timer);
+          disarm();
           signal?.removeEventListener('abort', onAbort);
           socket?.destroy();
           resolve(r);
         };
         const onAbort = (): void => finish({ ok: false, rttMs: elapsedMs(start), reason: 'aborted' });
-        const timer = setTimeout(() => finish({ ok: false, rttMs: elapsedMs(start), reason: 'timeout' }), timeoutMs);
+        // a stall of the controller past the timeout is not a timeout: see armProbeTimeout
+        const disarm = armProbeTimeout(timeoutMs, () => finish({ ok: false, rttMs: elapsedMs(start), reason: 'timeout' }));
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
           socket = net.connect({ host: t.address, port, family: t.family, noDelay: true });

@@ -1,8 +1,9 @@
 /**
  * The MX audit against real servers on loopback (test/support/dns-lab.ts): NSD as the fake root,
  * com./net., the provider's and an external provider's DNS, unbound as the recursive resolver.
- * One zone per case (test/fixtures/mx-lab/cases.yaml); each verdict and fix is
- * asserted. Debian packages: nsd, unbound, ldnsutils.
+ * One zone per case (test/fixtures/mx-lab/cases.yaml; `copies` repeats a case whose answers depend
+ * on which server unbound picks, `resolver_data` makes unbound's empty answer happen on purpose);
+ * each verdict and fix is asserted. Debian packages: nsd, unbound, ldnsutils.
  */
 import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';

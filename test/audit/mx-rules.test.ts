@@ -2,7 +2,8 @@
 import { describe, expect, test } from '@jest/globals';
 import { mxAuditSettings } from '../../src/audit/audit-settings.js';
 import {
-  insertInclude, isIpLiteral, matchesPattern, overallVerdict, runMxRules, type AuditInput, type Check, type MxRecord,
+  insertInclude, isIpLiteral, judgedMx, judgedTxt, matchesPattern, mxTargetHosts, overallVerdict, runMxRules,
+  type AuditInput, type Check, type MxRecord,
 } from '../../src/audit/mx-rules.js';
 
 const S = mxAuditSettings();
@@ -147,5 +148,56 @@ describe('a lame server answering the resolver', () => {
     expect(present.verdict).toBe('OK');
     expect(present.evidence).toContain('a lame server answered the resolver');
     expect(checks.find((c: Check) => c.check === 'lame-server')?.verdict).toBe('WARN');
+  });
+});
+
+describe('what the rules judge when the resolver answered no records', () => {
+  const lame = { ns: 'lame.ext.example', address: '192.0.2.2', status: 'answered' as const, rcode: 'NOERROR', aa: false };
+  const good = { ns: 'ns1.ext.example', address: '192.0.2.1', status: 'answered' as const, rcode: 'NOERROR', aa: true, mx: GOOD_MX, txt: [SPF] };
+  const empty = { status: 'nodata' as const, values: [] };
+
+  test("judgedMx / judgedTxt: the resolver's records, or an AA server's when the resolver has none", () => {
+    expect(judgedMx({ mx: { status: 'ok', values: [GOOD_MX[0]] }, auth: [good] })).toEqual({ values: [GOOD_MX[0]] });
+    expect(judgedMx({ mx: empty, auth: [lame, good] })).toEqual({ values: GOOD_MX, from: good });
+    expect(judgedMx({ mx: empty, auth: [lame] })).toEqual({ values: [] });
+    expect(judgedMx({ mx: empty, auth: [{ ...good, rcode: 'REFUSED' }] })).toEqual({ values: [] });
+    // a failed lookup stays failed (UNKNOWN), never replaced
+    expect(judgedMx({ mx: failed, auth: [good] })).toEqual({ values: [] });
+    expect(judgedTxt({ txt: empty, auth: [lame, good] })).toEqual({ values: [SPF], from: good });
+    expect(judgedTxt({ txt: empty, auth: undefined })).toEqual({ values: [] });
+  });
+
+  test('mxTargetHosts: host names to look up, once each, lower case; not the null MX nor IP literals', () => {
+    expect(mxTargetHosts([
+      { priority: 10, host: 'MX1.alwaysdata.com.' }, { priority: 30, host: 'mx1.alwaysdata.com' },
+      { priority: 0, host: '.' }, { priority: 40, host: '192.0.2.25' }, { priority: 50, host: '[2001:db8::25]' },
+    ])).toEqual(['mx1.alwaysdata.com']);
+  });
+
+  test("the authoritative server's MX are judged with their targets: OK when looked up, UNKNOWN (never OK) when not", () => {
+    const base = {
+      domain: 'lame.example', zone: 'lame.example', ns: { status: 'ok' as const, values: ['ns1.ext.example', 'lame.ext.example'] },
+      mx: empty, txt: { status: 'ok' as const, values: [SPF] }, auth: [good, lame],
+    };
+    const looked = runMxRules({ ...base, targets: GOOD_MX.map((m) => ({ host: m.host, addresses: { status: 'ok', values: ['192.0.2.25'] } })) }, S);
+    expect(looked.filter((c) => c.check === 'mx-target')).toEqual([expect.objectContaining({ verdict: 'OK' })]);
+    expect(overallVerdict(looked)).toBe('WARN'); // the lame server
+    const notLooked = runMxRules({ ...base, targets: [] }, S);
+    expect(notLooked.filter((c) => c.check === 'mx-target').map((c) => c.verdict)).toEqual(['UNKNOWN', 'UNKNOWN']);
+    expect(overallVerdict(notLooked)).toBe('UNKNOWN');
+  });
+
+  test("an empty TXT answer from the resolver is judged by an authoritative server's TXT, with a note", () => {
+    const checks = runMxRules(input({ txt: empty, auth: [good, lame] }), S);
+    const spf = checks.find((c) => c.check === 'spf')!;
+    expect(spf.verdict).toBe('OK');
+    expect(spf.evidence).toContain('the resolver answered no TXT; this comes from the authoritative server ns1.ext.example');
+    // with no authoritative TXT either, "no SPF record" stands
+    expect(runMxRules(input({ txt: empty, auth: [{ ...good, txt: undefined }] }), S).find((c) => c.check === 'spf')!.verdict).toBe('WARN');
+  });
+
+  test('NS taken from the parent zone are named in the evidence', () => {
+    const checks = runMxRules(input({ ns: { status: 'ok', values: EXT, source: 'the delegation given by a.gtld-servers.net' } }), S);
+    expect(checks.find((c) => c.check === 'dns-host')!.evidence).toContain('(the delegation given by a.gtld-servers.net)');
   });
 });

@@ -22,7 +22,8 @@ beforeAll(async () => {
   ctl = await startController({
     netns: lab.ns.client,
     // The controller measures with its own clock at a 10 ms cadence: on a loaded machine it needs
-    // the CPU on time (probe slots it misses are skipped, and a skipped slot breaks the recovery streak).
+    // the CPU on time, since no probe goes out while it stalls (the slots it misses are skipped),
+    // so an edge of the outage that falls in a stall is known only to within the stall.
     nice: -10,
     zonesDir: join(REPO_ROOT, 'test', 'fixtures', 'cutover'),
     sections: {

@@ -8,15 +8,22 @@ const A = '192.0.2.10';
 
 /**
  * One letter per probe slot: O origin answers, T target answers, W a third host answers,
- * A an answer without identity, x a timeout, r refused, - no sample for that slot.
+ * A an answer without identity, x a timeout, r refused, - no sample for that slot (a probe sent
+ * whose result is unknown), . a slot the runner skipped (never sent: the next sample says so).
  */
 function samples(pattern: string, opts: { address?: string; jitter?: Record<number, number>; shift?: Record<number, number> } = {}): Sample[] {
   const out: Sample[] = [];
   let shift = 0;
+  let skipped = 0;
   [...pattern].forEach((c, seq) => {
     shift += opts.shift?.[seq] ?? 0; // a clock step from this seq on
     const sentAt = T0 + seq * I + (opts.jitter?.[seq] ?? 0) + shift;
-    const base = { address: opts.address ?? A, seq, sentAt, rttMs: 1 };
+    if (c === '.') {
+      skipped++;
+      return;
+    }
+    const base: Sample = { address: opts.address ?? A, seq, sentAt, ok: false, rttMs: 1, ...(skipped > 0 ? { skipped } : {}) };
+    skipped = 0;
     switch (c) {
       case 'O':
         out.push({ ...base, ok: true, responder: 'srv-42' });
@@ -197,6 +204,40 @@ const cases: Case[] = [
     want: { downtimeMs: 20, gaps: [[at(0), at(1), 1]], recovered: true, recoveredAt: at(4), endedAt: at(6), waitedMs: 120, probesSent: 6, probesFailed: 1, firstTargetAt: at(1) },
   },
   {
+    name: 'slots the runner skipped neither break the streak nor count in it',
+    input: samples('OxT..TT'),
+    want: { downtimeMs: 20, gaps: [[at(1), at(2), 1]], recovered: true, recoveredAt: at(2), endedAt: at(6), waitedMs: 120, probesSent: 5, probesFailed: 1, firstTargetAt: at(2) },
+  },
+  {
+    name: 'skipped slots do not make a streak: 2 answers and 3 skipped slots are not 3 in a row',
+    input: samples('xTT...xTT.T'),
+    want: {
+      downtimeMs: 40,
+      gaps: [
+        [at(0), at(1), 1],
+        [at(6), at(7), 1],
+      ],
+      recovered: true,
+      recoveredAt: at(7),
+      endedAt: at(10),
+      waitedMs: 200,
+      probesSent: 7,
+      probesFailed: 2,
+      firstTargetAt: at(1),
+    },
+  },
+  {
+    name: 'skipped slots inside a gap: the gap still runs from the first failed send to the next answer',
+    input: samples('Ox..x.T.TT'),
+    want: { downtimeMs: 100, gaps: [[at(1), at(6), 2]], recovered: true, recoveredAt: at(6), endedAt: at(9), waitedMs: 180, probesSent: 6, probesFailed: 2, firstTargetAt: at(6) },
+  },
+  {
+    name: 'a long streak under load: every other slot skipped, one probe missing (sent, result unknown) still breaks it',
+    input: samples('OT.T.T.-.T.T.T.T'),
+    o: { recoveryCount: 4 },
+    want: { downtimeMs: 0, gaps: [], recovered: true, recoveredAt: at(9), endedAt: at(15), waitedMs: 300, probesSent: 8, probesFailed: 0, firstTargetAt: at(1) },
+  },
+  {
     name: 'recovery with N = 1',
     input: samples('OxxTxxx'),
     o: { recoveryCount: 1 },
@@ -288,6 +329,9 @@ describe('computeAllDowntime / isDone / tracker', () => {
   const a = samples('OOxxxTTT');
   const b = samples('OOOxTTTx', { address: '2001:db8::10' });
   const c = samples('OOxxxxxxx', { address: '192.0.2.12' });
+  // under load: slots skipped, and a probe sent at seq 9 whose result is not in yet (in flight)
+  const d = samples('OxT..TT.T', { address: '192.0.2.13' });
+  const late = samples('OxT..T.x.T.TT.T', { address: '192.0.2.14' });
 
   test('every address, the max, and an address without samples', () => {
     const sum = computeAllDowntime(shuffle([...a, ...b]), opts(), [A, '2001:db8::10', '192.0.2.99']);
@@ -324,6 +368,26 @@ describe('computeAllDowntime / isDone / tracker', () => {
       expect(tr.recovered(A)).toBe(true);
       expect(doneAfter).toBeGreaterThan(0);
     }
+    // skipped slots: the same agreement, and no recovery while a probe sent inside the streak is in flight
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const addresses = [A, '192.0.2.13', '192.0.2.14'];
+      const tr = createDowntimeTracker(opts({ recoveryCount: 4 }), addresses);
+      const feed = shuffle([...a, ...d, ...late], seed);
+      feed.forEach((s, i) => {
+        tr.add(s);
+        expect(tr.isDone()).toBe(isDone(feed.slice(0, i + 1), opts({ recoveryCount: 4 }), addresses));
+      });
+      expect(tr.recovered('192.0.2.13')).toBe(true); // seqs 2, 5, 6, 8
+      expect(tr.recovered('192.0.2.14')).toBe(true); // seqs 9, 11, 12, 14 (the timeout at 7 broke 2, 5)
+    }
+    const inFlight = samples('OxT..TTT', { address: '192.0.2.13' }).filter((s) => s.seq !== 6);
+    const tr0 = createDowntimeTracker(opts({ recoveryCount: 4 }), ['192.0.2.13']);
+    for (const s of inFlight) tr0.add(s);
+    expect(tr0.recovered('192.0.2.13')).toBe(false);
+    expect(computeDowntime(inFlight, opts({ recoveryCount: 4 })).recovered).toBe(false);
+    tr0.add({ address: '192.0.2.13', seq: 6, sentAt: at(6), ok: false, rttMs: 200, reason: 'timeout' });
+    expect(tr0.recovered('192.0.2.13')).toBe(false);
+
     const tr = createDowntimeTracker(opts({ deadlineAt: at(50) }), [A, '192.0.2.12']);
     for (const s of [...a, ...c]) tr.add(s);
     expect(tr.recovered(A)).toBe(true);

@@ -1,10 +1,12 @@
-import { describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SampleStore, startProbeRunner, type Sample } from '../../src/health/probe-runner.js';
 import { createHttpProber } from '../../src/health/http-prober.js';
 import type { Prober, ProbeResult, ProbeTarget } from '../../src/health/prober.js';
+import { computeDowntime } from '../../src/health/downtime.js';
 import { waitFor } from '../support/wait-for.js';
+import { blockEventLoop, startChildHttpServer, type ChildHttpServer } from './stall-support.js';
 
 const A: ProbeTarget = { address: '192.0.2.10', family: 4 };
 const B: ProbeTarget = { address: '2001:db8::10', family: 6 };
@@ -149,17 +151,56 @@ describe('startProbeRunner', () => {
   });
 });
 
+describe('startProbeRunner when the controller stalls', () => {
+  let child: ChildHttpServer;
+  beforeAll(async () => {
+    child = await startChildHttpServer('127.0.0.1', 'transit-3'); // answers while this process is blocked
+  });
+  afterAll(async () => {
+    await child?.stop();
+  });
+
+  test('stalls longer than the timeout: no probe fails, skipped slots are marked and do not break the recovery streak', async () => {
+    const http = createHttpProber({ port: child.port, path: '/', timeoutMs: 100, identityHeader: 'x-served-by' });
+    let calls = 0;
+    const stalls = [10, 30, 50];
+    // The event loop blocks for 300 ms right after some probes were sent (their connect() issued):
+    // the server answers meanwhile, and no slot can be sent on time during the stall.
+    const prober: Prober = {
+      type: 'http',
+      probe(t, signal) {
+        const p = http.probe(t, signal);
+        if (stalls.includes(calls++)) process.nextTick(() => blockEventLoop(300));
+        return p;
+      },
+    };
+    const live: Sample[] = [];
+    const r = startProbeRunner({ targets: [{ address: '127.0.0.1', family: 4 }], prober, intervalMs: 10, timeoutMs: 100, onResult: (s) => live.push(s) });
+    await waitFor('70 results', () => live.length >= 70);
+    const all = await r.stop();
+    expect(all.filter((s) => !s.ok)).toEqual([]);
+    const skipped = all.filter((s) => (s.skipped ?? 0) > 0);
+    expect(skipped.length).toBeGreaterThanOrEqual(stalls.length);
+    // every probe sent is seq - 1 - skipped after the previous one
+    all.slice(1).forEach((s, i) => expect(s.seq - 1 - (s.skipped ?? 0)).toBe(all[i].seq));
+    // all the probes sent answered from the target, in a row: the skipped slots do not break the streak
+    const d = computeDowntime(all, { origin: 'srv-42', target: 'transit-3', intervalMs: 10, recoveryCount: all.length, startedAt: r.startedAt, requireIdentity: true });
+    expect(d).toMatchObject({ recovered: true, downtimeMs: 0, probesFailed: 0, probesSent: all.length });
+  });
+});
+
 describe('SampleStore', () => {
   test('round-trips samples compactly, keeps the newest, interns strings', () => {
     const st = new SampleStore(100);
     for (let i = 0; i < 1000; i++) {
-      st.add({ address: A.address, seq: i, sentAt: 1.7e12 + i * 10 + 0.125, ok: i % 3 !== 0, rttMs: 1.5, ...(i % 3 === 0 ? { reason: 'timeout' } : { responder: i % 2 ? 'srv-42' : 'transit-3' }) });
+      st.add({ address: A.address, seq: i, sentAt: 1.7e12 + i * 10 + 0.125, ok: i % 3 !== 0, rttMs: 1.5, ...(i % 3 === 0 ? { reason: 'timeout' } : { responder: i % 2 ? 'srv-42' : 'transit-3' }), ...(i === 902 ? { skipped: 70_000 } : {}) });
     }
     const all = st.all();
     expect(all.length).toBe(100);
     expect(st.dropped()).toBe(900);
     expect(all[0]).toEqual({ address: A.address, seq: 900, sentAt: 1.7e12 + 9000.125, ok: false, rttMs: 1.5, reason: 'timeout' });
     expect(all[1]).toEqual({ address: A.address, seq: 901, sentAt: 1.7e12 + 9010.125, ok: true, rttMs: 1.5, responder: 'srv-42' });
+    expect(all[2]).toEqual({ address: A.address, seq: 902, skipped: 70_000, sentAt: 1.7e12 + 9020.125, ok: true, rttMs: 1.5, responder: 'transit-3' });
     expect(all[99].seq).toBe(999);
   });
 });

@@ -1,14 +1,18 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createHttpProber } from '../../src/health/http-prober.js';
 import { createTcpProber } from '../../src/health/tcp-prober.js';
-import { createIcmpProber, FpingMissingError, locateExecutable, startIcmpLoop } from '../../src/health/icmp-prober.js';
+import { createIcmpProber, DEFAULT_FPING_GRACE_MS, FpingMissingError, locateExecutable, startIcmpLoop } from '../../src/health/icmp-prober.js';
 import type { Sample } from '../../src/health/probe-runner.js';
 import type { ProbeTarget } from '../../src/health/prober.js';
 import { waitFor } from '../support/wait-for.js';
+import { blockEventLoop, childPids, stallFromCheckPhase, startChildHttpServer, type ChildHttpServer } from './stall-support.js';
 
 /*
  * Timing: these tests assert outcomes (ok, responder, reason) and that timeouts fire, never how
@@ -172,6 +176,54 @@ describe.each(FAMILIES.map((t) => [t.address, t] as const))('TCP prober on %s', 
   });
 });
 
+/*
+ * A stall of the controller (its event loop blocked longer than the probe timeout) while the peer
+ * answers at once: the answer is there when the controller resumes, so the probe is not a timeout.
+ * The server runs in a child process (it answers during the stall). The stall starts right after
+ * the probe's connect() was issued (process.nextTick runs after net's own connect tick): the kernel
+ * completes the handshake during it, and HTTP still has to write its request afterwards.
+ */
+describe.each(FAMILIES.map((t) => [t.address, t] as const))('controller stalls on %s', (_a, t) => {
+  let child: ChildHttpServer;
+  beforeAll(async () => {
+    child = await startChildHttpServer(t.address, 'transit-3');
+  });
+  afterAll(async () => {
+    await child?.stop();
+  });
+  const STALL_MS = 400;
+
+  test('TCP: a stall longer than the timeout right after connect() is not a timeout', async () => {
+    const p = createTcpProber({ port: child.port, timeoutMs: 100 });
+    const probed = p.probe(t);
+    process.nextTick(() => blockEventLoop(STALL_MS));
+    expect(await probed).toMatchObject({ ok: true });
+  });
+
+  test('HTTP: a stall longer than the timeout before the request was written is not a timeout', async () => {
+    const p = createHttpProber({ port: child.port, path: '/', timeoutMs: 100, identityHeader: 'x-served-by' });
+    const probed = p.probe(t);
+    process.nextTick(() => blockEventLoop(STALL_MS));
+    expect(await probed).toMatchObject({ ok: true, responder: 'transit-3' });
+  });
+
+  test('HTTP: an answer that arrived during a stall longer than the timeout is read, not a timeout', async () => {
+    // the server answers 50 ms after the request; the controller stalls from ~20 ms for STALL_MS
+    const p = createHttpProber({ port: child.port, path: '/slow/50', timeoutMs: 100, identityHeader: 'x-served-by' });
+    const probed = p.probe(t);
+    setTimeout(() => void stallFromCheckPhase(STALL_MS), 20);
+    expect(await probed).toMatchObject({ ok: true, responder: 'transit-3' });
+  });
+
+  test('a genuine timeout still is one, stall or not', async () => {
+    const p = createHttpProber({ port: child.port, path: '/slow/5000', timeoutMs: 100, identityHeader: 'x-served-by' });
+    const probed = p.probe(t);
+    process.nextTick(() => blockEventLoop(STALL_MS));
+    expect(await probed).toMatchObject({ ok: false, reason: 'timeout' });
+    expect(await p.probe(t)).toMatchObject({ ok: false, reason: 'timeout' });
+  });
+});
+
 const hasPython = (() => {
   try {
     locateExecutable('python3');
@@ -227,6 +279,70 @@ describe('ICMP prober', () => {
     expect(r.ok).toBe(true);
     expect(r.rttMs).toBeGreaterThan(0);
     expect(await p.probe({ address: '-h', family: 4 })).toMatchObject({ ok: false, reason: 'bad-address' });
+  });
+
+  (hasFping ? test : test.skip)('a stall of the controller while fping answers and exits is not a timeout', async () => {
+    const timeoutMs = 100;
+    const p = createIcmpProber({ timeoutMs, graceMs: 50 });
+    for (const t of FAMILIES) {
+      const probed = p.probe(t);
+      blockEventLoop(timeoutMs + 50 + 600); // fping starts, answers and exits meanwhile
+      expect(await probed).toMatchObject({ ok: true });
+    }
+  });
+
+  (hasFping ? test : test.skip)('the default grace covers a slow fping start', async () => {
+    // An fping that takes 200 ms to start (a loaded machine: 27-113 ms were measured): a fixed
+    // script that waits, then runs the real fping with the arguments it was given.
+    const dir = mkdtempSync(join(tmpdir(), 'fch-fping-'));
+    try {
+      const fake = join(dir, 'slow-fping');
+      writeFileSync(fake, `#!/bin/sh\nsleep 0.2\nexec '${locateExecutable('fping')}' "$@"\n`);
+      chmodSync(fake, 0o755);
+      expect(DEFAULT_FPING_GRACE_MS).toBeGreaterThanOrEqual(113);
+      const r = await createIcmpProber({ timeoutMs: 100, fping: fake }).probe(V4);
+      expect([r.ok, r.reason]).toEqual([true, undefined]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  (hasFping ? test : test.skip)('loop mode: a stall of the controller longer than timeout + slack loses no reply', async () => {
+    const got: Sample[] = [];
+    const loop = startIcmpLoop({ targets: FAMILIES, intervalMs: 20, timeoutMs: 100, onResult: (s) => got.push(s) });
+    try {
+      await waitFor('5 results per address', () => FAMILIES.every((t) => got.filter((s) => s.address === t.address).length >= 5));
+      // fping keeps probing and printing replies into the pipe meanwhile (~100 lines, far under its 64 KiB)
+      await stallFromCheckPhase(1000);
+      const after = got.length;
+      await waitFor('results sent after the stall', () => got.length > after + 2 * 60);
+    } finally {
+      await loop.stop();
+    }
+    const bad = got.filter((s) => !s.ok);
+    expect(bad).toEqual([]);
+    for (const t of FAMILIES) got.filter((s) => s.address === t.address).forEach((s, i) => expect(s.seq).toBe(i));
+  });
+
+  (hasFping ? test : test.skip)('loop mode: fping stopped for a while prints late, and its lines are not overtaken by no-reply', async () => {
+    const got: Sample[] = [];
+    const loop = startIcmpLoop({ targets: FAMILIES, intervalMs: 20, timeoutMs: 100, onResult: (s) => got.push(s) });
+    try {
+      await waitFor('5 results per address', () => FAMILIES.every((t) => got.filter((s) => s.address === t.address).length >= 5));
+      const [pid] = childPids('fping');
+      expect(pid).toBeGreaterThan(0);
+      // fping descheduled for 500 ms (as on a loaded machine): what it sent before is reported late
+      process.kill(pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 500));
+      process.kill(pid, 'SIGCONT');
+      const after = got.length;
+      await waitFor('results after fping resumed', () => got.length > after + 2 * 40);
+    } finally {
+      await loop.stop();
+    }
+    // every seq is reported by fping itself: replies, or `timed out` for a reply it read too late
+    expect(got.filter((s) => s.reason !== undefined && s.reason !== 'timeout')).toEqual([]);
+    for (const t of FAMILIES) got.filter((s) => s.address === t.address).forEach((s, i) => expect(s.seq).toBe(i));
   });
 
   (hasFping ? test : test.skip)('loop mode on both loopbacks: every seq reported, all ok, send times on a fixed schedule', async () => {

@@ -10,7 +10,8 @@
  *   .5   NSD "extB":     ns2.extdns.net: the same zones, except `records_b` (a stale secondary)
  *   .6   NSD "lame":     lame.extdns.net: serves none of them (REFUSED)
  *   .7   dead.extdns.net: nothing listens
- *   .53  unbound, the recursive resolver (root hints -> .1; trust anchor for the signed zone)
+ *   .53  unbound, the recursive resolver (root hints -> .1; trust anchor for the signed zone;
+ *        a transparent local zone per case with `resolver_data`)
  *   .99  nothing: a dead resolver
  *
  * Debian packages: nsd, unbound, ldnsutils (ldns-keygen, ldns-signzone for the bogus zone).
@@ -58,13 +59,48 @@ export interface LabCase {
   records?: string[];
   records_b?: string[];
   signed?: 'expired';
+  /**
+   * Records the resolver answers itself (unbound local-data in a transparent local zone): any other
+   * type at the domain's name gets NOERROR without records and without SOA, as unbound passes on
+   * an answer from a lame server. Lines start with "@"; "SPF_OK" as in `records`.
+   */
+  resolver_data?: string[];
+  /** Run the case this many times: the domain itself and DOMAIN-2.com ... (for races in the resolver). */
+  copies?: number;
   expect?: { verdict: string; checks?: ExpectedCheck[] };
 }
 
-/** Reads test/fixtures/mx-lab/cases.yaml. */
+/** Replaces every occurrence of `from` in the strings of a plain value. */
+function renamed<T>(v: T, from: string, to: string): T {
+  if (typeof v === 'string') return v.split(from).join(to) as T;
+  if (Array.isArray(v)) return v.map((x) => renamed(x, from, to)) as T;
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, renamed(x, from, to)])) as T;
+  return v;
+}
+
+/** Reads test/fixtures/mx-lab/cases.yaml; a case with `copies: N` gives N cases (DOMAIN, DOMAIN-2.com, ...). */
 export function loadLabCases(file = join(MX_LAB_FIXTURES, 'cases.yaml')): LabCase[] {
   const doc = parse(readFileSync(file, 'utf8')) as Record<string, Omit<LabCase, 'domain'>>;
-  return Object.entries(doc).map(([domain, c]) => ({ domain, ...c }));
+  return Object.entries(doc).flatMap(([domain, c]) => {
+    const n = c.copies ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > 50) throw new Error(`${file}: ${domain}: copies must be an integer from 1 to 50`);
+    return Array.from({ length: n }, (_, i) => {
+      const name = i === 0 ? domain : domain.replace(/\.com$/, `-${i + 1}.com`);
+      return { ...renamed(c, domain, name), domain: name };
+    });
+  });
+}
+
+/** unbound.conf lines making the resolver answer a case's `resolver_data` itself. */
+function resolverDataConf(c: LabCase): string[] {
+  if (!c.resolver_data) return [];
+  const lines = [`  local-zone: "${c.domain}." transparent`];
+  for (const l of c.resolver_data.map((x) => (x === 'SPF_OK' ? SPF_OK : x))) {
+    const m = /^@\s+(.+)$/.exec(l);
+    if (!m || l.includes("'")) throw new Error(`${c.domain}: resolver_data lines start with "@" and have no single quote: ${l}`);
+    lines.push(`  local-data: '${c.domain}. 300 IN ${m[1]}'`);
+  }
+  return lines;
 }
 
 /** Offsets of the lab's roles in the 127.B.C.0/24 block. */
@@ -331,6 +367,7 @@ export async function startDnsLab(opts: DnsLabOptions): Promise<DnsLab> {
       '  use-syslog: no', '  logfile: ""', '  verbosity: 1', '  log-servfail: no',
       `  root-hints: "${join(udir, 'root.hints')}"`,
       ...anchors.map((a) => `  trust-anchor: "${a}"`),
+      ...opts.cases.flatMap(resolverDataConf),
       '  module-config: "validator iterator"',
       '  ede: yes',
       '  val-log-level: 0',
