@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { parseAddress, type IpAddress } from '../core/addresses.js';
-import { describe, httpUrl, ipAddress, isMapping, readOr, section, text, valid, type ConfigPath } from '../core/config-fields.js';
+import { describe, httpUrl, ipAddress, isMapping, nonEmptyList, readOr, section, text, valid, type ConfigPath, type FieldProblem } from '../core/config-fields.js';
 import { HOST_NAME, type Account, type Server, type Transit } from '../core/inventory.js';
 import type { AccountView, HostView } from '../core/inventory-rules.js';
 import { parseMoney } from '../core/money.js';
@@ -18,21 +18,32 @@ const mapping = (iss: { input?: unknown }) => (iss.input == null ? 'is required'
 const name = (rule: string) => text().check(valid((v) => HOST_NAME.test(v), (v) => `${JSON.stringify(v)} is not a valid name (${rule})`));
 
 const ADDRESSES = 'must be a non-empty list of IP addresses';
-const addresses = z.array(ipAddress(), { error: ADDRESSES }).min(1, { error: ADDRESSES });
+const addresses = nonEmptyList(ipAddress(), ADDRESSES);
 
-/** Explicit pairs per transit: server address → transit address (normalised). */
-const pairs = z.record(z.string(), z.record(z.string(), z.unknown(), { error: mapping }), { error: mapping }).transform((p, ctx) => {
-  const out: Record<string, Record<string, string>> = {};
+/**
+ * Explicit pairs per transit, server address → transit address, normalised: the valid ones, and
+ * the problems of the others (at [transit, server address]).
+ */
+function readPairs(p: Record<string, Record<string, unknown>>): { pairs: Record<string, Record<string, string>>; problems: FieldProblem[] } {
+  const pairs: Record<string, Record<string, string>> = {};
+  const problems: FieldProblem[] = [];
   for (const [transit, m] of Object.entries(p)) {
-    out[transit] = {};
+    pairs[transit] = {};
     for (const [from, to] of Object.entries(m)) {
       const f = parseAddress(from);
       const t = parseAddress(String(to));
-      if (typeof f === 'string' || typeof t === 'string') ctx.issues.push({ code: 'custom', path: [transit, from], message: typeof f === 'string' ? f : (t as string), input: to });
-      else out[transit][f.address] = t.address;
+      if (typeof f === 'string' || typeof t === 'string') problems.push({ path: [transit, from], message: typeof f === 'string' ? f : (t as string) });
+      else pairs[transit][f.address] = t.address;
     }
   }
-  return out;
+  return { pairs, problems };
+}
+
+const pairsShape = z.record(z.string(), z.record(z.string(), z.unknown(), { error: mapping }), { error: mapping });
+const pairs = pairsShape.transform((p, ctx) => {
+  const r = readPairs(p);
+  for (const { path, message } of r.problems) ctx.issues.push({ code: 'custom', path, message, input: p });
+  return r.pairs;
 });
 
 const profile = text().check(valid((v) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(v), (v) => `${JSON.stringify(v)} is not a profile name (letters, digits, . _ -)`));
@@ -71,7 +82,7 @@ const accountShape = {
   name: name('lower-case letters, digits and hyphens'),
   /** The home server. */
   server: text(),
-  zones: z.array(zoneName, { error: ZONES }).min(1, { error: ZONES }),
+  zones: nonEmptyList(zoneName, ZONES),
   /** Probed during each move through the controller's own DNS answers. */
   probe: section({ url: httpUrl(), identity_header: text().optional() }).optional(),
 };
@@ -112,6 +123,12 @@ function validKeys(shape: Record<string, z.ZodType>, v: Record<string, unknown>)
   return Object.fromEntries(Object.entries(v).filter(([k, x]) => shape[k]?.safeParse(x).success));
 }
 
+/** The valid pairs of a server's entry (each transit's mapping read alone). */
+function lenientPairs(v: unknown): Record<string, Record<string, string>> | undefined {
+  if (!isMapping(v)) return undefined;
+  return readPairs(Object.fromEntries(Object.entries(v).filter((e): e is [string, Record<string, unknown>] => isMapping(e[1])))).pairs;
+}
+
 /** The servers or transits of config data, each as far as its entry is valid. */
 export function hostViews(kind: 'servers' | 'transits', entries: unknown): HostView[] {
   if (!Array.isArray(entries)) return [];
@@ -125,7 +142,7 @@ export function hostViews(kind: 'servers' | 'transits', entries: unknown): HostV
       name: typeof raw.name === 'string' && raw.name !== '' ? raw.name : `?${i}`,
       addresses: listed.filter((a): a is IpAddress => a !== undefined),
       listed,
-      pairs: kind === 'servers' ? readOr(pairs, raw.pairs) : undefined,
+      pairs: kind === 'servers' ? lenientPairs(raw.pairs) : undefined,
       profile: typeof raw.profile === 'string' ? raw.profile : undefined,
       routing: routing && readOr(hostRoutingSchema, validKeys(hostRoutingShape, routing)),
       given: new Set(routing ? Object.keys(routing) : []),

@@ -158,7 +158,7 @@ export function checkHostRouting(args: {
 
   if ((backend === 'http' || r.http !== undefined) && isMapping(r.http)) {
     const at: ConfigPath = ['routing', 'http', 'server_ips'];
-    const ips = hostMap(at, r.http.server_ips);
+    const ips = hostMap(['routing', 'http', 'server_ips'], r.http.server_ips, at);
     const nets = hostMap(['routing', 'http', 'server_ipv6_nets'], r.http.server_ipv6_nets, at);
     const serverIps: Record<string, string> = {};
     const serverIpv6Nets: Record<string, string> = {};

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { parsePrefix } from '../core/addresses.js';
-import { argv, byName, envName, flag, httpUrl, int, ipAddress, oneOf, parsedBy, section, text, valid } from '../core/config-fields.js';
+import { argv, byName, envName, flag, httpUrl, int, ipAddress, nonEmptyList, oneOf, parsedBy, section, text, valid } from '../core/config-fields.js';
 import type { HostRouting } from '../core/inventory.js';
 
 export const BACKENDS = ['dry-run', 'linux-route', 'linux-address', 'http'] as const;
@@ -14,9 +14,7 @@ export type BackendName = (typeof BACKENDS)[number];
 const ONE_PER_FAMILY = 'must be a list of IP addresses (one per family)';
 
 /** The router's next hops towards a host, one per family (normalised addresses). */
-export const nextHopsField = z.array(ipAddress(), { error: ONE_PER_FAMILY })
-  .min(1, { error: ONE_PER_FAMILY })
-  .max(2, { error: ONE_PER_FAMILY })
+export const nextHopsField = nonEmptyList(ipAddress(), ONE_PER_FAMILY, 2)
   .superRefine((hops, ctx) => {
     if (hops.length === 2 && hops[0].family === hops[1].family) {
       ctx.addIssue({ code: 'custom', path: [1], message: `a second IPv${hops[1].family} next hop (one per family)` });
