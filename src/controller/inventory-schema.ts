@@ -31,7 +31,7 @@ function readPairs(p: Record<string, Record<string, unknown>>): { pairs: Record<
     pairs[transit] = {};
     for (const [from, to] of Object.entries(m)) {
       const f = parseAddress(from);
-      const t = parseAddress(String(to));
+      const t = parseAddress(typeof to === 'string' ? to : JSON.stringify(to));
       if (typeof f === 'string' || typeof t === 'string') problems.push({ path: [transit, from], message: typeof f === 'string' ? f : (t as string) });
       else pairs[transit][f.address] = t.address;
     }
@@ -50,6 +50,10 @@ const profile = text().check(valid((v) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.te
 
 /** A monthly price: a quoted decimal, in billing.currency. */
 const monthlyPrice = z.unknown().transform((v, ctx) => {
+  if (typeof v !== 'string' && typeof v !== 'number') {
+    ctx.issues.push({ code: 'custom', message: `must be a quoted decimal string (e.g. "29.99"), not ${describe(v)}`, input: v });
+    return z.NEVER;
+  }
   const m = parseMoney(typeof v === 'string' ? v : String(v));
   if (typeof m === 'string') ctx.issues.push({ code: 'custom', message: `${m} (write it as a quoted decimal, e.g. "29.99")`, input: v });
   else if (typeof v !== 'string') ctx.issues.push({ code: 'custom', message: `must be a quoted decimal string (e.g. "29.99"), not the number ${v}`, input: v });

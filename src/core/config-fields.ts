@@ -120,9 +120,13 @@ export function valid(ok: (v: string) => boolean, why: (v: string) => string) {
   return z.refine<string>(ok, { error: (iss) => why(iss.input as string) });
 }
 
-/** A string that `parse` reads (it returns a message for what it refuses); other values are read as their text. */
+/** A string that `parse` reads (it returns a message for what it refuses); a number is read as its text, anything else refused. */
 export function parsedBy<T extends object>(parse: (text: string) => T | string) {
   return z.unknown().transform((v, ctx) => {
+    if (typeof v !== 'string' && typeof v !== 'number') {
+      ctx.issues.push({ code: 'custom', message: `must be a string, not ${describe(v)}`, input: v });
+      return z.NEVER;
+    }
     const r = parse(typeof v === 'string' ? v : String(v));
     if (typeof r !== 'string') return r;
     ctx.issues.push({ code: 'custom', message: r, input: v });

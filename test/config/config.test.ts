@@ -199,6 +199,14 @@ describe('config: routing settings in the inventory entries', () => {
     expect(problems(text)).toEqual(expected);
   });
 
+  test('a value wrapped in a list is refused, not read as its text', () => {
+    const text = OWN_ROUTING.replace('addresses: [203.0.113.10, "2001:db8:42::10"]', 'addresses: [["203.0.113.10"], "2001:db8:42::10"]\n    monthly_price: ["29.99"]');
+    expect(problems(text)).toEqual([
+      '/etc/fc/config.yaml:9: servers[0].addresses[0]: must be a string, not a list',
+      '/etc/fc/config.yaml:10: servers[0].monthly_price: must be a quoted decimal string (e.g. "29.99"), not a list',
+    ]);
+  });
+
   test('the older per-backend maps accept an IPv6 net written with its length, as the routing README shows', () => {
     const text = INVENTORY.replace('backend: linux-route', 'backend: http\n  http:\n    base_url: "http://127.0.0.1:9"\n    server_ips: {srv-42: 198.51.100.2, transit-3: 198.51.100.3}\n    server_ipv6_nets: {srv-42: "2001:db8:42::/64"}');
     expect(parseConfig(text, '/etc/fc/config.yaml').routing.http?.serverIpv6Nets).toEqual({ 'srv-42': '2001:db8:42::' });
