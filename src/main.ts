@@ -6,7 +6,8 @@
  *   store       the state file (only with servers in the inventory)
  *   routing     the backend, retried; rebuilt when an inventory edit changes a host's settings
  *   health      the downtime meter and account probes
- *   controller  inventory, overlays, migrations, cutovers; restores overlays, resumes operations
+ *   controller  inventory, overlays, migrations, cutovers; restores overlays, resumes operations;
+ *               the routing reconcile loop's first pass runs once DNS listens, before the API
  *   audit       the MX audit
  *   api         /v1, /metrics, /healthz, /readyz
  */
@@ -51,7 +52,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
       controller = setupController({
         config, store, registry, logger: log, clock,
         dns: { apply: (o) => dns.overlay.apply(o), largestTtl: dns.largestTtl },
-        routing: { backend: routing.backend, prepare: routing.prepare, routingError: (b) => routing.metrics.routingErrors.inc({ backend: b }) },
+        routing: { ...routing, routingError: (b) => routing.metrics.routingErrors.inc({ backend: b }) },
         health: { meter: health.meter, accountProber: health.accountProber, operationMeasured: health.metrics.operationMeasured },
       });
       mainLog.info({ servers: config.servers.length, transits: config.transits.length, backend: routing.backend.name, state: config.state.path, measured: config.health.probe?.type ?? 'no' }, 'cutover service ready');
@@ -67,7 +68,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     store?.close();
   };
   const audit = setupAudit({ config: config.mxAudit, registry });
-  const api = await dns.listen().then(() => setupApi({
+  const api = await dns.listen().then(() => controller?.reconciler.start()).then(() => setupApi({
     config: config.api, registry, logger: log,
     ready: () => ready,
     zones: dns.zones,
@@ -76,6 +77,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     migrations: controller?.migrations,
     inventory: controller?.inventory,
     dnsAnswers: controller ? () => controller!.composer.answers() : undefined,
+    routing: controller?.reconciler,
     mxAuditor: audit.auditor,
     onMxVerdict: audit.audited,
   })).catch(async (err: unknown) => {

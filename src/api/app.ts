@@ -18,6 +18,8 @@ import type { InventoryService } from '../controller/inventory-service.js';
 import { inventoryRoutes } from './routes/inventory-routes.js';
 import type { MxAuditor } from '../audit/mx-audit.js';
 import type { DnsAnswerLookup } from '../controller/overlay-composer.js';
+import type { RouteReconciler } from '../controller/route-reconciler.js';
+import { routingRoutes } from './routes/routing-routes.js';
 
 /** What the API reads from the running controller. */
 export interface ApiDeps {
@@ -40,6 +42,8 @@ export interface ApiDeps {
   onMxVerdict?: (verdict: string) => void;
   /** What DNS answers per address and why, from the composed overlay DNS serves (GET /v1/servers). */
   dnsAnswers?: () => DnsAnswerLookup;
+  /** The routing reconcile loop (GET /v1/routing, POST /v1/routing/reconcile, and each server's addresses). */
+  routing?: RouteReconciler;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -99,8 +103,10 @@ export function createApiApp(deps: ApiDeps): express.Express {
         accountsOf: (server: string) => [...(deps.inventory?.live.accounts?.values() ?? [])].filter((a) => a.server === server),
       }
       : undefined;
-    v1.use(cutoverRoutes(deps.cutover, dnsView));
+    const routing = deps.routing;
+    v1.use(cutoverRoutes(deps.cutover, dnsView, routing ? () => new Map(routing.view().map((a) => [a.address, a])) : undefined));
   }
+  if (deps.routing) v1.use(routingRoutes(deps.routing));
   if (deps.mxAuditor) v1.use(mxAuditRoutes(deps.mxAuditor, deps.onMxVerdict));
   app.use('/v1', v1);
 

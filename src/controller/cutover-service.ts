@@ -22,6 +22,7 @@ import type { ServerOverlay } from '../core/overlay.js';
 import { mergeStaged, type Clock, type DowntimeMeter, type MeterRun, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
 import { commitWhenPossible, type CommitRetryOptions } from './commit-retry.js';
 import { RouteError, type RouteBackend } from '../core/ports.js';
+import { RoutingLane } from './routing-lane.js';
 
 /** A refusal with a stable code (mapped to an HTTP status by the API). */
 export class ServiceError extends Error {
@@ -60,6 +61,8 @@ export interface CutoverServiceDeps {
   hooks?: CutoverHooks;
   /** Backoff of background commits while the store is unavailable. */
   commitRetry?: CommitRetryOptions;
+  /** Serialises routing changes with the reconcile loop's repairs (default: a lane of its own). */
+  lane?: RoutingLane;
 }
 
 /**
@@ -97,10 +100,17 @@ export class CutoverService {
   private readonly meters = new Map<string, MeterRun>();
   private readonly events = new EventEmitter();
   private readonly log: Logger;
+  private readonly lane: RoutingLane;
 
   constructor(private readonly deps: CutoverServiceDeps) {
     this.log = deps.logger;
+    this.lane = deps.lane ?? new RoutingLane();
     this.events.setMaxListeners(0);
+  }
+
+  /** The active server overlays, by server (what the routing of each server's addresses follows). */
+  activeOverlays(): ReadonlyMap<string, ServerOverlay> {
+    return new Map(this.overlays);
   }
 
   /** Activates stored overlays and resumes unfinished operations. Call once at start, before serving DNS. */
@@ -349,7 +359,7 @@ export class CutoverService {
     const desired = op.addresses.map((a: AddressPair) => ({ address: a.address, family: a.family, to, from }));
     let result: Awaited<ReturnType<RouteBackend['apply']>>;
     try {
-      result = await this.deps.backend.apply(desired);
+      result = await this.lane.run(() => this.deps.backend.apply(desired));
     } catch (err) {
       this.deps.observer?.routingError?.(this.deps.backend.name, err);
       const message = err instanceof Error ? err.message : String(err);

@@ -17,12 +17,17 @@ import { applyStoredEdits, InventoryService } from './inventory-service.js';
 import { createControllerMetrics, type MigrationSource } from './metrics.js';
 import { MigrationService } from './migration-service.js';
 import { OverlayComposer } from './overlay-composer.js';
+import { RouteReconciler } from './route-reconciler.js';
+import { RoutingLane } from './routing-lane.js';
+import type { ReconcileObserver } from '../core/routing-plan.js';
 
 export interface ControllerCapability {
   readonly cutover: CutoverService;
   readonly migrations: MigrationService;
   readonly inventory: InventoryService;
   readonly composer: OverlayComposer;
+  /** The routing reconcile loop; `start()` runs its first pass (before the API accepts cutovers). */
+  readonly reconciler: RouteReconciler;
   /** Lets routing in flight finish briefly, stops the timers; what does not finish resumes at the next start. */
   stop(): Promise<void>;
 }
@@ -34,7 +39,15 @@ export function setupController(deps: {
   logger: Logger;
   clock: Clock;
   dns: DnsOverlayPort & { largestTtl(addresses: string[]): number };
-  routing: { backend: RouteBackend; prepare(next: RoutingConfig): () => void; routingError(backend: string): void };
+  routing: {
+    backend: RouteBackend;
+    reader: RouteBackend;
+    repairer: RouteBackend;
+    reconcile: RoutingConfig['reconcile'];
+    reconcileObserver: ReconcileObserver;
+    prepare(next: RoutingConfig): () => void;
+    routingError(backend: string): void;
+  };
   health: { meter?: DowntimeMeter; accountProber: AccountProber; operationMeasured(op: Operation): void };
 }): ControllerCapability {
   const { store, clock } = deps;
@@ -71,7 +84,9 @@ export function setupController(deps: {
     },
   });
   const mig = migrations;
+  const lane = new RoutingLane();
   cutover = new CutoverService({
+    lane,
     inventory,
     store,
     backend: deps.routing.backend,
@@ -112,13 +127,29 @@ export function setupController(deps: {
   cutover.resume();
   mig.resume();
   const cut = cutover;
+  const reconciler = new RouteReconciler({
+    servers: () => inventory.servers.values(),
+    transits: () => inventory.transits.keys(),
+    overlays: () => cut.activeOverlays(),
+    store,
+    reader: deps.routing.reader,
+    repairer: deps.routing.repairer,
+    lane,
+    clock,
+    logger: deps.logger.child({ component: 'reconcile' }),
+    intervalMs: deps.routing.reconcile.intervalMs,
+    mode: deps.routing.reconcile.mode,
+    maxBackoffMs: deps.routing.reconcile.maxBackoffMs,
+    observer: deps.routing.reconcileObserver,
+  });
   return {
     cutover: cut,
     migrations: mig,
     inventory: inventoryService,
     composer,
+    reconciler,
     async stop() {
-      await Promise.race([cut.idle(), new Promise((r) => setTimeout(r, 5000).unref())]);
+      await Promise.race([Promise.all([cut.idle(), reconciler.stop()]), new Promise((r) => setTimeout(r, 5000).unref())]);
       mig.stop();
     },
   };

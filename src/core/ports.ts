@@ -162,11 +162,25 @@ export interface DesiredRoute {
   from: string;
 }
 
-/** Where one address is delivered now, as far as the backend can tell. */
+/**
+ * Where one address is delivered now, read from the real state (router, hosts, provider), never
+ * from what the backend remembers doing.
+ */
 export interface CurrentRoute {
   address: string;
-  /** The host receiving it, or null when the backend cannot tell (no route, unknown next hop). */
+  /** The host receiving it, or null when it reaches no known host (no route, unknown next hop, on no host). */
   to: string | null;
+  /**
+   * What is missing for delivery to `to` to be complete (the receiving host lacks the address on
+   * its device, the pinning map points elsewhere...): each a sentence naming host and address.
+   * Empty or absent: complete. apply() of the desired route repairs every problem it lists.
+   */
+  problems?: string[];
+  /**
+   * Set when this address's state could not be read (its host or the provider did not answer):
+   * why. `to` and `problems` mean nothing then; nothing must be changed on such an address.
+   */
+  unknown?: string;
 }
 
 /** What apply() did. */
@@ -191,7 +205,11 @@ export interface RouteBackend {
   readonly name: string;
   /** Makes every address in `desired` delivered to its `to` host. Throws RouteError. */
   apply(desired: DesiredRoute[]): Promise<ApplyResult>;
-  /** Reads where each address is delivered now. Throws RouteError. */
+  /**
+   * Reads where each address is delivered now, one entry per address asked, in order. A part
+   * that cannot be read marks its addresses `unknown`; throws RouteError only when nothing could
+   * be read (router unreachable) or the input is invalid.
+   */
   current(addresses: string[]): Promise<CurrentRoute[]>;
 }
 

@@ -55,6 +55,19 @@ const retrySchema = section({
   max_delay_ms: int(1, 3_600_000).default(5000),
 }).prefault({}).transform((r) => ({ deadlineMs: r.deadline_s * 1000, minDelayMs: r.min_delay_ms, maxDelayMs: r.max_delay_ms }));
 
+/** routing.reconcile: how often the real routing state is read and compared with the desired one. */
+const reconcileSchema = section({
+  /** Time between passes (also run at start and on POST /v1/routing/reconcile). */
+  interval_s: int(1, 86400).default(30),
+  /** repair: drift is repaired through the backend; report: logged, counted and alerted, nothing changed. */
+  mode: oneOf(['repair', 'report'] as const).default('repair'),
+  /** Upper bound of the wait before a failed repair of one address is tried again (doubling from one interval). */
+  max_backoff_s: int(1, 86400).default(600),
+}).prefault({}).transform((r) => ({ intervalMs: r.interval_s * 1000, mode: r.mode, maxBackoffMs: r.max_backoff_s * 1000 }));
+
+/** The reconcile settings when the file gives none. */
+export const RECONCILE_DEFAULTS = reconcileSchema.parse(undefined);
+
 /** routing.linux_route; the hosts' next hops and command prefixes come from config-rules. */
 const linuxRouteSchema = section({
   /** Command prefix that runs `ip` on the router. */
@@ -108,6 +121,7 @@ const REQUIRED_SECTION: Partial<Record<BackendName, 'linux_route' | 'http'>> = {
 export const routingConfigSchema = section({
   backend: oneOf(BACKENDS),
   retry: retrySchema,
+  reconcile: reconcileSchema,
   linux_route: linuxRouteSchema.optional(),
   linux_address: linuxAddressSchema.optional(),
   http: httpSchema.optional(),

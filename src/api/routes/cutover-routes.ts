@@ -6,7 +6,8 @@
  *   POST /v1/operations/:id/retry                               [?wait=SECONDS]
  *   GET  /v1/servers/:server
  *   GET  /v1/servers
- * A server's status says per address what DNS answers and why (see DnsView).
+ * A server's status says per address what DNS answers and why (see DnsView) and, with the
+ * reconcile loop, where it must be routed and where it was seen (`routing`, as in GET /v1/routing).
  */
 import { Router, type Request, type Response } from 'express';
 import { HOST_NAME } from '../../core/inventory.js';
@@ -14,7 +15,10 @@ import { isFinished, type Operation } from '../../core/operation.js';
 import { ServiceError, type CutoverService, type ServerStatus } from '../../controller/cutover-service.js';
 import type { DnsAnswer, DnsAnswerLookup } from '../../controller/overlay-composer.js';
 import { MigrationError } from '../../controller/migration-service.js';
+import type { AddressRouting } from '../../controller/route-reconciler.js';
 import { ApiError } from '../errors.js';
+import { waitParam } from '../params.js';
+import { addressRoutingJson } from './routing-routes.js';
 import { describeValue, fieldName } from '../json-body.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -67,7 +71,7 @@ const dnsJson = (d: DnsAnswer) => ({ answer: d.answer, reason: d.reason, transit
  * account of the server, and `dns.accounts[]` with the same for each account's zones. Without a
  * DnsView (no composer), only the server overlay is known.
  */
-function addressesJson(s: ServerStatus, view?: DnsView) {
+function addressesJson(s: ServerStatus, view?: DnsView, routes?: Map<string, AddressRouting>) {
   const lookup = view?.answers();
   const accounts = view?.accountsOf(s.name) ?? [];
   return s.addresses.map((a) => {
@@ -88,14 +92,25 @@ function addressesJson(s: ServerStatus, view?: DnsView) {
           ...dnsJson(lookup && acc.zones.length > 0 ? lookup(a, acc.zones[0]) : general),
         })),
       },
+      ...(routes ? { routing: routingOf(routes.get(a.address)) } : {}),
     };
   });
 }
 
-function statusJson(s: ServerStatus, view?: DnsView) {
+/** What the reconcile loop knows of each address, by address (GET /v1/routing's entries). */
+export type RoutingView = () => Map<string, AddressRouting>;
+
+/** An address's routing entry without the fields the server view already gives. */
+function routingOf(a: AddressRouting | undefined) {
+  if (!a) return null;
+  const { address: _a, family: _f, server: _s, ...rest } = addressRoutingJson(a);
+  return rest;
+}
+
+function statusJson(s: ServerStatus, view?: DnsView, routes?: Map<string, AddressRouting>) {
   return {
     name: s.name,
-    addresses: addressesJson(s, view),
+    addresses: addressesJson(s, view, routes),
     overlay: s.overlay.active
       ? { active: true, transit: s.overlay.transit, since: iso(s.overlay.since), operation: s.overlay.operationId, ttl_cap: s.overlay.ttlCap }
       : { active: false },
@@ -125,17 +140,6 @@ function nameParam(req: Request, key: string): string {
   return v;
 }
 
-const MAX_WAIT_S = 900;
-
-/** ?wait=SECONDS: 0 when absent. */
-function waitParam(req: Request): number {
-  const w = req.query.wait;
-  if (w === undefined) return 0;
-  if (typeof w !== 'string' || !/^[0-9]+(\.[0-9]+)?$/.test(w) || Number(w) > MAX_WAIT_S) {
-    throw new ApiError('BAD_REQUEST', `wait must be a number of seconds from 0 to ${MAX_WAIT_S}`, 400);
-  }
-  return Number(w);
-}
 
 /**
  * Checks a JSON body: an object with only `allowed` keys of the given types; returns it or throws
@@ -167,7 +171,7 @@ async function respondAccepted(res: Response, svc: CutoverService, op: Operation
 }
 
 /** The router for cutover use cases. */
-export function cutoverRoutes(svc: CutoverService, dns?: DnsView): Router {
+export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: RoutingView): Router {
   const r = Router();
   const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
     try {
@@ -193,10 +197,12 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView): Router {
     await respondAccepted(res, svc, operation, created, wait);
   }));
   r.get('/servers', wrap((_req, res) => {
-    res.json({ servers: svc.statusAll().map((s) => statusJson(s, dns)) });
+    const routes = routing?.();
+    res.json({ servers: svc.statusAll().map((s) => statusJson(s, dns, routes)) });
   }));
   r.get('/servers/:server', wrap((req, res) => {
-    res.json(statusJson(svc.status(nameParam(req, 'server')), dns));
+    const status = svc.status(nameParam(req, 'server'));
+    res.json(statusJson(status, dns, routing?.()));
   }));
   r.get('/operations/:id', wrap((req, res) => {
     const id = String(req.params.id);
