@@ -160,6 +160,12 @@ export interface DesiredRoute {
   to: string;
   /** The other host of the pair (where the address comes from); make-before-break removes it there last. */
   from: string;
+  /**
+   * A repair by the reconcile loop: the address is restored where it already belongs, not moved.
+   * A `from` host that cannot be reached (it may be the server being reinstalled) is then left as
+   * it is instead of failing the apply; everything else is done as for a move.
+   */
+  repair?: boolean;
 }
 
 /**

@@ -96,10 +96,11 @@ export function afterFailedRepair(prev: RepairBackoff | undefined, now: number, 
  * The route to apply to repair a drifted address: to its desired host, from where it was seen
  * (when that is another known host), else from the other host of its pair, else from `fallback`
  * (any host other than the desired one; backends want a pair). Null when no other host exists.
+ * Marked `repair`: an unreachable `from` does not fail it.
  */
 export function repairRoute(want: DesiredAddress, seen: CurrentRoute | undefined, fallback: (not: string) => string | null): DesiredRoute | null {
   const from = seen?.to && seen.to !== want.desired ? seen.to : want.other && want.other !== want.desired ? want.other : fallback(want.desired);
-  return from === null ? null : { address: want.address, family: want.family, to: want.desired, from };
+  return from === null ? null : { address: want.address, family: want.family, to: want.desired, from, repair: true };
 }
 
 export type ReconcileMode = 'repair' | 'report';

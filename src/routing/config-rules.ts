@@ -10,7 +10,7 @@ import type { IpAddress } from '../core/addresses.js';
 import { argv, formatPath, isMapping, problemsOf, type ConfigPath, type FieldProblem } from '../core/config-fields.js';
 import type { HostView } from '../core/inventory-rules.js';
 import {
-  BACKENDS, LINUX_ADDRESS_DEFAULTS, RECONCILE_DEFAULTS, RETRY_DEFAULTS, ipv6NetField, legacyAddressHostSchema, mainIpField, nextHopsField,
+  BACKENDS, LINUX_ADDRESS_DEFAULTS, RECONCILE_DEFAULTS, RETRY_DEFAULTS, reconcileIntervalMs, ipv6NetField, legacyAddressHostSchema, mainIpField, nextHopsField,
   type BackendName, type RoutingSection,
 } from './config-schema.js';
 
@@ -25,7 +25,7 @@ export interface HostSettings {
 export interface RoutingConfig {
   readonly backend: BackendName | null;
   readonly retry: RoutingSection['retry'];
-  readonly reconcile: RoutingSection['reconcile'];
+  readonly reconcile: Omit<RoutingSection['reconcile'], 'intervalMs'> & { readonly intervalMs: number };
   readonly linuxRoute?: NonNullable<RoutingSection['linux_route']> & NonNullable<HostSettings['linuxRoute']>;
   readonly linuxAddress?: NonNullable<RoutingSection['linux_address']> & NonNullable<HostSettings['linuxAddress']>;
   readonly http?: NonNullable<RoutingSection['http']> & NonNullable<HostSettings['http']>;
@@ -180,11 +180,11 @@ export function checkHostRouting(args: {
 
 /** The routing config: the section's settings with the hosts' (no section: no backend). */
 export function routingConfig(section: RoutingSection | undefined, hosts: HostSettings): RoutingConfig {
-  if (!section) return { backend: null, retry: RETRY_DEFAULTS, reconcile: RECONCILE_DEFAULTS };
+  if (!section) return { backend: null, retry: RETRY_DEFAULTS, reconcile: { ...RECONCILE_DEFAULTS, intervalMs: reconcileIntervalMs(null) } };
   return {
     backend: section.backend,
     retry: section.retry,
-    reconcile: section.reconcile,
+    reconcile: { ...section.reconcile, intervalMs: section.reconcile.intervalMs ?? reconcileIntervalMs(section.backend) },
     ...(hosts.linuxRoute && section.linux_route ? { linuxRoute: { ...section.linux_route, ...hosts.linuxRoute } } : {}),
     ...(hosts.linuxAddress ? { linuxAddress: { ...(section.linux_address ?? LINUX_ADDRESS_DEFAULTS), ...hosts.linuxAddress } } : {}),
     ...(hosts.http && section.http ? { http: { ...section.http, ...hosts.http } } : {}),

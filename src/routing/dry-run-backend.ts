@@ -56,7 +56,11 @@ export class DryRunBackend implements RouteBackend {
     return result;
   }
 
-  /** What the last apply() set for each address, null where none did. */
+  /**
+   * What the last apply() set for each address, null where none did: the one backend whose
+   * current() answers what it remembers (there is no real state to read). Never `problems` or
+   * `unknown`, so a reconcile pass over a dry run finds drift only where apply() was never called.
+   */
   async current(addresses: string[]): Promise<CurrentRoute[]> {
     const keys = addresses.map((a) => normalise(a));
     return addresses.map((address, i) => ({ address, to: this.routes.get(keys[i]) ?? null }));

@@ -5,6 +5,8 @@
  * - GET  /failover/{failover-ip} answers {"failover":{ip, netmask, server_ip, server_ipv6_net,
  *   server_number, active_server_ip}}; active_server_ip is the main IP (IPv4) or the main IPv6
  *   net address of the server the failover IP/net is routed to now (null when unrouted).
+ * - GET  /failover answers the list of them all: [{"failover":{…the same fields…}}, …], and
+ *   404 NOT_FOUND when the account has none. current() reads only this list: one request per call.
  * - POST /failover/{failover-ip} with the form field active_server_ip routes it there; the call
  *   returns once the switch is done. IPv6 failover nets are addressed by their net address, and
  *   their active_server_ip is the net address of the destination server's main IPv6 net.
@@ -20,7 +22,7 @@
  * credentialForms: the header value, base64 in any alignment, `user:password`, the password and
  * the user alone; percent-, form-, JSON- and hex-encoded).
  */
-import { parseAddress, parsePrefix } from '../core/addresses.js';
+import { addressBytes, parseAddress, parsePrefix } from '../core/addresses.js';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** Options of HttpFailoverBackend. */
@@ -82,6 +84,24 @@ function canonicalHostIp(text: string): string | null {
   return typeof p === 'string' ? null : p.address;
 }
 
+/**
+ * The key of an entry of GET /failover: its ip masked by its netmask (dotted IPv4 or IPv6 mask), in
+ * the canonical form failoverNetOf gives an address asked for, so both meet as apply() addresses
+ * them. A netmask missing, unreadable or not contiguous leaves the ip alone. Null: ip is no address.
+ */
+function listedNetOf(ip: string, netmask: unknown): string | null {
+  const a = parseAddress(ip);
+  if (typeof a === 'string') return null;
+  const m = typeof netmask === 'string' ? parseAddress(netmask) : null;
+  let length = a.family === 4 ? 32 : 128;
+  if (m !== null && typeof m !== 'string' && m.family === a.family) {
+    const bits = [...addressBytes(m)].map((b) => b.toString(2).padStart(8, '0')).join('');
+    if (/^1*0*$/.test(bits)) length = bits.indexOf('0') < 0 ? bits.length : bits.indexOf('0');
+  }
+  const p = parsePrefix(`${a.address}/${length}`);
+  return typeof p === 'string' ? null : p.address;
+}
+
 /** The routing backend for a Robot-style failover-IP API. */
 export class HttpFailoverBackend implements RouteBackend {
   readonly name = 'http';
@@ -138,7 +158,17 @@ export class HttpFailoverBackend implements RouteBackend {
     }
   }
 
-  /** Reads where each address is routed now; null for unrouted or routed to a host not configured. */
+  /**
+   * Reads where each address is routed now with ONE request, `GET /failover` (the account's list),
+   * whatever the number of addresses (none: no request). Each address is looked up by its failover
+   * IP/net, keyed as apply() keys it (failoverNetOf). `to` is null for unrouted or routed to a host
+   * not configured. An address the list does not hold (or the provider's 404 NOT_FOUND: the account
+   * has no failover IPs) is `unknown`: not a failover IP/net of this account, a configuration error
+   * that no apply() can repair; an entry without a readable active_server_ip likewise. Throws
+   * RouteError for an invalid address (before any request) and when the list cannot be read: final
+   * on 401 and on an answer that is no list; retryable on 5xx, 403 RATE_LIMIT_EXCEEDED, timeout,
+   * refused connection (see failure()). Messages carry no form of the credentials.
+   */
   async current(addresses: string[]): Promise<CurrentRoute[]> {
     try {
       return await this.currentRoutes(addresses);
@@ -199,14 +229,51 @@ export class HttpFailoverBackend implements RouteBackend {
   }
 
   private async currentRoutes(addresses: string[]): Promise<CurrentRoute[]> {
+    if (!Array.isArray(addresses)) throw new RouteError('http: addresses must be an array', false);
     const keys = addresses.map((a) => this.keyOf(a));
-    const out: CurrentRoute[] = [];
-    for (const key of keys) {
-      const record = await this.get(key);
-      const active = record.active_server_ip === null ? null : canonicalHostIp(record.active_server_ip);
-      out.push({ address: key.address, to: active === null ? null : (this.hostByIp.get(active) ?? null) });
+    if (keys.length === 0) return [];
+    const listed = await this.list();
+    return keys.map((key): CurrentRoute => {
+      const entry = listed.get(key.net);
+      if (entry === undefined) {
+        const why = listed.size === 0 ? 'the provider says the account has none' : `GET /failover does not list ${key.net}`;
+        return { address: key.address, to: null, unknown: this.redact(`http: ${key.address}: not a failover IP/net of this account (${why}): check the address and the account of the credentials`) };
+      }
+      const active = entry.active_server_ip;
+      if (active !== null && typeof active !== 'string') {
+        return { address: key.address, to: null, unknown: this.redact(`http: ${key.address}: GET /failover: the entry for ${key.net} has no active_server_ip`) };
+      }
+      const ip = active === null ? null : canonicalHostIp(active);
+      return { address: key.address, to: ip === null ? null : (this.hostByIp.get(ip) ?? null) };
+    });
+  }
+
+  /**
+   * GET /failover: the account's failover IPs/nets by their net address (the entry's ip masked by
+   * its netmask). Empty when the provider answers 404 NOT_FOUND (the account has none). Entries it
+   * cannot read (no ip) are left out. Throws RouteError when the list cannot be read.
+   */
+  private async list(): Promise<Map<string, Partial<FailoverRecord>>> {
+    const what = 'GET /failover';
+    const res = await this.call('GET', '/failover', undefined, what);
+    if (res.status !== 200) {
+      const err = apiError(res.body, this.redact);
+      if (res.status === 404 && err.code === 'NOT_FOUND') return new Map();
+      if (res.status === 404) {
+        // Not the provider's documented answer: a wrong baseUrl, not an empty account.
+        throw new RouteError(`http: ${what}: 404${err.code ? ` ${err.code}` : ''} (no failover list there: check baseUrl)`, false);
+      }
+      throw this.failureAt(`http: ${what}`, undefined, res.status, err);
     }
-    return out;
+    if (!Array.isArray(res.body)) throw new RouteError(`http: ${what}: the answer is not a list of failover IPs (is baseUrl the failover API?)`, false);
+    const byNet = new Map<string, Partial<FailoverRecord>>();
+    for (const item of res.body as unknown[]) {
+      const f = (item as { failover?: unknown } | null)?.failover as Partial<FailoverRecord> | undefined;
+      if (!f || typeof f !== 'object' || typeof f.ip !== 'string') continue;
+      const net = listedNetOf(f.ip, f.netmask);
+      if (net !== null && !byNet.has(net)) byNet.set(net, f);
+    }
+    return byNet;
   }
 
   private keyOf(address: string, family?: 4 | 6): FailoverKey {
@@ -231,7 +298,7 @@ export class HttpFailoverBackend implements RouteBackend {
     if (before.active_server_ip !== null && canonicalHostIp(before.active_server_ip) === target) return 'unchanged';
 
     const what = `POST /failover/${key.net} -> ${host} (${target})`;
-    const res = await this.call('POST', key, what, new URLSearchParams({ active_server_ip: target }));
+    const res = await this.call('POST', `/failover/${key.net}`, key.address, what, new URLSearchParams({ active_server_ip: target }));
     if (res.status === 200 || res.status === 201) {
       const after = this.failoverOf(res.body, key, what);
       const active = after.active_server_ip === null ? null : canonicalHostIp(after.active_server_ip);
@@ -248,7 +315,8 @@ export class HttpFailoverBackend implements RouteBackend {
 
   private async get(key: FailoverKey): Promise<FailoverRecord> {
     const what = `GET /failover/${key.net}`;
-    const res = await this.call('GET', key, what);
+    // key.net is a canonical address (hex digits, dots, colons): safe in a path segment as it is.
+    const res = await this.call('GET', `/failover/${key.net}`, key.address, what);
     if (res.status !== 200) throw this.failure(key, what, res.status, apiError(res.body, this.redact));
     return this.failoverOf(res.body, key, what);
   }
@@ -261,15 +329,17 @@ export class HttpFailoverBackend implements RouteBackend {
     return f as FailoverRecord;
   }
 
-  /** One HTTP exchange, body read included, under the per-call timeout. Transport failures are retryable. */
-  private async call(method: 'GET' | 'POST', key: FailoverKey, what: string, form?: URLSearchParams): Promise<{ status: number; body: unknown }> {
+  /**
+   * One HTTP exchange on `path` (canonical addresses only: no escaping needed), body read included,
+   * under the per-call timeout. Transport failures are retryable; `address` names the message.
+   */
+  private async call(method: 'GET' | 'POST', path: string, address: string | undefined, what: string, form?: URLSearchParams): Promise<{ status: number; body: unknown }> {
     const headers: Record<string, string> = { authorization: this.authHeader, accept: 'application/json' };
     if (form) headers['content-type'] = 'application/x-www-form-urlencoded';
     let status: number;
     let text: string;
     try {
-      // key.net is a canonical address (hex digits, dots, colons): safe in a path segment as it is.
-      const res = await this.fetchFn(`${this.baseUrl}/failover/${key.net}`, {
+      const res = await this.fetchFn(`${this.baseUrl}${path}`, {
         method,
         headers,
         body: form?.toString(),
@@ -286,7 +356,7 @@ export class HttpFailoverBackend implements RouteBackend {
           : e?.name === 'AbortError'
             ? 'request aborted'
             : `connection failed (${this.redact(String(e?.cause?.code ?? e?.cause?.message ?? e?.message ?? err))})`;
-      throw new RouteError(`http: ${key.address}: ${what}: ${reason}`, true, key.address);
+      throw new TransportError(`http: ${address === undefined ? '' : `${address}: `}${what}: ${reason}`, address);
     }
     let body: unknown = null;
     if (text) {
@@ -300,14 +370,19 @@ export class HttpFailoverBackend implements RouteBackend {
   }
 
   private failure(key: FailoverKey, what: string, status: number, err: ApiError): RouteError {
+    return this.failureAt(`http: ${key.address}: ${what}`, key.address, status, err);
+  }
+
+  /** The RouteError for a provider's error answer; `prefix` starts the message (`http: ADDRESS: WHAT`). */
+  private failureAt(prefix: string, address: string | undefined, status: number, err: ApiError): RouteError {
     // code and message come from the provider: redacted before they go anywhere.
     const detail = this.redact(`${status}${err.code ? ` ${err.code}` : ''}${err.message ? `: ${err.message}` : ''}`);
     const say = (hint: string, retryable: boolean) =>
-      new RouteError(`http: ${key.address}: ${what}: ${detail}${hint ? ` (${hint})` : ''}`, retryable, key.address);
+      new RouteError(`${prefix}: ${detail}${hint ? ` (${hint})` : ''}`, retryable, address);
     if (status === 401) {
       return new CredentialsError(
-        `http: ${key.address}: ${what}: 401 unauthorized: check credentials (webservice user and password of the http backend); the provider blocks the client IP for 10 minutes after 3 failed logins`,
-        key.address,
+        `${prefix}: 401 unauthorized: check credentials (webservice user and password of the http backend); the provider blocks the client IP for 10 minutes after 3 failed logins`,
+        address,
       );
     }
     if (status === 403 && err.code === 'RATE_LIMIT_EXCEEDED') {
@@ -392,7 +467,14 @@ function caseless(s: string): string {
   return s.replace(/[A-Za-z]/g, (c) => `[${c.toLowerCase()}${c.toUpperCase()}]`);
 }
 
-/** A rejected login (401): final, and no further request is made in the same apply(). */
+/** No HTTP answer (timeout, connection refused or reset): retryable. */
+class TransportError extends RouteError {
+  constructor(message: string, address?: string) {
+    super(message, true, address);
+  }
+}
+
+/** A rejected login (401): final, and no further request is made in the same apply() or current(). */
 export class CredentialsError extends RouteError {
   constructor(message: string, address?: string) {
     super(message, false, address);

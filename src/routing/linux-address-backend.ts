@@ -11,7 +11,7 @@
  */
 import { parseAddress } from '../core/addresses.js';
 import { runCommand, type CommandResult, type CommandRunner } from './command-runner.js';
-import { checkDevice, checkPrefix, commandFailure, deviceAddresses, failedBatchLine } from './linux-route-backend.js';
+import { checkDevice, checkPrefix, commandFailure, deviceAddresses, failedBatchLine, parseAddressCached } from './linux-route-backend.js';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** One host of the segment. */
@@ -52,6 +52,7 @@ interface Move {
   family: 4 | 6;
   to: string;
   from: string;
+  repair: boolean;
 }
 
 type HostState = Map<string, number>;
@@ -118,28 +119,48 @@ export class LinuxAddressBackend implements RouteBackend {
     await this.announce(changed);
 
     // 3. Break: the old host gives the address up (already gone is fine).
-    const fromState = await this.readHosts([...new Set(changed.map((m) => m.from))], ' (the address is already moved and announced)');
-    await this.batch(changed.filter((m) => fromState.get(m.from)!.has(m.address)), (m) => m.from, (m) => `addr del ${m.address}/${fromState.get(m.from)!.get(m.address)} dev ${this.hosts.get(m.from)!.device}`, true);
+    //    A repair leaves an other host that does not answer as it is (it may be the one being reinstalled).
+    const breakFrom = [...new Set(changed.map((m) => m.from))];
+    const optional = new Set(breakFrom.filter((h) => changed.every((m) => m.from !== h || m.repair)));
+    const fromState = new Map([
+      ...await this.readHosts(breakFrom.filter((h) => !optional.has(h)), ' (the address is already moved and announced)'),
+      ...await this.readHostsSettled([...optional]),
+    ]);
+    await this.batch(changed.filter((m) => fromState.get(m.from)?.has(m.address)), (m) => m.from, (m) => `addr del ${m.address}/${fromState.get(m.from)!.get(m.address)} dev ${this.hosts.get(m.from)!.device}`, true);
     return result;
   }
 
   /**
-   * `ip -j addr show dev DEV` on every host: the host holding each address, null when none or
-   * more than one does. Hosts that do not answer are skipped unless no answering host has the address.
+   * `ip -j addr show dev DEV` on every host, once each, in parallel. Per address: held by exactly
+   * one host → `to` is that host; held by several → null (a conflict: apply() of the desired
+   * route removes it from the other host); held by none → null when every host answered, and
+   * `unknown` naming the hosts that did not (one of them may hold it). Throws RouteError only for
+   * an invalid address (before any command) or when no host answered.
    */
   async current(addresses: string[]): Promise<CurrentRoute[]> {
+    if (!Array.isArray(addresses)) throw new RouteError('linux-address: addresses must be an array', false);
     const parsed = addresses.map((a) => {
-      const ip = parseAddress(a);
+      const ip = parseAddressCached(a);
       if (typeof ip === 'string') throw new RouteError(`linux-address: ${ip}`, false, String(a));
       return ip;
     });
+    if (parsed.length === 0) return [];
     const names = [...this.hosts.keys()];
-    const read = await this.readHostsSettled(names);
-    const failed = names.filter((n) => !read.has(n));
+    const settled = await Promise.allSettled(names.map((h) => this.readHost(h)));
+    const read = new Map<string, HostState>();
+    const failed: string[] = [];
+    settled.forEach((s, i) => {
+      if (s.status === 'fulfilled') read.set(names[i], s.value);
+      else failed.push(s.reason instanceof Error ? s.reason.message.replace(/^linux-address: /, '') : `${names[i]}: ${String(s.reason)}`);
+    });
+    if (read.size === 0) {
+      const all = settled.map((s) => (s.status === 'rejected' ? s.reason : undefined));
+      throw new RouteError(`linux-address: no host could be read: ${failed.join('; ')}`, all.every((e) => !(e instanceof RouteError) || e.retryable));
+    }
     return parsed.map((ip) => {
       const holders = [...read].filter(([, s]) => s.has(ip.address)).map(([n]) => n);
       if (holders.length === 0 && failed.length > 0) {
-        throw new RouteError(`linux-address: ${ip.address} is on no host that answered; ${failed.join(', ')} did not answer`, true, ip.address);
+        return { address: ip.address, to: null, unknown: `${ip.address} is on no host that answered; not read: ${failed.join('; ')}` };
       }
       return { address: ip.address, to: holders.length === 1 ? holders[0] : null };
     });
@@ -158,7 +179,7 @@ export class LinuxAddressBackend implements RouteBackend {
       if (d.to === d.from) throw new RouteError(`linux-address: ${ip.address}: from and to are both ${d.to}`, false, ip.address);
       const prev = seen.get(ip.address);
       if (prev && (prev.to !== d.to || prev.from !== d.from)) throw new RouteError(`linux-address: ${ip.address} is asked twice with different hosts`, false, ip.address);
-      seen.set(ip.address, { address: ip.address, family: ip.family, to: d.to, from: d.from });
+      seen.set(ip.address, { address: ip.address, family: ip.family, to: d.to, from: d.from, repair: d.repair === true });
     }
     return [...seen.values()];
   }

@@ -113,6 +113,17 @@ describe('config: inventory and routing', () => {
     expect(c.routing.retry).toEqual({ deadlineMs: 120_000, minDelayMs: 200, maxDelayMs: 5000 });
     expect(c.routing.linuxRoute?.nextHops['srv-42']).toEqual(['192.0.2.2', '2001:db8:ffff::2']);
     expect(c.routing.linuxRoute?.device).toBe('lo');
+    expect(c.routing.reconcile).toEqual({ intervalMs: 30_000, mode: 'repair', maxBackoffMs: 600_000 });
+  });
+
+  test.each([
+    ['given', 'routing:\n  reconcile: {interval_s: 5, mode: report, max_backoff_s: 60}\n', 'linux-route', { intervalMs: 5000, mode: 'report', maxBackoffMs: 60_000 }],
+    ['http default: the provider allows 100 GET an hour', 'routing:\n', 'http', { intervalMs: 300_000, mode: 'repair', maxBackoffMs: 600_000 }],
+    ['http, given', 'routing:\n  reconcile: {interval_s: 120}\n', 'http', { intervalMs: 120_000, mode: 'repair', maxBackoffMs: 600_000 }],
+  ])('routing.reconcile: %s', (_n, head, backend, expected) => {
+    let text = INVENTORY.replace('routing:\n', head);
+    if (backend === 'http') text = text.replace('backend: linux-route', 'backend: http\n  http: {base_url: "http://127.0.0.1:9/"}').replace(/(\n\s+- name: (srv-42|transit-3)\n\s+addresses: [^\n]+)/g, (m, _a, name) => `${m}\n    routing: {main_ip: ${name === 'srv-42' ? '198.51.100.2' : '198.51.100.3'}}`);
+    expect(parseConfig(text, '/etc/fc/config.yaml').routing.reconcile).toEqual(expected);
   });
 
   test.each([
@@ -142,6 +153,11 @@ describe('config: inventory and routing', () => {
       INVENTORY.replace('[192.0.2.3, "2001:db8:ffff::3"]', '[192.0.2.3]').replace('    router:', '    routr: x\n    router:'),
       ['/etc/fc/config.yaml:18: routing.linux_route.routr: unknown key (allowed: router, next_hops, hosts, device, pin_connections, drain_ms)',
         '/etc/fc/config.yaml:22: routing.linux_route.next_hops.transit-3: transit-3 has IPv6 addresses but no IPv6 next hop']],
+    ['reconcile: a bad mode, a zero interval, an unknown key',
+      INVENTORY.replace('routing:\n', 'routing:\n  reconcile: {interval_s: 0, mode: fix, every: 3}\n'),
+      ['/etc/fc/config.yaml:16: routing.reconcile.every: unknown key (allowed: interval_s, mode, max_backoff_s)',
+        '/etc/fc/config.yaml:16: routing.reconcile.interval_s: must be an integer from 1 to 86400, not 0',
+        '/etc/fc/config.yaml:16: routing.reconcile.mode: must be one of repair, report, not "fix"']],
     ['an unknown backend',
       INVENTORY.replace('backend: linux-route', 'backend: carrier-pigeon'),
       ['/etc/fc/config.yaml:16: routing.backend: must be one of dry-run, linux-route, linux-address, http, not "carrier-pigeon"']],

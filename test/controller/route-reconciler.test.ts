@@ -123,7 +123,7 @@ describe('the reconcile loop', () => {
     const pass = await s.rec.reconcile();
     expect(pass).toMatchObject({ checked: 3, drifted: 0, repaired: 1, repairsFailed: 0, inSync: 3, readError: null });
     expect(s.net.at.get(A)).toBe('transit-3');
-    expect(s.net.applies.at(-1)).toEqual([{ address: A, family: 4, to: 'transit-3', from: 'srv-42' }]);
+    expect(s.net.applies.at(-1)).toEqual([{ address: A, family: 4, to: 'transit-3', from: 'srv-42', repair: true }]);
     expect(s.events.repaired).toEqual({ ok: 1, failed: 0 });
     expect(s.state(A)).toMatchObject({ desired: 'transit-3', state: 'in_sync', confirmed: 'transit-3', repairs: { ok: 1, failed: 0 } });
     expect(s.state(A).lastRepair).toMatchObject({ result: 'ok', error: null });

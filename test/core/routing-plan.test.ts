@@ -78,7 +78,7 @@ describe('repairRoute', () => {
     ['from the pair when seen nowhere', { address: want.address, to: null }, 'transit-9'],
     ['from the pair when seen in place but incomplete', { address: want.address, to: 'srv-43', problems: ['x'] }, 'transit-9'],
   ] as const)('%s', (_n, seen, from) => {
-    expect(repairRoute({ ...want, other: 'transit-9' }, seen as never, () => 'fallback')).toEqual({ address: want.address, family: 4, to: 'srv-43', from });
+    expect(repairRoute({ ...want, other: 'transit-9' }, seen as never, () => 'fallback')).toEqual({ address: want.address, family: 4, to: 'srv-43', from, repair: true });
   });
   test('no pair and seen nowhere: the fallback; no other host: no route', () => {
     expect(repairRoute(want, { address: want.address, to: null }, (not) => (not === 'srv-43' ? 'transit-1' : null))?.from).toBe('transit-1');

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { HttpFailoverBackend, credentialForms, credentialRedactor, failoverNetOf, type HttpFailoverBackendOptions } from '../../src/routing/http-failover-backend.js';
 import { RetryGaveUpError, withRetry, type RetryOptions } from '../../src/routing/retrying-backend.js';
 import { RouteError, type DesiredRoute } from '../../src/routing/route-backend.js';
-import { FakeRobot, credentialEchoes, credentialTexts, type FakeFaults } from '../support/fake-robot.js';
+import { FakeRobot, credentialEchoes, credentialTexts, type FakeFaults, type FakeListFaults } from '../support/fake-robot.js';
 import { rejection as rejectionOf } from '../support/rejection.js';
 
 const USER = 'robot-user';
@@ -358,29 +358,186 @@ describe('http backend: credentials echoed by the provider', () => {
     expect(fake.echoed.length).toBeGreaterThanOrEqual(2 * credentialEchoes('Basic x').length);
     expect(seen.filter((m) => m.includes('***')).length).toBeGreaterThanOrEqual(fake.echoed.length - 1);
     expect(leaks(seen.join('\n'))).toEqual([]);
+    fake.faultList({ serverErrors: 1, echoCredentials: true });
     const direct = await rejection(backend({ username: ECHO_USER, password: ECHO_PASSWORD }).current([IP_A]));
     expect(leaks(`${direct.message}\n${direct.stack}`)).toEqual([]);
   });
 });
 
 describe('http backend: current()', () => {
-  test('maps active_server_ip back to host names; unknown or unrouted is null', async () => {
-    fake.setActive(IP_B, '192.0.2.200');
-    fake.setActive(NET6, null);
-    expect(await backend().current([IP_A, IP_B, NET6])).toEqual([
-      { address: IP_A, to: 'srv-42' },
-      { address: IP_B, to: null },
-      { address: NET6, to: null },
-    ]);
-    expect(fake.requests.every((r) => r.method === 'GET')).toBe(true);
+  const SUBNET = '203.0.113.16';
+  const NET6_B = '2a01:4f8:fff1::';
+  const MANY = Array.from({ length: 60 }, (_, i) => `203.0.113.${100 + i}`);
+  /** Restarts the fake with these failover IPs/nets (srv-42 and transit-3 as servers). */
+  const restart = async (failovers: Parameters<typeof FakeRobot.start>[0]['failovers']) => {
+    await fake.close();
+    fake = await FakeRobot.start({
+      username: USER, password: PASSWORD, failovers,
+      servers: [{ ip: SRV42, ipv6Net: `${SRV42_NET}/64` }, { ip: TRANSIT3, ipv6Net: `${TRANSIT3_NET}/64` }],
+    });
+  };
+  const calls = () => fake.requests.map((r) => `${r.method} ${r.path}`);
+  const leaked = (text: string) => credentialTexts(USER, PASSWORD).filter((t) => text.includes(t));
+
+  test.each([1, 2, 3, 60])('one GET /failover per call, whatever the number of addresses (%i)', async (n) => {
+    await restart(MANY.map((ip, i) => ({ ip, serverIp: SRV42, activeServerIp: i % 2 ? TRANSIT3 : SRV42 })));
+    const b = backend();
+    const asked = MANY.slice(0, n);
+    for (let pass = 1; pass <= 3; pass++) {
+      expect(await b.current(asked)).toEqual(asked.map((address, i) => ({ address, to: i % 2 ? 'transit-3' : 'srv-42' })));
+      expect(calls()).toEqual(Array(pass).fill('GET /failover'));
+    }
+    expect(fake.requests.every((r) => r.authOk && r.status === 200)).toBe(true);
   });
 
-  test('a 500 on the GET is a retryable RouteError', async () => {
-    fake.fault(IP_A, { serverErrors: 1, serverErrorMethod: 'GET' });
-    const err = await rejection(backend().current([IP_A]));
+  test('no address: no request', async () => {
+    expect(await backend().current([])).toEqual([]);
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  test('each address is looked up as apply() addresses it: IPv4 /32, subnet by net address, IPv6 /64 net', async () => {
+    await restart([
+      { ip: IP_A, serverIp: SRV42, activeServerIp: SRV42 },
+      { ip: IP_B, serverIp: SRV42, activeServerIp: null },
+      { ip: '203.0.113.12', serverIp: SRV42, activeServerIp: '192.0.2.200' },
+      { ip: SUBNET, netmask: '255.255.255.248', serverIp: SRV42, activeServerIp: TRANSIT3 },
+      { ip: NET6, serverIp: SRV42, serverIpv6Net: SRV42_NET, activeServerIp: SRV42_NET },
+      { ip: NET6_B, serverIp: SRV42, serverIpv6Net: SRV42_NET, activeServerIp: TRANSIT3_NET },
+    ]);
+    const rows: { name: string; address: string; to: string | null; unknown?: RegExp }[] = [
+      { name: 'failover IPv4 (/32)', address: IP_A, to: 'srv-42' },
+      { name: 'unrouted', address: IP_B, to: null },
+      { name: 'routed to an IP of no configured host', address: '203.0.113.12', to: null },
+      { name: 'failover subnet by net address and prefix', address: `${SUBNET}/29`, to: 'transit-3' },
+      { name: 'failover subnet by its net address', address: SUBNET, to: 'transit-3' },
+      { name: 'an address inside a subnet, no prefix: its own /32, not listed (as apply() would ask for it)', address: '203.0.113.17', to: null, unknown: /^http: 203\.0\.113\.17: not a failover IP\/net of this account \(GET \/failover does not list 203\.0\.113\.17\)/ },
+      { name: 'IPv6 net address', address: NET6, to: 'srv-42' },
+      { name: 'IPv6 net with /64', address: `${NET6}/64`, to: 'srv-42' },
+      { name: 'IPv6 address inside the /64', address: '2a01:4f8:fff0::10', to: 'srv-42' },
+      { name: 'IPv6 net, not in canonical form', address: '2a01:04f8:fff0:0000::/64', to: 'srv-42' },
+      { name: 'second IPv6 net, routed to transit-3', address: '2a01:4f8:fff1:0:1::1', to: 'transit-3' },
+      { name: 'not a failover IP of the account', address: IP_UNKNOWN, to: null, unknown: /^http: 203\.0\.113\.99: not a failover IP\/net of this account \(GET \/failover does not list 203\.0\.113\.99\): check the address/ },
+    ];
+    const got = await backend().current(rows.map((r) => r.address));
+    expect(got.map((c, i) => ({ name: rows[i].name, ...c }))).toEqual(rows.map(({ name, address, to, unknown }) => ({
+      name, address, to, ...(unknown ? { unknown: expect.stringMatching(unknown) } : {}),
+    })));
+    expect(calls()).toEqual(['GET /failover']);
+  });
+
+  test('a failover IP/net switched by someone else (Robot panel) is read as it is now', async () => {
+    const b = backend();
+    const asked = [IP_A, IP_B, '2a01:4f8:fff0::10'];
+    expect((await b.current(asked)).map((c) => c.to)).toEqual(['srv-42', 'srv-42', 'srv-42']);
+    fake.setActive(IP_A, TRANSIT3);
+    fake.setActive(NET6, TRANSIT3_NET);
+    expect(await b.current(asked)).toEqual([
+      { address: IP_A, to: 'transit-3' },
+      { address: IP_B, to: 'srv-42' },
+      { address: '2a01:4f8:fff0::10', to: 'transit-3' },
+    ]);
+    fake.setActive(IP_A, null);
+    expect((await b.current(asked)).map((c) => c.to)).toEqual([null, 'srv-42', 'transit-3']);
+    expect(calls()).toEqual(Array(3).fill('GET /failover'));
+  });
+
+  test('an address the list does not hold is unknown (a configuration error), the others are read', async () => {
+    const got = await backend().current([IP_A, IP_UNKNOWN, NET6]);
+    expect(got).toEqual([
+      { address: IP_A, to: 'srv-42' },
+      { address: IP_UNKNOWN, to: null, unknown: expect.stringMatching(/not a failover IP\/net of this account/) },
+      { address: NET6, to: 'srv-42' },
+    ]);
+    // alone too: the list was read, so it does not throw
+    expect(await backend().current([IP_UNKNOWN])).toEqual([{ address: IP_UNKNOWN, to: null, unknown: expect.stringMatching(/does not list 203\.0\.113\.99/) }]);
+  });
+
+  test('an account without failover IPs (404 NOT_FOUND on the list): every address unknown', async () => {
+    await restart([]);
+    expect(await backend().current([IP_A, NET6])).toEqual([IP_A, NET6].map((address) => ({
+      address, to: null, unknown: expect.stringMatching(/not a failover IP\/net of this account \(the provider says the account has none\)/),
+    })));
+    expect(fake.requests.map((r) => [r.path, r.status])).toEqual([['/failover', 404]]);
+  });
+
+  test('401: throws final, after one request, whatever the number of addresses; never the password', async () => {
+    const wrong = 'Wr0ng-pa55word';
+    const err = await rejection(backend({ password: wrong }).current([IP_A, ...MANY]));
+    expect(err).toBeInstanceOf(RouteError);
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/^http: GET \/failover: 401 unauthorized: check credentials/);
+    expect(`${err.message}\n${err.stack}`).not.toContain(wrong);
+    expect(fake.requests).toHaveLength(1);
+    const final = await rejection(withRetry(backend({ password: wrong }), FAST).current([IP_A, IP_B]));
+    expect(final.reason).toBe('final');
+    expect(fake.requests).toHaveLength(2);
+  });
+
+  /** The list cannot be read: nothing is known, current() throws retryable; withRetry reads it once it answers. */
+  test.each<{ name: string; faults: FakeListFaults; timeoutMs?: number; message: RegExp }>([
+    { name: '500', faults: { serverErrors: 1 }, message: /^http: GET \/failover: 500 INTERNAL_ERROR: Internal error \(provider error\)$/ },
+    { name: '503 (maintenance)', faults: { unavailable: 1 }, message: /^http: GET \/failover: 503 MAINTENANCE: Maintenance \(provider error\)$/ },
+    { name: '403 RATE_LIMIT_EXCEEDED', faults: { rateLimited: 1 }, message: /^http: GET \/failover: 403 RATE_LIMIT_EXCEEDED: Rate limit exceeded \(100 requests per 3600 s reached; retrying later may help\)$/ },
+    { name: 'no answer (timeout)', faults: { hangs: 1 }, timeoutMs: 500, message: /^http: GET \/failover: no answer within 500 ms$/ },
+    { name: '500 echoing the credentials', faults: { serverErrors: 1, echoCredentials: true }, message: /^http: GET \/failover: 500 INTERNAL_ERROR .*\*\*\*.*\(provider error\)$/ },
+  ])('$name: throws retryable, after one request', async ({ faults, timeoutMs, message }) => {
+    fake.faultList(faults);
+    const b = backend(timeoutMs ? { timeoutMs } : {});
+    const err = await rejection(b.current([IP_A, IP_B, NET6]));
+    expect(err).toBeInstanceOf(RouteError);
     expect(err.retryable).toBe(true);
-    expect(err.message).toMatch(/500 INTERNAL_ERROR/);
-    expect(await withRetry(backend(), FAST).current([IP_A])).toEqual([{ address: IP_A, to: 'srv-42' }]);
+    expect(err.message).toMatch(message);
+    expect(leaked(`${err.message}\n${err.stack}\n${JSON.stringify(err)}`)).toEqual([]);
+    expect(calls()).toEqual(['GET /failover']);
+
+    fake.faultList(faults);
+    expect(await withRetry(b, FAST).current([IP_A, NET6])).toEqual([{ address: IP_A, to: 'srv-42' }, { address: NET6, to: 'srv-42' }]);
+    expect(calls()).toEqual(Array(3).fill('GET /failover'));
+  });
+
+  /** Answers that are not the documented list: final errors, or entries it cannot read. */
+  test.each<{ name: string; status: number; body: unknown; message: RegExp }>([
+    { name: 'an object, not a list', status: 200, body: { failover: { ip: IP_A, active_server_ip: SRV42 } }, message: /^http: GET \/failover: the answer is not a list of failover IPs \(is baseUrl the failover API\?\)$/ },
+    { name: 'not JSON', status: 200, body: '<html>', message: /the answer is not a list of failover IPs/ },
+    { name: '404 without the provider\'s error (wrong baseUrl)', status: 404, body: '<html>not found</html>', message: /^http: GET \/failover: 404 \(no failover list there: check baseUrl\)$/ },
+    { name: 'a redirect', status: 302, body: '', message: /^http: GET \/failover: 302 \(unexpected redirect: check baseUrl\)$/ },
+    { name: '400 INVALID_INPUT', status: 400, body: { error: { status: 400, code: 'INVALID_INPUT', message: 'invalid input' } }, message: /^http: GET \/failover: 400 INVALID_INPUT: invalid input$/ },
+  ])('$name: throws final', async ({ status, body, message }) => {
+    const stub: typeof fetch = async () => new Response(typeof body === 'string' ? body : JSON.stringify(body), { status });
+    const err = await rejection(backend({ fetch: stub }).current([IP_A, IP_B]));
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(message);
+  });
+
+  test('entries it cannot read are skipped; an entry without active_server_ip makes its address unknown', async () => {
+    const list = [
+      null, 5, 'x', {}, { failover: null }, { failover: { ip: 'not-an-ip', active_server_ip: SRV42 } },
+      { failover: { ip: IP_A, netmask: '255.255.255.255', active_server_ip: 7 } },
+      { failover: { ip: IP_B, active_server_ip: SRV42 } }, // no netmask: the ip alone
+      { failover: { ip: '203.0.113.12', netmask: '255.0.255.0', active_server_ip: TRANSIT3 } }, // not contiguous: the ip alone
+      { failover: { ip: '2a01:04f8:fff0:0000::', netmask: 'ffff:ffff:ffff:ffff::', active_server_ip: 'garbage' } },
+    ];
+    const stub: typeof fetch = async () => new Response(JSON.stringify(list), { status: 200 });
+    expect(await backend({ fetch: stub }).current([IP_A, IP_B, '203.0.113.12', NET6, IP_UNKNOWN])).toEqual([
+      { address: IP_A, to: null, unknown: `http: ${IP_A}: GET /failover: the entry for ${IP_A} has no active_server_ip` },
+      { address: IP_B, to: 'srv-42' },
+      { address: '203.0.113.12', to: 'transit-3' },
+      { address: NET6, to: null }, // an active_server_ip that is no address: routed to no known host (as GET /failover/{ip} reads it)
+      { address: IP_UNKNOWN, to: null, unknown: expect.stringMatching(/does not list/) },
+    ]);
+  });
+
+  test('invalid addresses are refused before any request', async () => {
+    for (const bad of ['srv-42.example', 'fe80::1%eth0', '203.0.113.10/../x']) {
+      const err = await rejection(backend().current([IP_A, bad]));
+      expect(err.retryable).toBe(false);
+    }
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  test('apply() still reads each failover IP by its own GET, never the list', async () => {
+    await backend().apply([toTransit(IP_A), toTransit(IP_B)]);
+    expect(calls()).toEqual([`GET /failover/${IP_A}`, `POST /failover/${IP_A}`, `GET /failover/${IP_B}`, `POST /failover/${IP_B}`]);
   });
 });
 

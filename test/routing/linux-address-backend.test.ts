@@ -135,18 +135,61 @@ describe('LinuxAddressBackend with a fake runner', () => {
     expect(Object.keys(net.addrs['srv-42'])).toHaveLength(2);
   });
 
-  test('current(): the host that has the address; null for none or two; an unanswering host is skipped', async () => {
-    const net = fakeHosts({ 'srv-42': { '192.0.2.50': 25, '192.0.2.51': 25 }, 'transit-3': { '2001:db8:ffff::50': 64, '192.0.2.51': 25 } }, IPUTILS);
+  const TIMED_OUT: CommandResult = { code: 255, stdout: '', stderr: 'ssh: connect to host srv-42 port 22: Connection timed out' };
+  const onBoth = () => ({ 'srv-42': { '192.0.2.50': 25, '192.0.2.51': 25 }, 'transit-3': { '2001:db8:ffff::50': 64, '192.0.2.51': 25 } });
+
+  test.each<{ name: string; down?: string[]; asked: string[]; expected: object[] }>([
+    {
+      name: 'every host answers: the one holding it; null for none or two',
+      asked: ['192.0.2.50', '2001:DB8:FFFF:0::50', '192.0.2.51', '192.0.2.52'],
+      expected: [{ address: '192.0.2.50', to: ORIGIN }, { address: '2001:db8:ffff::50', to: TRANSIT }, { address: '192.0.2.51', to: null }, { address: '192.0.2.52', to: null }],
+    },
+    {
+      name: 'srv-42 does not answer: what transit-3 holds is read; what no host that answered holds is unknown, naming srv-42',
+      down: ['srv-42'],
+      asked: ['2001:db8:ffff::50', '192.0.2.50', '192.0.2.52'],
+      expected: [
+        { address: '2001:db8:ffff::50', to: TRANSIT },
+        { address: '192.0.2.50', to: null, unknown: expect.stringMatching(/^192\.0\.2\.50 is on no host that answered; not read: srv-42: addr show dev eth0: exit 255: .*Connection timed out/) },
+        { address: '192.0.2.52', to: null, unknown: expect.stringContaining('not read: srv-42') },
+      ],
+    },
+  ])('current(): $name', async ({ down, asked, expected }) => {
+    const net = fakeHosts(onBoth(), IPUTILS);
+    if (down) net.failWith((c) => (down.includes(c.argv[1]) ? TIMED_OUT : undefined));
     const b = new LinuxAddressBackend({ hosts: HOSTS, runner: net.runner });
-    expect(await b.current(['192.0.2.50', '2001:DB8:FFFF:0::50', '192.0.2.51', '192.0.2.52'])).toEqual([
-      { address: '192.0.2.50', to: ORIGIN },
-      { address: '2001:db8:ffff::50', to: TRANSIT },
-      { address: '192.0.2.51', to: null },
-      { address: '192.0.2.52', to: null },
-    ]);
-    net.failWith((c) => (c.argv[1] === 'srv-42' ? { code: 255, stdout: '', stderr: 'ssh: connect to host srv-42 port 22: Connection timed out' } : undefined));
-    expect(await b.current(['2001:db8:ffff::50'])).toEqual([{ address: '2001:db8:ffff::50', to: TRANSIT }]);
-    await expect(b.current(['192.0.2.50'])).rejects.toMatchObject({ retryable: true });
+    expect(await b.current(asked)).toEqual(expected);
+    // Each host is read once per call, whatever the number of addresses.
+    expect(net.calls.map((c) => c.argv.join(' ')).sort()).toEqual(['ssh srv-42 ip -j addr show dev eth0', 'ssh transit-3 ip -j addr show dev eth1']);
+  });
+
+  test('current(): no host answers: throws (nothing could be read), retryable when every failure is', async () => {
+    const net = fakeHosts(onBoth(), IPUTILS);
+    net.failWith(() => TIMED_OUT);
+    const b = new LinuxAddressBackend({ hosts: HOSTS, runner: net.runner });
+    await expect(b.current(['192.0.2.50'])).rejects.toMatchObject({ retryable: true, message: expect.stringMatching(/no host could be read: srv-42: .*; transit-3: /) });
+    expect(await b.current([])).toEqual([]);
+  });
+
+  test('current(): an address on two hosts is null; apply() of the desired route removes it from the other host', async () => {
+    const net = fakeHosts(onBoth(), IPUTILS);
+    const b = new LinuxAddressBackend({ hosts: HOSTS, announceCount: 1, runner: net.runner });
+    expect(await b.current(['192.0.2.51'])).toEqual([{ address: '192.0.2.51', to: null }]);
+    expect(await b.apply(moveAll(['192.0.2.51'], TRANSIT, ORIGIN))).toEqual({ changed: ['192.0.2.51'], unchanged: [] });
+    expect(await b.current(['192.0.2.51'])).toEqual([{ address: '192.0.2.51', to: TRANSIT }]);
+  });
+
+  test('a repair with the old host down (being reinstalled): added and announced on the new host, no error; a move still fails', async () => {
+    const net = fakeHosts(start(), IPUTILS);
+    delete net.addrs['srv-42']['192.0.2.50'];
+    net.failWith((c) => (c.argv[1] === 'srv-42' ? TIMED_OUT : undefined));
+    const b = new LinuxAddressBackend({ hosts: HOSTS, announceCount: 1, runner: net.runner });
+    const repair = moveAll(['192.0.2.50'], TRANSIT, ORIGIN).map((d) => ({ ...d, repair: true }));
+    expect(await b.apply(repair)).toEqual({ changed: ['192.0.2.50'], unchanged: [] });
+    expect(net.addrs['transit-3']).toEqual({ '192.0.2.50': 32 });
+    expect(net.calls.some((c) => c.argv[1] === 'transit-3' && c.argv[2] === 'arping')).toBe(true);
+    delete net.addrs['transit-3']['192.0.2.50'];
+    await expect(b.apply(moveAll(['192.0.2.50'], TRANSIT, ORIGIN))).rejects.toBeInstanceOf(RouteError);
   });
 });
 
@@ -252,6 +295,24 @@ describe('LinuxAddressBackend in a network-namespace lab', () => {
       { address: '2001:db8:ffff::50', to: TRANSIT },
       { address: '192.0.2.51', to: null },
     ]);
+  });
+
+  test('current(): a host that cannot be read makes unknown only what no answering host holds; an address on both hosts is null', async () => {
+    const gone = new LinuxAddressBackend({ ...lab.linuxAddress, hosts: { ...lab.linuxAddress.hosts, [ORIGIN]: { exec: ['ip', 'netns', 'exec', `${lab.ns.origin}-gone`], device: 'eth0' } } });
+    const got = await gone.current([...ON_LINK_ADDRESSES, '192.0.2.51']);
+    expect(got.slice(0, 2)).toEqual(ON_LINK_ADDRESSES.map((address) => ({ address, to: TRANSIT })));
+    expect(got[2]).toEqual({ address: '192.0.2.51', to: null, unknown: expect.stringMatching(/^192\.0\.2\.51 is on no host that answered; not read: srv-42: .*Cannot open network namespace/) });
+
+    const b = new LinuxAddressBackend({ ...lab.linuxAddress });
+    expect((await lab.exec(lab.ns.origin, ['ip', 'addr', 'add', '192.0.2.51/25', 'dev', 'eth0'])).code).toBe(0);
+    expect((await lab.exec(lab.ns.transit, ['ip', 'addr', 'add', '192.0.2.51/25', 'dev', 'eth0'])).code).toBe(0);
+    try {
+      expect(await b.current(['192.0.2.51'])).toEqual([{ address: '192.0.2.51', to: null }]);
+    } finally {
+      await lab.exec(lab.ns.origin, ['ip', 'addr', 'del', '192.0.2.51/25', 'dev', 'eth0']);
+      await lab.exec(lab.ns.transit, ['ip', 'addr', 'del', '192.0.2.51/25', 'dev', 'eth0']);
+    }
+    expect(await b.current(['192.0.2.51'])).toEqual([{ address: '192.0.2.51', to: null }]);
   });
 
   test('move back to srv-42, again at once', async () => {

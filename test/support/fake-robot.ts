@@ -3,8 +3,11 @@
  * https://robot.hetzner.com/doc/webservice/en.html#failover (and its "Errors" preface):
  *
  * - HTTP basic auth; a wrong user/password answers 401 {"error":{"status":401,"code":"UNAUTHORIZED",…}}.
- * - GET /failover and GET /failover/{failover-ip} answer {"failover":{ip, netmask, server_ip,
- *   server_ipv6_net, server_number, active_server_ip}}; an unknown IP answers 404 NOT_FOUND.
+ * - GET /failover/{failover-ip} answers {"failover":{ip, netmask, server_ip, server_ipv6_net,
+ *   server_number, active_server_ip}}; an unknown IP answers 404 NOT_FOUND.
+ * - GET /failover answers the list of them all, [{"failover":{…}}, …], and 404 NOT_FOUND when the
+ *   account has none. Its own faults (FakeListFaults, `faultList`): 500, 503, 403
+ *   RATE_LIMIT_EXCEEDED (with max_request 100 and interval 3600, the documented GET limit), hangs.
  * - POST /failover/{failover-ip} with the form field active_server_ip (x-www-form-urlencoded):
  *   400 INVALID_INPUT when missing or not an address of the right kind, 404 NOT_FOUND,
  *   404 FAILOVER_NEW_SERVER_NOT_FOUND for a destination that is not a known server,
@@ -20,7 +23,8 @@
  * after another (`credentialEchoes`), and each text sent is kept in `echoed`.
  * Guesses where the documentation is silent: an IPv4 destination for an IPv6 net (and the reverse)
  * answers 400 INVALID_INPUT; the 401 body's code is UNAUTHORIZED; the 3-failed-logins block of the
- * real service is not imitated.
+ * real service is not imitated; the texts of the list's 404, of 403 RATE_LIMIT_EXCEEDED and of 503
+ * (code MAINTENANCE) are made up; the rate limit fires only when scripted (no real budget).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -91,6 +95,20 @@ export interface FakeFaults {
   echoCredentials?: boolean;
 }
 
+/** Faults of GET /failover (the list); counts are consumed as they fire, in this order. */
+export interface FakeListFaults {
+  /** The next N list GETs are never answered (until close()). */
+  hangs?: number;
+  /** The next N list GETs answer 403 RATE_LIMIT_EXCEEDED. */
+  rateLimited?: number;
+  /** The next N list GETs answer 500 INTERNAL_ERROR. */
+  serverErrors?: number;
+  /** The next N list GETs answer 503 (maintenance). */
+  unavailable?: number;
+  /** Its error answers echo the request's credentials (as FakeFaults.echoCredentials). */
+  echoCredentials?: boolean;
+}
+
 /**
  * The forms a provider could echo the credentials of an Authorization header in: the header value,
  * its base64, `user:password`, the password, the user; URL-encoded (encodeURIComponent and form
@@ -135,6 +153,8 @@ export interface RecordedRequest {
   /** The answer's status; null while unanswered (or never, for a hang). */
   status: number | null;
   at: number;
+  /** When the answer was sent (Date.now()); null while unanswered. */
+  answeredAt: number | null;
 }
 
 interface State {
@@ -155,12 +175,18 @@ export class FakeRobot {
   /** Every credential echo sent in an error answer (see FakeFaults.echoCredentials). */
   readonly echoed: string[] = [];
   private readonly states = new Map<string, State>();
+  private listFaults: FakeListFaults = {};
   private readonly v4Servers = new Set<string>();
   private readonly v6Servers = new Set<string>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private server!: Server;
   /** http://127.0.0.1:PORT */
   url = '';
+  /** Every GET is answered this long after it arrived (all IPs; default 0): lets requests pile up. */
+  getDelayMs = 0;
+  /** Requests received and not answered yet, and the most there ever were at once. */
+  inFlight = 0;
+  maxInFlight = 0;
 
   private constructor(private readonly opts: FakeRobotOptions) {
     for (const s of opts.servers) {
@@ -201,20 +227,26 @@ export class FakeRobot {
     s.faults = { ...s.faults, ...faults };
   }
 
+  /** Adds faults for GET /failover, the list (replacing the fields given). */
+  faultList(faults: FakeListFaults): void {
+    this.listFaults = { ...this.listFaults, ...faults };
+  }
+
   /** Where `ip` is routed now. */
   activeServerIp(ip: string): string | null {
     return this.state(ip).record.activeServerIp;
   }
 
-  /** Routes `ip` directly (someone else acting on the account). */
+  /** Routes `ip` directly (someone else acting on the account, e.g. switching it in the Robot panel): `active` is a main IP / IPv6 net address, or null (unrouted). */
   setActive(ip: string, active: string | null): void {
     this.state(ip).record.activeServerIp = active === null ? null : canonical(active);
   }
 
-  /** The recorded requests, optionally only one method and/or failover IP. */
-  requestsFor(filter: { method?: string; ip?: string } = {}): RecordedRequest[] {
+  /** The recorded requests, optionally only one method, failover IP and/or path (`/failover`: the list). */
+  requestsFor(filter: { method?: string; ip?: string; path?: string } = {}): RecordedRequest[] {
     const ip = filter.ip === undefined ? undefined : canonical(filter.ip);
-    return this.requests.filter((r) => (filter.method === undefined || r.method === filter.method) && (ip === undefined || r.ip === ip));
+    return this.requests.filter((r) => (filter.method === undefined || r.method === filter.method) && (ip === undefined || r.ip === ip)
+      && (filter.path === undefined || r.path === filter.path));
   }
 
   /** Stops listening and drops every connection (hanging ones included). */
@@ -248,13 +280,25 @@ export class FakeRobot {
       }
       const contentType = req.headers['content-type'];
       const body = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
-      const rec: RecordedRequest = { method: req.method ?? '', path, ip, body, contentType, authOk: this.authOk(req), status: null, at: Date.now() };
+      const rec: RecordedRequest = { method: req.method ?? '', path, ip, body, contentType, authOk: this.authOk(req), status: null, at: Date.now(), answeredAt: null };
       this.requests.push(rec);
-      const send = (status: number, payload: unknown) => {
+      this.inFlight++;
+      this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+      const write = (status: number, payload: unknown) => {
         rec.status = status;
+        rec.answeredAt = Date.now();
+        this.inFlight--;
         if (res.destroyed) return;
         res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...(status === 401 ? { 'www-authenticate': 'Basic realm="Webservice"' } : {}) });
         res.end(JSON.stringify(payload));
+      };
+      const send = (status: number, payload: unknown) => {
+        if (req.method !== 'GET' || this.getDelayMs <= 0) return write(status, payload);
+        const t = setTimeout(() => {
+          this.timers.delete(t);
+          write(status, payload);
+        }, this.getDelayMs);
+        this.timers.add(t);
       };
       let echo = false;
       const error = (status: number, code: string, message: string, extra: Record<string, unknown> = {}) => {
@@ -267,6 +311,18 @@ export class FakeRobot {
 
       if (!rec.authOk) return error(401, 'UNAUTHORIZED', 'Unable to authenticate');
       if (req.method === 'GET' && path === '/failover') {
+        const lf = this.listFaults;
+        echo = lf.echoCredentials === true;
+        const take = (k: 'hangs' | 'rateLimited' | 'serverErrors' | 'unavailable') => {
+          if ((lf[k] ?? 0) <= 0) return false;
+          lf[k]! -= 1;
+          return true;
+        };
+        if (take('hangs')) return; // never answered; close() drops the connection
+        if (take('rateLimited')) return error(403, 'RATE_LIMIT_EXCEEDED', 'Rate limit exceeded', { max_request: 100, interval: 3600 });
+        if (take('serverErrors')) return error(500, 'INTERNAL_ERROR', 'Internal error');
+        if (take('unavailable')) return error(503, 'MAINTENANCE', 'Maintenance');
+        if (this.states.size === 0) return error(404, 'NOT_FOUND', 'No failover IP addresses found');
         return send(200, [...this.states.values()].map((s) => ({ failover: this.view(s) })));
       }
       if (!m || (req.method !== 'GET' && req.method !== 'POST')) return error(404, 'NOT_FOUND', 'Not found');

@@ -106,14 +106,14 @@ async function removeNamespaces(names: string[]): Promise<void> {
   await runCommand(['ip', '-force', '-batch', '-'], { input: names.map((n) => `netns del ${n}`).join('\n') + '\n' });
 }
 
-/** Namespaces named fc<pid>-<n>-<role> whose <pid> is no longer running. */
-async function staleNamespaces(): Promise<string[]> {
+/** Namespaces named by `pattern` (default fc<pid>-<n>-<role>; group 1 the pid) whose <pid> is no longer running. */
+export async function staleNamespaces(pattern: RegExp = /^fc(\d+)-\d+-(client|router|origin|transit)$/): Promise<string[]> {
   const r = await runCommand(['ip', '-j', 'netns', 'list']);
   const list = r.code === 0 && r.stdout.trim() ? (JSON.parse(r.stdout) as { name: string }[]) : [];
   return list
     .map((n) => n.name)
     .filter((name) => {
-      const m = /^fc(\d+)-\d+-(client|router|origin|transit)$/.exec(name);
+      const m = pattern.exec(name);
       if (!m) return false;
       try {
         process.kill(Number(m[1]), 0);
