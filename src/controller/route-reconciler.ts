@@ -5,7 +5,8 @@
  * only reports it (mode `report`). Runs at start (before the API accepts cutovers), every
  * interval, and on request; passes never overlap.
  *
- * Never makes it worse: an address that could not be read is unknown and left alone; addresses
+ * Never makes it worse: an address that could not be read is unknown and left alone (after a final
+ * read error, such as refused credentials, reads pause one interval, doubling); addresses
  * of a running operation are the operation's; a failed repair waits one interval, doubling, before
  * it is tried again; no backend error stops the loop. Repairs take the routing lane, as operations
  * do, and re-check the desired state inside it.
@@ -14,7 +15,7 @@ import type { Logger } from 'pino';
 import type { Server } from '../core/inventory.js';
 import type { Operation } from '../core/operation.js';
 import type { ServerOverlay } from '../core/overlay.js';
-import type { Clock, CurrentRoute, DesiredRoute, RouteBackend, StateStore } from '../core/ports.js';
+import { RouteError, type Clock, type CurrentRoute, type DesiredRoute, type RouteBackend, type StateStore } from '../core/ports.js';
 import {
   afterFailedRepair, desiredRouting, judge, repairRoute,
   type DesiredAddress, type ReconcileMode, type ReconcileObserver, type ReconcilePass, type RepairBackoff, type RouteVerdict,
@@ -84,6 +85,8 @@ export class RouteReconciler {
   private stopped = false;
   private passes = 0;
   private last: ReconcilePass | null = null;
+  /** Set after a read failed with a final error: reads wait (one interval, doubling). */
+  private readPause: { error: string; backoff: RepairBackoff } | null = null;
   private readonly log: Logger;
 
   constructor(private readonly deps: ReconcilerDeps) {
@@ -231,15 +234,23 @@ export class RouteReconciler {
       for (const a of [...this.tracks.keys()]) if (!managed.has(a)) this.tracks.delete(a);
 
       // 1. Read the real state of every managed address (one call; the backend batches it).
+      //    After a final read error (bad credentials: the provider locks the client out after a
+      //    few failed logins) reads pause, one interval doubling; a requested pass reads anyway.
       const seen = new Map<string, CurrentRoute>();
-      if (wants.length > 0) {
+      const paused = this.readPause && trigger !== 'request' && clock.now() < this.readPause.backoff.nextAttemptAt ? this.readPause : null;
+      if (paused) {
+        out.readError = `reads paused until ${new Date(paused.backoff.nextAttemptAt).toISOString()} after a final error: ${paused.error}`;
+      } else if (wants.length > 0) {
         try {
           const list = await this.deps.reader.current(wants.map((w) => w.address));
           for (const c of list) seen.set(c.address, c);
+          this.readPause = null;
         } catch (err) {
           out.readError = message(err);
           this.deps.observer?.readFailed?.(backend, 1);
-          this.log.warn({ backend, err: out.readError }, 'reconcile: the routing state cannot be read; nothing is changed');
+          const final = err instanceof RouteError && !err.retryable;
+          if (final) this.readPause = { error: out.readError, backoff: afterFailedRepair(this.readPause?.backoff, clock.now(), this.deps.intervalMs, this.deps.maxBackoffMs) };
+          this.log.warn({ backend, err: out.readError, final }, `reconcile: the routing state cannot be read; nothing is changed${final ? '; reads pause (one interval, doubling)' : ''}`);
         }
       }
       out.checked = wants.length;

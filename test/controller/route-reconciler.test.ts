@@ -179,6 +179,30 @@ describe('the reconcile loop', () => {
     expect(s.net.at.get(A)).toBe('transit-3');
   });
 
+  test('after a final read error (refused credentials) reads pause, doubling; a requested pass reads anyway', async () => {
+    const s = setup({ intervalMs: 30_000 });
+    s.net.current = async () => {
+      s.net.reads.push([]);
+      throw new RouteError('http: 401 Unauthorized: check credentials', false);
+    };
+    await s.rec.reconcile('interval');
+    const reads = () => s.net.reads.length;
+    expect(reads()).toBe(1);
+    s.advance(10_000);
+    const skipped = await s.rec.reconcile('interval');
+    expect(reads()).toBe(1);
+    expect(skipped.readError).toMatch(/^reads paused until .* after a final error: http: 401/);
+    expect(skipped.unknown).toBe(3);
+    await s.rec.reconcile('request');
+    expect(reads()).toBe(2);
+    s.advance(30_000);
+    await s.rec.reconcile('interval'); // the pause doubled after the second failure
+    expect(reads()).toBe(2);
+    s.advance(60_000);
+    s.net.current = Network.prototype.current.bind(s.net);
+    expect((await s.rec.reconcile('interval')).readError).toBeNull();
+  });
+
   test('a failed repair backs off (one interval, doubling), never a tight loop; other servers are still repaired', async () => {
     const s = setup({ intervalMs: 30_000 });
     await cutOver(s);
