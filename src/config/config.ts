@@ -16,7 +16,7 @@ import { accountProblems, inventoryProblems } from '../core/inventory-rules.js';
 import type { MxAuditSettings } from '../audit/audit-settings.js';
 import type { ApiSection } from '../api/config-schema.js';
 import type { BillingSection } from '../core/billing-schema.js';
-import type { DnsSection } from '../dns/config-schema.js';
+import { dnsSecretProblems, type DnsSection } from '../dns/config-schema.js';
 import type { HealthConfig } from '../health/config-schema.js';
 import { accountViews, hostViews, type InventoryKind } from '../controller/inventory-schema.js';
 import { checkHostRouting, routingConfig, type RoutingConfig } from '../routing/config-rules.js';
@@ -95,9 +95,9 @@ function docLocator(doc: Document, lines: LineCounter): Locate {
 }
 
 /** Validates a configuration text. `file` locates relative paths and names the file in messages. */
-export function parseConfig(text: string, file: string): Config {
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const { root, locate } = readYaml(text, file);
-  return validate({ root, locate, file, text, edits: [], seedNames: hostNames(root) });
+  return validate({ root, locate, file, text, edits: [], seedNames: hostNames(root), env });
 }
 
 /** The file's data and a locator of its lines. Throws ConfigError on YAML errors. */
@@ -134,7 +134,7 @@ function withoutNulls(v: unknown): unknown {
 }
 
 /** Validates config data: the file's, or the file's with stored inventory edits applied. */
-function validate(args: { root: Record<string, unknown>; locate: Locate; file: string; text: string; edits: InventoryEdit[]; seedNames: Set<string> }): Config {
+function validate(args: { root: Record<string, unknown>; locate: Locate; file: string; text: string; edits: InventoryEdit[]; seedNames: Set<string>; env: NodeJS.ProcessEnv }): Config {
   const { root, file, locate } = args;
   const data = withoutNulls(root) as Record<string, unknown>;
   const parsed = configSchema.safeParse(data);
@@ -153,6 +153,7 @@ function validate(args: { root: Record<string, unknown>; locate: Locate; file: s
     ...inventoryProblems(servers, transits),
     ...accountProblems(accountViews(data.accounts), new Set(servers.map((s) => s.name))),
     ...routes.problems,
+    ...dnsSecretProblems(data.dns, args.env),
   ];
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(file, inKeyOrder(problems).map((p) => ({ path: formatPath(p.path), message: p.message, ...locate(p.path) })));
@@ -243,7 +244,7 @@ function editSource(e: InventoryEdit): string {
  * the edits it already has, exactly as the file is validated. Problems inside an edited entry
  * name that edit; problems elsewhere keep the file's line. Throws ConfigError.
  */
-export function withInventoryEdits(config: Config, edits: InventoryEdit[]): Config {
+export function withInventoryEdits(config: Config, edits: InventoryEdit[], env: NodeJS.ProcessEnv = process.env): Config {
   const { root: seed, locate: fileLocate } = readYaml(config.text, config.file);
   const all = [...config.edits, ...edits];
   const root = structuredClone(seed);
@@ -271,18 +272,18 @@ export function withInventoryEdits(config: Config, edits: InventoryEdit[]): Conf
     return fileLocate(path);
   };
   // relative paths stay relative to the original file
-  return validate({ root, locate, file: config.file, text: config.text, edits: all, seedNames: hostNames(seed) });
+  return validate({ root, locate, file: config.file, text: config.text, edits: all, seedNames: hostNames(seed), env });
 }
 
 /** Reads and validates a configuration file. Throws ConfigError. */
-export function loadConfig(file: string): Config {
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, env);
 }
 
 function deepFreeze<T>(o: T): T {

@@ -19,6 +19,10 @@ export interface DnsMetrics {
   zoneSerial: Gauge<'zone'>;
   recordsLoaded: Gauge;
   zoneReloads: Counter<'result'>;
+  /** Zone transfers asked of the controller, by secondary (or "other"), kind and result. */
+  transfers: Counter<'secondary' | 'kind' | 'result'>;
+  /** NOTIFY messages, by secondary and outcome. */
+  notifies: Counter<'secondary' | 'result'>;
 }
 
 /** Defines the DNS metrics; `source()` is read at each scrape (undefined before the listeners exist). */
@@ -69,6 +73,18 @@ export function createDnsMetrics(registry: Registry, source: () => DnsSource | u
     }),
     zoneSerial: new Gauge({ name: 'failover_dns_zone_serial', help: 'SOA serial of each served zone.', labelNames: ['zone'] as const, registers: [registry] }),
     recordsLoaded: new Gauge({ name: 'failover_dns_records_loaded', help: 'Resource records held in all served zones.', registers: [registry] }),
+    transfers: new Counter({
+      name: 'failover_dns_transfers_total',
+      help: 'Zone transfer requests, by secondary ("other": not a configured one), kind (axfr, ixfr, ixfr_full: the whole zone for an IXFR, soa: IXFR answered with the SOA) and result (ok, refused, notauth, failed).',
+      labelNames: ['secondary', 'kind', 'result'] as const,
+      registers: [registry],
+    }),
+    notifies: new Counter({
+      name: 'failover_dns_notifies_total',
+      help: 'NOTIFY messages to secondaries, by outcome: acked, retried (sent again), refused (answered with an error), gave_up.',
+      labelNames: ['secondary', 'result'] as const,
+      registers: [registry],
+    }),
     zoneReloads: new Counter({
       name: 'failover_dns_zone_reloads_total',
       help: 'Zone directory loads (start and SIGHUP), by result (ok, partial: some zones failed).',

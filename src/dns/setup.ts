@@ -10,10 +10,15 @@ import type { Config } from '../config/config.js';
 import { parseAddress, type IpAddress } from '../core/addresses.js';
 import type { DnsOverlayPort } from '../core/ports.js';
 import { ZoneSet } from './engine/engine.js';
-import { createDnsMetrics, type DnsSource } from './metrics.js';
+import { createDnsMetrics, type DnsMetrics, type DnsSource } from './metrics.js';
 import { createDnsServer, type DnsServer } from './server/dns-server.js';
 import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './server/responder.js';
 import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './zone/zone-loader.js';
+import type { Zone } from './zone/zone.js';
+import { catalogZone } from './xfr/catalog.js';
+import { Notifier, type NotifySigner } from './xfr/notify.js';
+import { signRequest, tsigKey, verify, type TsigKey } from './xfr/tsig.js';
+import { TransferService } from './xfr/xfr-service.js';
 
 /** What the other capabilities use of DNS. */
 export interface DnsCapability {
@@ -35,8 +40,9 @@ export interface DnsCapability {
   stop(): Promise<void>;
 }
 
-export async function setupDns(deps: { config: Config['dns']; registry: Registry; logger: Logger }): Promise<DnsCapability> {
+export async function setupDns(deps: { config: Config['dns']; registry: Registry; logger: Logger; env?: NodeJS.ProcessEnv }): Promise<DnsCapability> {
   const { config } = deps;
+  const env = deps.env ?? process.env;
   const zoneLog = deps.logger.child({ component: 'zones' });
   const dnsLog = deps.logger.child({ component: 'dns' });
   let server: DnsServer | undefined;
@@ -56,6 +62,23 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
     onError: (err, query) => dnsLog.error({ err, query: query.subarray(0, 512).toString('base64') }, 'internal error answering a query'),
   });
 
+  const transfers = createTransfers(config, env, responder, metrics, deps.logger.child({ component: 'xfr' }));
+  const catalog = config.catalog;
+  let catalogSerial = Math.floor(Date.now() / 1000) >>> 0;
+  let catalogMembers = '';
+  /** The served zones, with the catalog zone when configured (its serial rises when its members change). */
+  const withCatalog = (zones: Zone[]): Zone[] => {
+    if (!catalog) return zones;
+    if (zones.some((z) => z.origin === catalog)) {
+      zoneLog.error({ catalog }, 'dns.catalog names a served zone; no catalog zone is served');
+      return zones;
+    }
+    const members = zones.map((z) => z.origin).sort().join(' ');
+    if (catalogMembers !== '' && members !== catalogMembers) catalogSerial = Math.max(catalogSerial + 1, Math.floor(Date.now() / 1000)) >>> 0;
+    catalogMembers = members;
+    return [...zones, catalogZone(catalog, zones.map((z) => z.origin), catalogSerial)];
+  };
+
   const zoneDir = new ZoneDirectory(config.zones, { maxZoneBytes: config.maxZoneFileBytes });
   let lastErrors: ZoneLoadError[] = [];
   const applyLoad = (r: LoadResult): void => {
@@ -67,8 +90,9 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
     for (const w of r.warnings) zoneLog.warn({ file: w.file }, w.message);
     for (const f of r.removed) zoneLog.info({ file: f }, 'zone file removed; zone no longer served');
     lastErrors = r.errors;
-    if (r.parsed.length > 0 || r.removed.length > 0 || responder.zoneSet.size !== r.zones.length) {
-      responder.update({ zones: new ZoneSet(r.zones) });
+    if (r.parsed.length > 0 || r.removed.length > 0 || responder.zoneSet.size !== r.zones.length + (catalog ? 1 : 0)) {
+      responder.update({ zones: new ZoneSet(withCatalog(r.zones)) });
+      void transfers?.changed();
     }
     metrics.zonesLoaded.set(r.zones.length);
     metrics.zoneSerial.reset();
@@ -104,7 +128,12 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
 
   return {
     responder,
-    overlay: { apply: (overlay) => responder.update({ overlay }) },
+    overlay: {
+      apply: (overlay) => {
+        responder.update({ overlay });
+        void transfers?.changed();
+      },
+    },
     reload,
     zones: () => [...responder.zoneSet.zones()].map((z) => ({ zone: z.origin, serial: z.serial, records: z.recordCount })),
     zoneErrors: () => lastErrors,
@@ -117,10 +146,13 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
         logger: dnsLog,
         tcpIdleTimeoutMs: config.tcpIdleTimeoutMs,
         tcpMaxConnections: config.tcpMaxConnections,
+        transfers,
       });
       await server.start();
+      await transfers?.startNotifying();
     },
     async stop() {
+      transfers?.stop();
       await server?.stop();
     },
   };
@@ -130,4 +162,43 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
 function zoneLabel(file: string): string {
   const base = file.split('/').pop() ?? file;
   return base.endsWith('.zone') ? base.slice(0, -5) : base;
+}
+
+/**
+ * The hidden primary's transfer service, when secondaries are configured: TSIG keys from the
+ * environment (checked with the config), NOTIFY to the secondaries, metrics.
+ */
+function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responder: Responder, metrics: DnsMetrics, log: Logger): (TransferService & { stop(): void }) | undefined {
+  if (config.secondaries.length === 0 && config.tsigKeys.length === 0) return undefined;
+  const keys = new Map<string, TsigKey>(config.tsigKeys.map((k) => [k.name, tsigKey(k.name, k.algorithm, env[k.secretEnv] ?? '')]));
+  const now = () => Math.floor(Date.now() / 1000);
+  const signer = (key: TsigKey): NotifySigner => ({
+    sign(msg) {
+      const s = signRequest(msg, key, now());
+      return {
+        msg: s.message,
+        verifyReply: (reply) => {
+          const v = verify(reply, key, now(), { requestMac: s.mac });
+          return v.ok ? null : `${v.error}: ${v.reason}`;
+        },
+      };
+    },
+  });
+  const secondaries = config.secondaries.map((s) => ({ name: s.name, address: s.address, key: s.tsig ? keys.get(s.tsig)! : null, notify: s.notify }));
+  const notifier = new Notifier({
+    targets: secondaries.filter((s) => s.notify).map((s) => ({ name: s.name, address: s.address, signer: s.key ? signer(s.key) : undefined })),
+    logger: log,
+    onResult: (secondary, result) => metrics.notifies.inc({ secondary, result }),
+  });
+  const service = new TransferService({
+    secondaries,
+    keys,
+    responder,
+    served: () => ({ zones: responder.zoneSet, overlay: responder.currentOverlay }),
+    notifier,
+    logger: log,
+    now,
+    onTransfer: (secondary, kind, result) => metrics.transfers.inc({ secondary, kind, result }),
+  });
+  return Object.assign(service, { stop: () => notifier.close() });
 }

@@ -44,7 +44,7 @@ describe('config', () => {
       ['/etc/fc/config.yaml:2: dns.listen[0]: "127.0.0.1:70000": port must be from 1 to 65535']],
     ['a missing zones key and an unknown key, both reported',
       GOOD.replace('  zones: ./zones\n', '  zone: ./zones\n'),
-      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries, cutover_ttl, ttl_margin_s, max_zone_file_bytes)',
+      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries, cutover_ttl, ttl_margin_s, max_zone_file_bytes, tsig_keys, secondaries, catalog)',
         '/etc/fc/config.yaml:2: dns.zones: is required']],
     ['a duplicate listen address',
       GOOD.replace('"[::1]:5300"', '"127.0.0.1:5300"'),
@@ -279,5 +279,58 @@ describe('config: inventory edits', () => {
       { kind: 'servers', name: 'srv-42', value: null },
       { kind: 'transits', name: 'transit-3', value: { addresses: ['198.51.100.20'] } },
     ])).toThrow('/etc/fc/config.yaml:11: servers[0].addresses: srv-43 has 2 IPv4 addresses but transit-3 has 1 (transits[0])');
+  });
+});
+
+describe('config: the hidden primary (dns.tsig_keys, dns.secondaries, dns.catalog)', () => {
+  const SECRET = Buffer.alloc(32, 7).toString('base64');
+  const XFR = GOOD.replace('  zones: ./zones\n', `  zones: ./zones
+  tsig_keys:
+    - {name: xfr-key, algorithm: hmac-sha256, secret_env: FAILOVER_TSIG_XFR}
+  secondaries:
+    - {name: ns1, address: "192.0.2.53:53", tsig: xfr-key}
+    - {name: ns2, address: "[2001:db8::53]:53", tsig: xfr-key., notify: false}
+  catalog: catalog.invalid.
+`);
+  const parse = (text: string, env: NodeJS.ProcessEnv) => {
+    try {
+      return parseConfig(text, '/etc/fc/config.yaml', env);
+    } catch (err) {
+      if (err instanceof ConfigError) return err.message.split('\n');
+      throw err;
+    }
+  };
+
+  test('keys, secondaries and the catalog are read; the secret stays in the environment', () => {
+    const c = parse(XFR, { FAILOVER_TSIG_XFR: SECRET });
+    expect(Array.isArray(c)).toBe(false);
+    const dns = (c as ReturnType<typeof parseConfig>).dns;
+    expect(dns.tsigKeys).toEqual([{ name: 'xfr-key.', algorithm: 'hmac-sha256', secretEnv: 'FAILOVER_TSIG_XFR' }]);
+    expect(dns.secondaries).toEqual([
+      { name: 'ns1', address: { host: '192.0.2.53', port: 53, family: 4 }, tsig: 'xfr-key.', notify: true },
+      { name: 'ns2', address: { host: '2001:db8::53', port: 53, family: 6 }, tsig: 'xfr-key.', notify: false },
+    ]);
+    expect(dns.catalog).toBe('catalog.invalid.');
+    expect(JSON.stringify(c)).not.toContain(SECRET);
+  });
+
+  test.each([
+    ['the secret variable unset', XFR, {},
+      ['/etc/fc/config.yaml:5: dns.tsig_keys[0].secret_env: environment variable FAILOVER_TSIG_XFR is not set']],
+    ['a secret that is not base64 of 16 bytes', XFR, { FAILOVER_TSIG_XFR: 'c2hvcnQ=' },
+      ['/etc/fc/config.yaml:5: dns.tsig_keys[0].secret_env: environment variable FAILOVER_TSIG_XFR is not base64 of at least 16 bytes']],
+    ['an unknown key name, an unknown key, hmac-md5', XFR.replace('tsig: xfr-key}', 'tsig: other-key, port: 53}').replace('hmac-sha256', 'hmac-md5'), { FAILOVER_TSIG_XFR: SECRET },
+      ['/etc/fc/config.yaml:5: dns.tsig_keys[0].algorithm: must be one of hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1, not "hmac-md5"',
+        '/etc/fc/config.yaml:7: dns.secondaries[0].port: unknown key (allowed: name, address, tsig, notify)']],
+    ['a secondary naming no configured key', XFR.replace('tsig: xfr-key}', 'tsig: other-key}'), { FAILOVER_TSIG_XFR: SECRET },
+      ['/etc/fc/config.yaml:7: dns.secondaries[0].tsig: no TSIG key named other-key. in dns.tsig_keys (known: xfr-key.)']],
+    ['two secondaries with one name and one address', XFR.replace('name: ns2, address: "[2001:db8::53]:53"', 'name: ns1, address: "192.0.2.53:53"'), { FAILOVER_TSIG_XFR: SECRET },
+      ['/etc/fc/config.yaml:8: dns.secondaries[1].name: ns1 is already listed at dns.secondaries[0]',
+        '/etc/fc/config.yaml:8: dns.secondaries[1].address: is already the address of dns.secondaries[0]']],
+    ['a secondary address without a port, a catalog that is not a name', XFR.replace('"192.0.2.53:53"', '"192.0.2.53"').replace('catalog.invalid.', '"cat alog"'), { FAILOVER_TSIG_XFR: SECRET },
+      ['/etc/fc/config.yaml:7: dns.secondaries[0].address: "192.0.2.53" is not host:port (IPv6 as [addr]:port)',
+        '/etc/fc/config.yaml:9: dns.catalog: "cat alog" is not a domain name (has white space)']],
+  ])('%s', (_n, text, env, expected) => {
+    expect(parse(text, env)).toEqual(expected);
   });
 });

@@ -6,7 +6,29 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { isTransferPath } from '../wire/query.js';
 import type { Responder } from './responder.js';
+
+/** Where a message came from. */
+export interface Remote {
+  address: string;
+  port: number;
+}
+
+/**
+ * What the listeners hand zone transfers (AXFR, IXFR) and TSIG-signed messages to instead of the
+ * responder (src/dns/xfr). Never throws; a failure is answered or the connection closed by it.
+ */
+export interface TransferHandler {
+  /** UDP: the one reply, or null to send nothing. */
+  udp(msg: Buffer, remote: Remote): Buffer | null;
+  /**
+   * TCP: sends the reply messages one by one through `send` (the listener frames them; the
+   * promise resolves once the socket can take more, rejects when the connection is gone).
+   * Messages pipelined after this one wait until it resolves.
+   */
+  tcp(msg: Buffer, remote: Remote, send: (msg: Buffer) => Promise<void>): Promise<void>;
+}
 
 /** A listen address as validated by the config. */
 export interface ListenAddress {
@@ -23,6 +45,8 @@ export interface DnsServerOptions {
   tcpIdleTimeoutMs?: number;
   /** At most this many TCP connections at once, over all listeners (default 1000). */
   tcpMaxConnections?: number;
+  /** Zone transfers and TSIG-signed messages; without it they go to the responder (REFUSED, FORMERR). */
+  transfers?: TransferHandler;
 }
 
 /** Counters kept by the listeners. */
@@ -74,7 +98,7 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
 
   function onUdpSocket(sock: UdpSocket): void {
     sock.on('message', (msg, rinfo) => {
-      const out = responder.respond(msg, false);
+      const out = opts.transfers && isTransferPath(msg) ? opts.transfers.udp(msg, { address: rinfo.address, port: rinfo.port }) : responder.respond(msg, false);
       if (out) sock.send(out, rinfo.port, rinfo.address);
     });
     sock.on('error', (err) => {
@@ -110,11 +134,44 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
       sock.destroy();
     });
     let pending: Buffer = Buffer.alloc(0);
-    sock.on('data', (chunk: Buffer) => {
+    /** A transfer is being sent: later messages wait in `pending`. */
+    let busy = false;
+    const remote: Remote = { address: sock.remoteAddress ?? '', port: sock.remotePort ?? 0 };
+    const frame = (out: Buffer) => {
+      const f = Buffer.allocUnsafe(2 + out.length);
+      f.writeUInt16BE(out.length, 0);
+      out.copy(f, 2);
+      return f;
+    };
+    const writeReplies = (replies: Buffer[]) => {
+      if (replies.length === 0) return;
+      const ok = sock.write(replies.length === 1 ? replies[0] : Buffer.concat(replies));
+      if (!ok && sock.writableLength > MAX_PENDING_OUTPUT) {
+        sock.pause();
+        sock.once('drain', () => sock.resume());
+      }
+    };
+    /** Sends one message of a transfer; resolves once the socket's buffer is below the cap. */
+    const send = (out: Buffer): Promise<void> => {
+      if (sock.destroyed) return Promise.reject(new Error('connection closed'));
       conns.set(sock, Date.now());
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      if (sock.write(frame(out)) || sock.writableLength <= MAX_PENDING_OUTPUT) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const done = (err?: Error) => {
+          sock.off('drain', onDrain);
+          sock.off('close', onClose);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onDrain = () => done();
+        const onClose = () => done(new Error('connection closed'));
+        sock.once('drain', onDrain);
+        sock.once('close', onClose);
+      });
+    };
+    const drainPending = () => {
       const replies: Buffer[] = [];
-      while (pending.length >= 2) {
+      while (!busy && pending.length >= 2) {
         const len = pending.readUInt16BE(0);
         if (len < 12) {
           // cannot be a DNS message: the stream is out of sync, close it
@@ -124,21 +181,34 @@ export function createDnsServer(opts: DnsServerOptions): DnsServer {
         if (pending.length < 2 + len) break;
         const msg = pending.subarray(2, 2 + len);
         pending = pending.subarray(2 + len);
+        if (opts.transfers && isTransferPath(msg)) {
+          writeReplies(replies.splice(0));
+          busy = true;
+          sock.pause();
+          const copy = Buffer.from(msg);
+          void opts.transfers.tcp(copy, remote, send)
+            .catch((err: unknown) => {
+              warn({ err: (err as Error).message, remote: remote.address }, 'transfer stopped');
+              sock.destroy();
+            })
+            .finally(() => {
+              busy = false;
+              if (sock.destroyed) return;
+              sock.resume();
+              drainPending();
+            });
+          break;
+        }
         const out = responder.respond(msg, true);
-        if (!out) continue;
-        const frame = Buffer.allocUnsafe(2 + out.length);
-        frame.writeUInt16BE(out.length, 0);
-        out.copy(frame, 2);
-        replies.push(frame);
+        if (out) replies.push(frame(out));
       }
       if (pending.length > 0 && pending.byteOffset > 0) pending = Buffer.from(pending);
-      if (replies.length > 0) {
-        const ok = sock.write(replies.length === 1 ? replies[0] : Buffer.concat(replies));
-        if (!ok && sock.writableLength > MAX_PENDING_OUTPUT) {
-          sock.pause();
-          sock.once('drain', () => sock.resume());
-        }
-      }
+      writeReplies(replies);
+    };
+    sock.on('data', (chunk: Buffer) => {
+      conns.set(sock, Date.now());
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      drainPending();
     });
     sock.on('error', () => {
       /* resets are normal; the socket is closed below */

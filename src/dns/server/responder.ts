@@ -101,6 +101,11 @@ export class Responder {
     return this.zones;
   }
 
+  /** The overlay answers are built with now. */
+  get currentOverlay(): AddressOverlay | undefined {
+    return this.overlay;
+  }
+
   /**
    * The first address the server answers for `name` now (A, else AAAA), following CNAMEs in our
    * zones, overlays applied: what a customer on our DNS gets. Null when there is none.

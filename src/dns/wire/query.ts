@@ -161,3 +161,30 @@ export function parseQuery(msg: Buffer): ParsedQuery | QueryProblem {
 export function isProblem(q: ParsedQuery | QueryProblem): q is QueryProblem {
   return (q as QueryProblem).kind !== undefined;
 }
+
+/** Type number of TSIG (RFC 8945). */
+const TSIG = 250;
+
+/**
+ * Whether a message belongs to the transfer path rather than the hot path: a query (QR 0,
+ * opcode QUERY, one question) for AXFR or IXFR, or one carrying a TSIG record. Cheap (header,
+ * question type, the record types after it); anything malformed is left to the hot path, which
+ * answers it as such.
+ */
+export function isTransferPath(msg: Buffer): boolean {
+  if (msg.length < 12 || (msg[2] & 0x80) !== 0 || ((msg[2] >> 3) & 0xf) !== Opcode.QUERY || msg.readUInt16BE(4) !== 1) return false;
+  const qnameEnd = questionNameEnd(msg);
+  if (qnameEnd < 0 || qnameEnd + 4 > msg.length) return false;
+  const qtype = msg.readUInt16BE(qnameEnd);
+  if (qtype === RRType.AXFR || qtype === RRType.IXFR) return true;
+  const records = msg.readUInt16BE(6) + msg.readUInt16BE(8) + msg.readUInt16BE(10);
+  if (msg.readUInt16BE(10) === 0) return false;
+  let o = qnameEnd + 4;
+  for (let i = 0; i < records; i++) {
+    o = skipName(msg, o);
+    if (o < 0 || o + 10 > msg.length) return false;
+    if (msg.readUInt16BE(o) === TSIG) return true;
+    o += 10 + msg.readUInt16BE(o + 8);
+  }
+  return false;
+}

@@ -1,0 +1,264 @@
+/**
+ * The hidden primary in process (setupDns with secondaries and a TSIG key), spoken to over real
+ * sockets on loopback: who gets a transfer and who does not, AXFR and IXFR as RFC 5936 / 1995 say,
+ * NOTIFY on a change (signed; sent again until acknowledged), IXFR over UDP, malformed requests,
+ * and a transfer client that stops reading while queries go on. The real secondaries (NSD, Knot,
+ * BIND) follow changes in test/e2e/secondaries.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { parseConfig } from '../../../src/config/config.js';
+import { compileOverlay } from '../../../src/core/overlay.js';
+import { setupDns, type DnsCapability } from '../../../src/dns/setup.js';
+import { Opcode, Rcode, RRType } from '../../../src/dns/wire/constants.js';
+import { decodeMessage, encodeMessage, type Message } from '../../../src/dns/wire/message.js';
+import { readSoa } from '../../../src/dns/wire/rdata.js';
+import { parseTsigRecord, signRequest, signResponse, tsigKey, TsigStreamVerifier, verify, type TsigKey, type TsigRecord } from '../../../src/dns/xfr/tsig.js';
+import { createRegistry } from '../../../src/metrics/registry.js';
+import { freePort } from '../../support/controller.js';
+import { waitFor } from '../../support/wait-for.js';
+
+const SECRET = Buffer.alloc(32, 9).toString('base64');
+const KEY = tsigKey('xfr-key', 'hmac-sha256', SECRET);
+const WRONG = tsigKey('xfr-key', 'hmac-sha256', Buffer.alloc(32, 1).toString('base64'));
+const OTHER = tsigKey('other-key', 'hmac-sha256', SECRET);
+const now = () => Math.floor(Date.now() / 1000);
+const ZONE = `$ORIGIN hosted.test.
+$TTL 3600
+@ SOA ns1 hostmaster 7 7200 900 1209600 300
+@ NS ns1
+ns1 A 192.0.2.53
+@ A 203.0.113.10
+www A 203.0.113.10
+shop A 192.0.2.99
+`;
+/** A zone big enough for many transfer messages. */
+const BIG = ['$ORIGIN big.test.', '$TTL 300', '@ SOA ns1 hostmaster 1 7200 900 1209600 300', '@ NS ns1', 'ns1 A 192.0.2.53',
+  ...Array.from({ length: 20_000 }, (_, i) => `h${i} A 198.51.100.${i % 250} ; ${'x'.repeat(10)}`)].join('\n') + '\n';
+
+let dir: string;
+let dns: DnsCapability;
+let port: number;
+/** Stands in for the secondary: receives NOTIFY on the configured address. */
+let secondary: UdpSocket;
+const notifies: { msg: Message; raw: Buffer; from: number }[] = [];
+let ackNotifies = false;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'fc-xfr-'));
+  writeFileSync(join(dir, 'hosted.test.zone'), ZONE);
+  writeFileSync(join(dir, 'big.test.zone'), BIG);
+  secondary = createSocket('udp4');
+  await new Promise<void>((r) => secondary.bind(0, '127.0.0.1', () => r()));
+  secondary.on('message', (raw, rinfo) => {
+    const msg = decodeMessage(raw);
+    notifies.push({ msg, raw, from: rinfo.port });
+    if (!ackNotifies) return;
+    const v = verify(raw, KEY, now());
+    if (!v.ok) return;
+    const reply = encodeMessage({ id: msg.id, opcode: Opcode.NOTIFY, flags: { qr: true, aa: true }, question: msg.question.map((q) => ({ name: q.name, type: q.type, class: q.class })) });
+    secondary.send(signResponse(reply, KEY, now(), v.mac).message, rinfo.port, rinfo.address);
+  });
+  port = await freePort();
+  const cfg = parseConfig(`dns:
+  listen: ["127.0.0.1:${port}"]
+  zones: ${dir}
+  tsig_keys: [{name: xfr-key, secret_env: XFR_SECRET}, {name: other-key, secret_env: XFR_SECRET}]
+  secondaries: [{name: ns1, address: "127.0.0.1:${(secondary.address()).port}", tsig: xfr-key}]
+  catalog: catalog.invalid.
+api:
+  listen: "127.0.0.1:1"
+`, join(dir, 'config.yaml'), { XFR_SECRET: SECRET });
+  dns = await setupDns({ config: cfg.dns, registry: createRegistry(), logger: pino({ level: 'silent' }), env: { XFR_SECRET: SECRET } });
+  await dns.listen();
+}, 60_000);
+
+afterAll(async () => {
+  await dns?.stop();
+  secondary?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function query(name: string, type: number, extra: { authority?: { name: string; type: number; ttl: number; rdata: Uint8Array }[] } = {}): Buffer {
+  return encodeMessage({ id: 4242, question: [{ name, type }], authority: extra.authority });
+}
+
+/** A TCP exchange: sends `msg` and collects framed replies until `done(replies)` or the peer closes. */
+function tcp(msg: Buffer, done: (replies: Buffer[]) => boolean, opts: { localAddress?: string; read?: boolean } = {}): Promise<{ replies: Buffer[]; sock: Socket }> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: '127.0.0.1', port, localAddress: opts.localAddress });
+    const replies: Buffer[] = [];
+    let buf = Buffer.alloc(0);
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(msg.length);
+    sock.on('connect', () => sock.write(Buffer.concat([len, msg])));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        replies.push(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+        buf = buf.subarray(2 + buf.readUInt16BE(0));
+      }
+      if (done(replies)) {
+        sock.destroy();
+        resolve({ replies, sock });
+      }
+    });
+    sock.on('error', reject);
+    sock.on('close', () => resolve({ replies, sock }));
+  });
+}
+
+function udp(msg: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket('udp4');
+    s.on('message', (m) => {
+      s.close();
+      resolve(m);
+    });
+    s.send(msg, port, '127.0.0.1', (err) => err && reject(err));
+  });
+}
+
+/** A whole signed transfer: every message verified; the records of the answer sections in order. */
+async function transfer(msg: Buffer, key: TsigKey = KEY) {
+  const signed = signRequest(msg, key, now());
+  const verifier = new TsigStreamVerifier(key, signed.mac);
+  let counted = 0;
+  let soas = 0;
+  const { replies } = await tcp(signed.message, (r) => {
+    for (; counted < r.length; counted++) soas += decodeMessage(r[counted]).answer.filter((x) => x.type === RRType.SOA).length;
+    if (r.length === 0) return false;
+    const m = decodeMessage(r[r.length - 1]);
+    return m.rcode !== Rcode.NOERROR || (r.length === 1 && m.answer.length === 1) || (soas >= 2 && m.answer.at(-1)?.type === RRType.SOA);
+  });
+  const messages = replies.map((r) => {
+    const v = verifier.verify(r, now());
+    expect(v.ok).toBe(true);
+    return decodeMessage(r);
+  });
+  return { messages, records: messages.flatMap((m) => m.answer) };
+}
+
+const serialOf = (rdata: Uint8Array) => readSoa(rdata).serial;
+
+describe('the hidden primary', () => {
+  test('AXFR, signed: SOA first and last, every record, each message signed; the catalog lists the zones', async () => {
+    const { messages, records } = await transfer(query('hosted.test.', RRType.AXFR));
+    expect(messages[0].rcode).toBe(Rcode.NOERROR);
+    expect(messages[0].flags.aa).toBe(true);
+    expect(records[0].type).toBe(RRType.SOA);
+    expect(records.at(-1)!.type).toBe(RRType.SOA);
+    expect(records.length).toBe(7);
+    const big = await transfer(query('big.test.', RRType.AXFR));
+    expect(big.messages.length).toBeGreaterThan(10);
+    expect(big.messages.every((_, i) => big.messages[i].question.length === (i === 0 ? 1 : 0))).toBe(true);
+    expect(big.records.length).toBe(20_004);
+    const cat = await transfer(query('catalog.invalid.', RRType.AXFR));
+    expect(cat.records.filter((r) => r.type === RRType.PTR).length).toBe(2);
+  });
+
+  test.each([
+    ['unsigned while the secondary has a key', (m: Buffer) => m, Rcode.REFUSED, undefined],
+    ['signed with a wrong secret', (m: Buffer) => signRequest(m, WRONG, now()).message, Rcode.NOTAUTH, 16],
+    ['signed with an unknown key', (m: Buffer) => signRequest(m, tsigKey('nobody', 'hmac-sha256', SECRET), now()).message, Rcode.NOTAUTH, 17],
+    ['signed an hour ago', (m: Buffer) => signRequest(m, KEY, now() - 3600).message, Rcode.NOTAUTH, 18],
+    ['signed with another valid key', (m: Buffer) => signRequest(m, OTHER, now()).message, Rcode.REFUSED, undefined],
+  ])('AXFR %s: refused, no zone data', async (_n, prepare, rcode, tsigError) => {
+    const { replies } = await tcp(prepare(query('hosted.test.', RRType.AXFR)), (r) => r.length > 0);
+    expect(replies).toHaveLength(1);
+    const m = decodeMessage(replies[0]);
+    expect(m.rcode).toBe(rcode);
+    expect(m.answer).toEqual([]);
+    if (tsigError !== undefined) expect((parseTsigRecord(m.tsig!) as TsigRecord).error).toBe(tsigError);
+  });
+
+  test('AXFR from an address that is not a secondary: REFUSED, signed or not', async () => {
+    for (const msg of [query('hosted.test.', RRType.AXFR), signRequest(query('hosted.test.', RRType.AXFR), KEY, now()).message]) {
+      const { replies } = await tcp(msg, (r) => r.length > 0, { localAddress: '127.0.0.2' });
+      expect(decodeMessage(replies[0]).rcode).toBe(Rcode.REFUSED);
+      expect(decodeMessage(replies[0]).answer).toEqual([]);
+    }
+  });
+
+  test('a zone not served: NOTAUTH; IXFR without the client SOA: FORMERR; garbage: FORMERR; the connection stays usable', async () => {
+    expect((await transfer(query('nowhere.test.', RRType.AXFR))).messages[0].rcode).toBe(Rcode.NOTAUTH);
+    expect((await transfer(query('hosted.test.', RRType.IXFR))).messages[0].rcode).toBe(Rcode.FORMERR);
+    const junk = Buffer.from(query('hosted.test.', RRType.AXFR));
+    junk.writeUInt16BE(5, 8); // five authority records that are not there
+    const signedJunk = Buffer.concat([junk, Buffer.from([0xff, 0xff])]);
+    const { replies } = await tcp(signedJunk, (r) => r.length > 0);
+    expect(decodeMessage(replies[0]).rcode).toBe(Rcode.FORMERR);
+  });
+
+  test('a signed SOA query is answered signed; IXFR over UDP gets the SOA only', async () => {
+    const s = signRequest(query('hosted.test.', RRType.SOA), KEY, now());
+    const reply = await udp(s.message);
+    expect(verify(reply, KEY, now(), { requestMac: s.mac }).ok).toBe(true);
+    const soa = decodeMessage(reply).answer[0];
+    const ixfr = signRequest(query('hosted.test.', RRType.IXFR, { authority: [{ name: 'hosted.test.', type: RRType.SOA, ttl: 0, rdata: soa.rdata }] }), KEY, now());
+    const r = await udp(ixfr.message);
+    expect(verify(r, KEY, now(), { requestMac: ixfr.mac }).ok).toBe(true);
+    expect(decodeMessage(r).answer.map((x) => x.type)).toEqual([RRType.SOA]);
+  });
+
+  test('a change: NOTIFY (signed, sent again until acknowledged), then IXFR gives exactly the difference; an unknown serial gets the whole zone', async () => {
+    const before = (await transfer(query('hosted.test.', RRType.AXFR))).records[0];
+    notifies.length = 0;
+    dns.overlay.apply(compileOverlay({
+      servers: [{ server: 'srv-42', transit: 'transit-3', operationId: 'op-1', since: 1, pairs: [{ address: '203.0.113.10', transitAddress: '198.51.100.20', family: 4 }] }],
+      ttlCap: 60,
+      serialBump: 1,
+    }));
+    await waitFor('two NOTIFYs of hosted.test (the first one not acknowledged)', () => notifies.filter((n) => n.msg.question[0]?.name === 'hosted.test.').length >= 2, { timeoutMs: 20_000 });
+    const n = notifies.find((x) => x.msg.question[0]?.name === 'hosted.test.')!;
+    expect(n.msg.opcode).toBe(Opcode.NOTIFY);
+    expect(verify(n.raw, KEY, now()).ok).toBe(true);
+    ackNotifies = true;
+    const count = notifies.length;
+    await waitFor('an acknowledged NOTIFY', () => notifies.length > count, { timeoutMs: 20_000 });
+
+    const ixfr = await transfer(query('hosted.test.', RRType.IXFR, { authority: [{ name: 'hosted.test.', type: RRType.SOA, ttl: 0, rdata: before.rdata }] }));
+    const types = ixfr.records.map((r) => r.type);
+    expect(types).toEqual([RRType.SOA, RRType.SOA, RRType.A, RRType.A, RRType.SOA, RRType.A, RRType.A, RRType.SOA]);
+    expect(serialOf(ixfr.records[1].rdata)).toBe(serialOf(before.rdata));
+    expect(serialOf(ixfr.records[0].rdata)).toBe(serialOf(before.rdata) + 1);
+    const deleted = ixfr.records.slice(2, 4).map((r) => [r.name, Buffer.from(r.rdata).join('.'), r.ttl]);
+    const added = ixfr.records.slice(5, 7).map((r) => [r.name, Buffer.from(r.rdata).join('.'), r.ttl]);
+    expect(deleted).toEqual([['hosted.test.', '203.0.113.10', 3600], ['www.hosted.test.', '203.0.113.10', 3600]]);
+    expect(added).toEqual([['hosted.test.', '198.51.100.20', 60], ['www.hosted.test.', '198.51.100.20', 60]]);
+
+    const soaAt = (serial: number) => {
+      const b = Buffer.from(before.rdata);
+      b.writeUInt32BE(serial, b.length - 20);
+      return b;
+    };
+    const full = await transfer(query('hosted.test.', RRType.IXFR, { authority: [{ name: 'hosted.test.', type: RRType.SOA, ttl: 0, rdata: soaAt(3) }] }));
+    expect(full.messages[0].rcode).toBe(Rcode.NOERROR);
+    expect(full.records.length).toBe(7); // AXFR form
+    const current = await transfer(query('hosted.test.', RRType.IXFR, { authority: [{ name: 'hosted.test.', type: RRType.SOA, ttl: 0, rdata: soaAt(serialOf(before.rdata) + 1) }] }));
+    expect(current.records.map((r) => r.type)).toEqual([RRType.SOA]);
+  }, 60_000);
+
+  test('a transfer client that stops reading does not stop answering', async () => {
+    const signed = signRequest(query('big.test.', RRType.AXFR), KEY, now());
+    const sock = connect({ host: '127.0.0.1', port });
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(signed.message.length);
+    await new Promise<void>((r) => sock.on('connect', () => r()));
+    sock.pause(); // never reads
+    sock.write(Buffer.concat([len, signed.message]));
+    try {
+      for (let i = 0; i < 50; i++) {
+        const r = decodeMessage(await udp(query('www.hosted.test.', RRType.A)));
+        expect(r.rcode).toBe(Rcode.NOERROR);
+      }
+    } finally {
+      sock.destroy();
+    }
+  });
+});
