@@ -17,6 +17,7 @@ Usage:
   failoverctl cutback SERVER [--wait]              route a server's addresses back (API client)
   failoverctl status [SERVER]                      where each address is routed, overlays, operations
   failoverctl mx-audit [--config FILE] DOMAIN...   check MX records of domains on external DNS
+  failoverctl secondaries-config nsd --config FILE the NSD zone: entries of every served zone
   failoverctl help [COMMAND]                       show help
 
 Options for every command:
@@ -39,8 +40,43 @@ Options:
 
 Exit codes: 0 stopped cleanly (or --check passed), 1 failed at run time, 2 usage or config error.
 `,
+  'secondaries-config': `Usage: failoverctl secondaries-config nsd --config FILE [--pattern NAME]
+
+Prints a zone: entry for every zone the controller serves (the zone files of dns.zones), each
+including the pattern of deploy/secondaries/nsd.conf ("hidden-primary" unless --pattern says
+otherwise), for NSD secondaries, which have no catalog zones. Include the output in nsd.conf
+(include: "/etc/nsd/failover-zones.conf") and run "nsd-control reconfig" after a zone is added.
+Knot and BIND secondaries read the catalog zone (dns.catalog) instead.
+
+Exit codes: 0 printed, 1 a zone file failed to load (listed on stderr), 2 usage or config error.
+`,
 };
 
+/** Prints NSD zone: entries for every served zone. */
+async function secondariesConfig(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, pattern: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP['secondaries-config']);
+    return 0;
+  }
+  if (positionals.length !== 1 || positionals[0] !== 'nsd') throw new UsageError('secondaries-config: the kind is required and must be "nsd" (Knot and BIND use the catalog zone)');
+  if (!values.config) throw new UsageError('secondaries-config: --config FILE is required');
+  const pattern = values.pattern ?? 'hidden-primary';
+  if (!/^[A-Za-z0-9_.-]{1,63}$/.test(pattern)) throw new UsageError(`secondaries-config: --pattern ${JSON.stringify(pattern)} is not a pattern name`);
+  const config = loadConfig(values.config);
+  const { ZoneDirectory } = await import('../dns/zone/zone-loader.js');
+  const r = await new ZoneDirectory(config.dns.zones, { maxZoneBytes: config.dns.maxZoneFileBytes }).load();
+  const names = r.zones.map((z) => z.origin).sort();
+  process.stdout.write(`# failoverctl secondaries-config nsd: ${names.length} zones of ${config.file}\n`);
+  for (const name of names) process.stdout.write(`zone:\n  name: "${name.replace(/\.$/, '') || '.'}"\n  include-pattern: "${pattern}"\n`);
+  for (const e of r.errors) process.stderr.write(`error ${e.file}${e.line ? ':' + e.line : ''}: ${e.reason}\n`);
+  return r.errors.length > 0 ? 1 : 0;
+}
 
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -113,6 +149,8 @@ async function main(argv: string[]): Promise<number> {
       return runOperationCommand(cmd, rest);
     case 'status':
       return runStatusCommand(rest);
+    case 'secondaries-config':
+      return secondariesConfig(rest);
     case 'mx-audit':
       return runMxAuditCommand(rest, (file) => (file ? loadConfig(file).mxAudit : mxAuditSettings()));
     default:

@@ -85,6 +85,22 @@ describe('failoverctl', () => {
     expect(r.stdout).toContain(`error ${zones}/nosoa.test.zone: no SOA record at the zone apex nosoa.test.`);
   });
 
+  test('secondaries-config nsd prints a zone: entry per served zone; another kind is a usage error', async () => {
+    const zones = join(tmp, 'sec-zones');
+    mkdirSync(zones);
+    writeFileSync(join(zones, 'b.test.zone'), ZONE(1, '192.0.2.2').replace(/reload/g, 'b'));
+    writeFileSync(join(zones, 'a.test.zone'), ZONE(1, '192.0.2.2').replace(/reload/g, 'a'));
+    const cfg = join(tmp, 'sec.yaml');
+    writeFileSync(cfg, `dns:\n  listen: ["127.0.0.1:5399"]\n  zones: ${zones}\n  catalog: catalog.invalid.\napi:\n  listen: "127.0.0.1:1"\n`);
+    const r = await cli(['secondaries-config', 'nsd', '--config', cfg]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').slice(1).join('\n')).toBe('zone:\n  name: "a.test"\n  include-pattern: "hidden-primary"\nzone:\n  name: "b.test"\n  include-pattern: "hidden-primary"\n');
+    expect((await cli(['secondaries-config', 'nsd', '--config', cfg, '--pattern', 'mine'])).stdout).toContain('include-pattern: "mine"');
+    const knot = await cli(['secondaries-config', 'knot', '--config', cfg]);
+    expect(knot.code).toBe(2);
+    expect(knot.stderr).toContain('must be "nsd" (Knot and BIND use the catalog zone)');
+  });
+
   test('without the token env var a token is generated into a 0600 file, never logged', async () => {
     const ctl = await startController({
       zonesDir: join(REPO_ROOT, 'config', 'zones'),
