@@ -27,6 +27,9 @@ declare -A NEED=(
   [ldns-testns]=ldnsutils          # MX audit lab: malformed answers, zone signing
   [stress-ng]=stress-ng            # CPU load while checking that the suite passes under it
   [python3]=python3-minimal        # probers test: a TCP listener that never accepts
+  [knotd]=knot                     # secondaries: Knot as a secondary (and reference primary)
+  [knotc]=knot                     # secondaries: reloading the reference primary
+  [named]=bind9                    # secondaries: BIND as a secondary
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

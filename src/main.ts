@@ -51,7 +51,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
       const health = setupHealth({ config: config.health, registry, resolve: dns.resolve });
       controller = setupController({
         config, store, registry, logger: log, clock,
-        dns: { apply: (o) => dns.overlay.apply(o), largestTtl: dns.largestTtl },
+        dns: { ...dns.overlay, largestTtl: dns.largestTtl },
         routing: { ...routing, routingError: (b) => routing.metrics.routingErrors.inc({ backend: b }) },
         health: { meter: health.meter, accountProber: health.accountProber, operationMeasured: health.metrics.operationMeasured },
       });

@@ -19,7 +19,7 @@ import {
   type AddressDowntime, type Direction, type Operation,
 } from '../core/operation.js';
 import type { ServerOverlay } from '../core/overlay.js';
-import { mergeStaged, type Clock, type DowntimeMeter, type MeterRun, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
+import { mergeStaged, type Clock, type DowntimeMeter, type MeterRun, type Propagated, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
 import { commitWhenPossible, type CommitRetryOptions } from './commit-retry.js';
 import { RouteError, type RouteBackend } from '../core/ports.js';
 import { RoutingLane } from './routing-lane.js';
@@ -101,6 +101,10 @@ export class CutoverService {
   private readonly events = new EventEmitter();
   private readonly log: Logger;
   private readonly lane: RoutingLane;
+  /** When the secondaries served each operation's DNS change, as soon as known (stored with the operation). */
+  private readonly propagated = new Map<string, Propagated>();
+  /** Operations whose DNS change had no secondary to reach. */
+  private readonly noSecondaries = new Set<string>();
 
   constructor(private readonly deps: CutoverServiceDeps) {
     this.log = deps.logger;
@@ -178,6 +182,7 @@ export class CutoverService {
     op = { ...op, durationsMs: { ...op.durationsMs, dnsSwitch: this.deps.clock.monotonic() - t0 } };
     this.startedAt.set(op.id, t0);
     this.log.info({ operation: op.id, server: serverName, transit: transitName, addresses: pairs.length, dnsSwitchMs: op.durationsMs.dnsSwitch }, 'cutover: DNS switched');
+    this.trackPropagation(op.id);
     this.launch(op);
     return { operation: op, created: true };
   }
@@ -249,6 +254,56 @@ export class CutoverService {
     });
   }
 
+  /**
+   * Resolves with the operation once every secondary serves its DNS change (or as it is after
+   * `ms`, or at once when there are no secondaries).
+   */
+  async waitForPropagation(id: string, ms: number): Promise<{ operation: Operation; propagated: boolean }> {
+    const done = (o: Operation) => this.noSecondaries.has(o.id) || (!!o.dnsPropagated && Object.values(o.dnsPropagated).every((t) => t !== null));
+    const op = this.withKnownPropagation(this.getOperation(id));
+    if (done(op) || ms <= 0 || !this.deps.overlays.propagation) return { operation: op, propagated: done(op) };
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.events.off(`${id}:propagated`, finish);
+        const o = this.withKnownPropagation(this.getOperation(id));
+        resolve({ operation: o, propagated: done(o) });
+      };
+      const timer = setTimeout(finish, ms);
+      this.events.once(`${id}:propagated`, finish);
+    });
+  }
+
+  /** The operation with what is known of its propagation (stored or not yet). */
+  withKnownPropagation(op: Operation): Operation {
+    const known = this.propagated.get(op.id);
+    return known && !op.dnsPropagated ? { ...op, dnsPropagated: known } : op;
+  }
+
+  /** Watches the secondaries serve the DNS change just published for the operation `id`. */
+  private trackPropagation(id: string): void {
+    const wait = this.deps.overlays.propagation?.();
+    if (!wait) return;
+    void wait.then((result) => {
+      if (!result) {
+        // no secondaries: nothing to wait for
+        this.noSecondaries.add(id);
+        if (this.noSecondaries.size > 1000) this.noSecondaries.delete(this.noSecondaries.values().next().value!);
+        this.events.emit(`${id}:propagated`);
+        return undefined;
+      }
+      this.propagated.set(id, result);
+      if (this.propagated.size > 1000) this.propagated.delete(this.propagated.keys().next().value!);
+      this.events.emit(`${id}:propagated`);
+      const late = Object.entries(result).filter(([, t]) => t === null).map(([s]) => s);
+      if (late.length > 0) this.log.warn({ operation: id, secondaries: late }, 'DNS change not served by every secondary within the wait');
+      // a finished operation has no step left to store it with: store it now
+      const stored = this.deps.store.getOperation(id);
+      if (stored && isFinished(stored)) return this.persist(stored, 'propagation', () => ({ change: { operation: stored }, apply() {} }));
+      return undefined;
+    }).catch((err: unknown) => this.log.warn({ operation: id, err: (err as Error).message }, 'propagation not recorded'));
+  }
+
   status(serverName: string): ServerStatus {
     const server = this.server(serverName);
     const overlay = this.overlays.get(serverName);
@@ -316,7 +371,13 @@ export class CutoverService {
 
   /** Commits a background step and applies it; while the store is unavailable it waits and tries again. */
   private persist(op: Operation, what: string, build: () => StagedChange | null): Promise<void> {
-    return commitWhenPossible(this.deps.store, build, {
+    const withPropagation = (): StagedChange | null => {
+      const staged = build();
+      const known = staged?.change.operation && this.propagated.get(staged.change.operation.id);
+      if (!staged || !known) return staged;
+      return { change: { ...staged.change, operation: { ...staged.change.operation!, dnsPropagated: known } }, apply: () => staged.apply() };
+    };
+    return commitWhenPossible(this.deps.store, withPropagation, {
       logger: this.log, what: `${op.direction} ${what}`, context: { operation: op.id, server: op.server }, retry: this.deps.commitRetry,
     });
   }
@@ -390,6 +451,7 @@ export class CutoverService {
           { change: {}, apply: () => this.observeOverlays() },
         );
       });
+      this.trackPropagation(op.id);
     } else {
       await this.persist(op, 'routes applied', () => ({ change: { operation: routed, routes }, apply: () => this.observeOverlays() }));
     }

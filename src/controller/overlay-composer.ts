@@ -6,7 +6,7 @@
  * commit succeeded.
  */
 import { compileOverlay, type AccountOverlay, type LoweredTtl, type ServerOverlay } from '../core/overlay.js';
-import type { DnsOverlayPort, ServerOverlaySink, StagedChange, StateStore } from '../core/ports.js';
+import type { DnsOverlayPort, Propagated, ServerOverlaySink, StagedChange, StateStore } from '../core/ports.js';
 import { addressBytes } from '../core/addresses.js';
 
 /** Why DNS answers an address as it does: a cutover of its server, a move of the account owning the zone, or the zone file. */
@@ -38,6 +38,11 @@ export class OverlayComposer implements ServerOverlaySink {
   private lowered: LoweredTtl[] = [];
   private bump: number;
   private signature = signatureOf([], [], []);
+
+  /** When each secondary serves what was just published (see DnsOverlayPort.propagation). */
+  propagation(): Promise<Propagated | null> {
+    return this.deps.dns.propagation?.().catch(() => null) ?? Promise.resolve(null);
+  }
 
   constructor(private readonly deps: { dns: DnsOverlayPort; store: StateStore; ttlCap: number }) {
     this.bump = Number(deps.store.getMeta(BUMP_KEY) ?? 0) || 0;

@@ -60,6 +60,11 @@ export interface Operation {
   durationsMs: { dnsSwitch: number | null; routing: number | null; recovery: number | null };
   addresses: OperationAddress[];
   measurement: MeasurementInfo | null;
+  /**
+   * When each secondary (hidden primary) served the operation's DNS change, ms since the epoch;
+   * null for one that did not within the wait. Absent: no secondaries, or not known yet.
+   */
+  dnsPropagated?: Record<string, number | null>;
   attempts: number;
   error: OperationError | null;
 }

@@ -100,9 +100,17 @@ export interface StateStore {
   close(): void;
 }
 
+/** When each secondary served a change (ms since the epoch; null: not within the wait). */
+export type Propagated = Record<string, number | null>;
+
 /** The DNS side of a cutover: makes a compiled overlay active in every answer sent afterwards. */
 export interface DnsOverlayPort {
   apply(overlay: import('./overlay.js').CompiledOverlay | null): void;
+  /**
+   * Called right after `apply`: resolves when each secondary serves what is answered now (null
+   * when there are no secondaries). Never rejects.
+   */
+  propagation?(): Promise<Propagated | null>;
 }
 
 /** Where the cutover service publishes the active server overlays (composed with the rest in controller/). */
@@ -114,6 +122,8 @@ export interface ServerOverlaySink {
   stageServers(overlays: ServerOverlay[]): StagedChange;
   /** Publishes stored overlays at start, without a serial bump. */
   restoreServers(overlays: ServerOverlay[]): void;
+  /** After a publish: when each secondary serves it (null: no secondaries). Never rejects. */
+  propagation?(): Promise<Propagated | null>;
 }
 
 /** Wall clock and a monotonic clock, injected so that the core can be tested. */

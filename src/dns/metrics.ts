@@ -23,6 +23,9 @@ export interface DnsMetrics {
   transfers: Counter<'secondary' | 'kind' | 'result'>;
   /** NOTIFY messages, by secondary and outcome. */
   notifies: Counter<'secondary' | 'result'>;
+  propagation: Histogram<'secondary'>;
+  secondarySerial: Gauge<'secondary' | 'zone'>;
+  secondaryBehind: Gauge<'secondary' | 'zone'>;
 }
 
 /** Defines the DNS metrics; `source()` is read at each scrape (undefined before the listeners exist). */
@@ -83,6 +86,25 @@ export function createDnsMetrics(registry: Registry, source: () => DnsSource | u
       name: 'failover_dns_notifies_total',
       help: 'NOTIFY messages to secondaries, by outcome: acked, retried (sent again), refused (answered with an error), gave_up.',
       labelNames: ['secondary', 'result'] as const,
+      registers: [registry],
+    }),
+    propagation: new Histogram({
+      name: 'failover_dns_propagation_seconds',
+      help: 'From a change of a zone to the first answer of a secondary with its new serial.',
+      labelNames: ['secondary'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    secondarySerial: new Gauge({
+      name: 'failover_dns_secondary_serial',
+      help: 'The SOA serial a secondary last answered for a zone.',
+      labelNames: ['secondary', 'zone'] as const,
+      registers: [registry],
+    }),
+    secondaryBehind: new Gauge({
+      name: 'failover_dns_secondary_behind',
+      help: '1 while a secondary has not served a zone\'s current serial for 60 s after the change.',
+      labelNames: ['secondary', 'zone'] as const,
       registers: [registry],
     }),
     zoneReloads: new Counter({

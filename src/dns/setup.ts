@@ -17,6 +17,7 @@ import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './zone/zone-
 import type { Zone } from './zone/zone.js';
 import { catalogZone } from './xfr/catalog.js';
 import { Notifier, type NotifySigner } from './xfr/notify.js';
+import { PropagationTracker } from './xfr/propagation.js';
 import { signRequest, tsigKey, verify, type TsigKey } from './xfr/tsig.js';
 import { TransferService } from './xfr/xfr-service.js';
 
@@ -133,6 +134,7 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
         responder.update({ overlay });
         void transfers?.changed();
       },
+      propagation: () => transfers?.propagation().catch(() => null) ?? Promise.resolve(null),
     },
     reload,
     zones: () => [...responder.zoneSet.zones()].map((z) => ({ zone: z.origin, serial: z.serial, records: z.recordCount })),
@@ -190,15 +192,31 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
     logger: log,
     onResult: (secondary, result) => metrics.notifies.inc({ secondary, result }),
   });
+  const tracker = new PropagationTracker({
+    secondaries,
+    logger: log,
+    now,
+    onServed: (secondary, _zone, _serial, seconds) => metrics.propagation.observe({ secondary }, seconds),
+    onSerial: (secondary, zone, serial, behind) => {
+      if (serial !== null) metrics.secondarySerial.set({ secondary, zone }, serial);
+      metrics.secondaryBehind.set({ secondary, zone }, behind ? 1 : 0);
+    },
+  });
   const service = new TransferService({
     secondaries,
     keys,
     responder,
     served: () => ({ zones: responder.zoneSet, overlay: responder.currentOverlay }),
     notifier,
+    tracker,
     logger: log,
     now,
     onTransfer: (secondary, kind, result) => metrics.transfers.inc({ secondary, kind, result }),
   });
-  return Object.assign(service, { stop: () => notifier.close() });
+  return Object.assign(service, {
+    stop: () => {
+      notifier.close();
+      tracker.close();
+    },
+  });
 }

@@ -1,7 +1,7 @@
 /**
  * Routes for reinstall jobs: cutover, cutback, operations, server status.
- *   POST /v1/servers/:server/cutover   {"transit":"transit-3"}  [?wait=SECONDS]
- *   POST /v1/servers/:server/cutback                            [?wait=SECONDS]
+ *   POST /v1/servers/:server/cutover   {"transit":"transit-3"}  [?wait=SECONDS[&until=propagated]]
+ *   POST /v1/servers/:server/cutback                            [?wait=SECONDS[&until=propagated]]
  *   GET  /v1/operations/:id
  *   POST /v1/operations/:id/retry                               [?wait=SECONDS]
  *   GET  /v1/servers/:server
@@ -54,6 +54,7 @@ export function operationJson(op: Operation) {
       ? { probe: op.measurement.probe, interval_ms: op.measurement.intervalMs, restarted: op.measurement.restarted, max_downtime_ms: round3(op.measurement.maxDowntimeMs) }
       : null,
     error: op.error,
+    dns_propagated: op.dnsPropagated ? Object.fromEntries(Object.entries(op.dnsPropagated).map(([k, t]) => [k, iso(t)])) : null,
   };
 }
 
@@ -162,12 +163,32 @@ function body(req: Request, allowed: Record<string, 'string' | 'boolean'>, requi
   return obj;
 }
 
-/** Answers with an accepted operation: waits when asked; 202 while it runs, 200 when it is done or was already there. */
-async function respondAccepted(res: Response, svc: CutoverService, op: Operation, created: boolean, wait: number) {
+/** ?until=: what ?wait= waits for: the operation's end (`done`, the default) or its DNS change served by every secondary (`propagated`). */
+function untilParam(req: Request): 'done' | 'propagated' {
+  const u = req.query.until;
+  if (u === undefined || u === 'done') return 'done';
+  if (u === 'propagated') return 'propagated';
+  throw new ApiError('BAD_REQUEST', `until must be "done" or "propagated", not ${describeValue(u)}`, 400);
+}
+
+/**
+ * Answers with an accepted operation: waits when asked (for its end, or with until=propagated
+ * until every secondary serves its DNS change); 202 while that has not happened, 200 once it has
+ * (or when the operation was already there).
+ */
+async function respondAccepted(res: Response, svc: CutoverService, op: Operation, created: boolean, wait: number, until: 'done' | 'propagated' = 'done') {
   let out = op;
-  if (wait > 0 && !isFinished(op)) out = await svc.waitFor(op.id, wait * 1000);
-  const status = !created || isFinished(out) ? 200 : 202;
-  res.status(status).location(`/v1/operations/${out.id}`).json(operationJson(out));
+  let reached: boolean;
+  if (until === 'propagated') {
+    const r = await svc.waitForPropagation(op.id, wait * 1000);
+    out = r.operation;
+    reached = r.propagated;
+  } else {
+    if (wait > 0 && !isFinished(op)) out = await svc.waitFor(op.id, wait * 1000);
+    reached = isFinished(out);
+  }
+  const status = !created || reached ? 200 : 202;
+  res.status(status).location(`/v1/operations/${out.id}`).json(operationJson(svc.withKnownPropagation(out)));
 }
 
 /** The router for cutover use cases. */
@@ -186,15 +207,17 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
     const b = body(req, { transit: 'string', force: 'boolean' }, ['transit']);
     const transit = b.transit as string;
     if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${describeValue(transit)} is not a valid name`, 400);
+    const until = untilParam(req);
     const { operation, created } = svc.cutover(server, transit, { force: b.force === true });
-    await respondAccepted(res, svc, operation, created, wait);
+    await respondAccepted(res, svc, operation, created, wait, until);
   }));
   r.post('/servers/:server/cutback', wrap(async (req, res) => {
     const server = nameParam(req, 'server');
     const wait = waitParam(req);
+    const until = untilParam(req);
     body(req, {}, []);
     const { operation, created } = svc.cutback(server);
-    await respondAccepted(res, svc, operation, created, wait);
+    await respondAccepted(res, svc, operation, created, wait, until);
   }));
   r.get('/servers', wrap((_req, res) => {
     const routes = routing?.();
@@ -207,7 +230,7 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
   r.get('/operations/:id', wrap((req, res) => {
     const id = String(req.params.id);
     if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
-    res.json(operationJson(svc.getOperation(id)));
+    res.json(operationJson(svc.withKnownPropagation(svc.getOperation(id))));
   }));
   r.post('/operations/:id/retry', wrap(async (req, res) => {
     const id = String(req.params.id);

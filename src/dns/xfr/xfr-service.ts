@@ -26,6 +26,7 @@ import { Rcode, RRClass, RRType } from '../wire/constants.js';
 import { decodeMessage, encodeMessage, type Message, type RecordInput } from '../wire/message.js';
 import { Journal } from './journal.js';
 import type { Notifier } from './notify.js';
+import type { Propagated, PropagationTracker } from './propagation.js';
 import { axfrMessages, ixfrForm, ixfrMessages, paced } from './transfer.js';
 import { signResponse, tsigErrorResponse, tsigRecordSize, TsigStreamSigner, verify, type TsigKey } from './tsig.js';
 
@@ -46,6 +47,8 @@ export interface TransferServiceOptions {
   /** What is served now: the zones and the overlay. */
   served(): { zones: ZoneSet; overlay: AddressOverlay | undefined };
   notifier?: Notifier;
+  /** Asks the secondaries for each new serial until they serve it. */
+  tracker?: PropagationTracker;
   logger: Logger;
   /** Unix time in seconds (TSIG). */
   now?: () => number;
@@ -101,7 +104,24 @@ export class TransferService implements TransferHandler {
   async startNotifying(): Promise<void> {
     this.notifying = true;
     if (this.updating) await this.updating;
-    for (const v of this.versions.values()) void this.opts.notifier?.notify(v.snapshot.origin, { ttl: v.snapshot.soa.ttl, rdata: v.snapshot.soa.rdata });
+    for (const v of this.versions.values()) this.announce(v.snapshot);
+  }
+
+  /**
+   * When each secondary served what is served now (the change just applied, when called right
+   * after it): every zone at its current serial. Null without secondaries to ask.
+   */
+  async propagation(timeoutMs = 60_000): Promise<Propagated | null> {
+    if (!this.opts.tracker || this.opts.tracker.secondaries.length === 0) return null;
+    if (this.updating) await this.updating;
+    const targets = new Map([...this.versions].map(([z, v]) => [z, v.snapshot.serial]));
+    return this.opts.tracker.waitFor(targets, timeoutMs);
+  }
+
+  /** NOTIFY the zone's secondaries and watch them serve its serial. */
+  private announce(snapshot: ZoneSnapshot): void {
+    void this.opts.notifier?.notify(snapshot.origin, { ttl: snapshot.soa.ttl, rdata: snapshot.soa.rdata });
+    this.opts.tracker?.expect(snapshot.origin, snapshot.serial);
   }
 
   /** The served serial of each zone as transfers give it. */
@@ -124,7 +144,7 @@ export class TransferService implements TransferHandler {
       if (prev && prev.snapshot.serial === next.serial) {
         this.log.warn({ zone: zone.origin, serial: next.serial }, 'zone content changed without a serial change: secondaries will not see it (raise the serial in the zone file)');
       }
-      if (this.notifying) void this.opts.notifier?.notify(zone.origin, { ttl: next.soa.ttl, rdata: next.soa.rdata });
+      if (this.notifying) this.announce(next);
     }
     for (const z of [...this.versions.keys()]) if (!seen.has(z)) this.versions.delete(z);
   }
