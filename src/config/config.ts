@@ -165,7 +165,7 @@ function validate(args: { root: Record<string, unknown>; locate: Locate; file: s
     text: args.text,
     edits: args.edits.map((e) => ({ ...e })),
     raw: structuredClone(root),
-    dns: { ...dns, zones: resolve(base, dns.zones) },
+    dns: { ...dns, zones: resolve(base, dns.zones), journalDir: resolve(base, dns.journalDir) },
     api: { ...d.api, tokenFile: resolve(base, d.api.tokenFile) },
     log: d.log,
     servers: d.servers,

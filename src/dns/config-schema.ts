@@ -78,6 +78,8 @@ export const dnsConfigSchema = section({
   secondaries: z.array(secondarySchema, { error: (iss) => `must be a list of {name, address, tsig}, not ${describe(iss.input)}` }).default([]),
   /** Name of an RFC 9432 catalog zone listing every served zone (for Knot and BIND secondaries). */
   catalog: domainName.optional(),
+  /** Where the zones' transfer journals are kept across restarts, relative to the config file. */
+  journal_dir: text().default('./var/journal'),
 }).superRefine((d, ctx) => {
   const keys = new Map<string, number>();
   d.tsig_keys.forEach((k, i) => {
@@ -109,6 +111,7 @@ export const dnsConfigSchema = section({
   tsigKeys: d.tsig_keys,
   secondaries: d.secondaries,
   catalog: d.catalog ?? null,
+  journalDir: d.journal_dir,
 }));
 
 /**

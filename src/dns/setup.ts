@@ -16,6 +16,7 @@ import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './server/resp
 import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './zone/zone-loader.js';
 import type { Zone } from './zone/zone.js';
 import { catalogZone } from './xfr/catalog.js';
+import { createJournalFiles } from './xfr/journal-files.js';
 import { Notifier, type NotifySigner } from './xfr/notify.js';
 import { PropagationTracker } from './xfr/propagation.js';
 import { signRequest, tsigKey, verify, type TsigKey } from './xfr/tsig.js';
@@ -64,6 +65,8 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
   });
 
   const transfers = createTransfers(config, env, responder, metrics, deps.logger.child({ component: 'xfr' }));
+  /** Versions are recorded from listen() on: what is served once stored overlays are restored. */
+  let live = false;
   const catalog = config.catalog;
   let catalogSerial = Math.floor(Date.now() / 1000) >>> 0;
   let catalogMembers = '';
@@ -93,7 +96,7 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
     lastErrors = r.errors;
     if (r.parsed.length > 0 || r.removed.length > 0 || responder.zoneSet.size !== r.zones.length + (catalog ? 1 : 0)) {
       responder.update({ zones: new ZoneSet(withCatalog(r.zones)) });
-      void transfers?.changed();
+      if (live) void transfers?.changed();
     }
     metrics.zonesLoaded.set(r.zones.length);
     metrics.zoneSerial.reset();
@@ -132,7 +135,7 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
     overlay: {
       apply: (overlay) => {
         responder.update({ overlay });
-        void transfers?.changed();
+        if (live) void transfers?.changed();
       },
       propagation: () => transfers?.propagation().catch(() => null) ?? Promise.resolve(null),
     },
@@ -150,12 +153,14 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
         tcpMaxConnections: config.tcpMaxConnections,
         transfers,
       });
+      live = true;
+      void transfers?.changed(); // transfers asked meanwhile wait for it
       await server.start();
       await transfers?.startNotifying();
     },
     async stop() {
-      transfers?.stop();
       await server?.stop();
+      await transfers?.stop();
     },
   };
 }
@@ -170,7 +175,7 @@ function zoneLabel(file: string): string {
  * The hidden primary's transfer service, when secondaries are configured: TSIG keys from the
  * environment (checked with the config), NOTIFY to the secondaries, metrics.
  */
-function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responder: Responder, metrics: DnsMetrics, log: Logger): (TransferService & { stop(): void }) | undefined {
+function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responder: Responder, metrics: DnsMetrics, log: Logger): (TransferService & { stop(): Promise<void> }) | undefined {
   if (config.secondaries.length === 0 && config.tsigKeys.length === 0) return undefined;
   const keys = new Map<string, TsigKey>(config.tsigKeys.map((k) => [k.name, tsigKey(k.name, k.algorithm, env[k.secretEnv] ?? '')]));
   const now = () => Math.floor(Date.now() / 1000);
@@ -209,14 +214,16 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
     served: () => ({ zones: responder.zoneSet, overlay: responder.currentOverlay }),
     notifier,
     tracker,
+    journals: createJournalFiles(config.journalDir),
     logger: log,
     now,
     onTransfer: (secondary, kind, result) => metrics.transfers.inc({ secondary, kind, result }),
   });
   return Object.assign(service, {
-    stop: () => {
+    stop: async () => {
       notifier.close();
       tracker.close();
+      await service.flushJournals();
     },
   });
 }

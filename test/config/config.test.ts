@@ -44,7 +44,7 @@ describe('config', () => {
       ['/etc/fc/config.yaml:2: dns.listen[0]: "127.0.0.1:70000": port must be from 1 to 65535']],
     ['a missing zones key and an unknown key, both reported',
       GOOD.replace('  zones: ./zones\n', '  zone: ./zones\n'),
-      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries, cutover_ttl, ttl_margin_s, max_zone_file_bytes, tsig_keys, secondaries, catalog)',
+      ['/etc/fc/config.yaml:3: dns.zone: unknown key (allowed: listen, zones, tcp_idle_timeout_ms, tcp_max_connections, cache_entries, cutover_ttl, ttl_margin_s, max_zone_file_bytes, tsig_keys, secondaries, catalog, journal_dir)',
         '/etc/fc/config.yaml:2: dns.zones: is required']],
     ['a duplicate listen address',
       GOOD.replace('"[::1]:5300"', '"127.0.0.1:5300"'),

@@ -25,6 +25,7 @@ import type { Responder } from '../server/responder.js';
 import { Rcode, RRClass, RRType } from '../wire/constants.js';
 import { decodeMessage, encodeMessage, type Message, type RecordInput } from '../wire/message.js';
 import { Journal } from './journal.js';
+import type { JournalStore } from './journal-files.js';
 import type { Notifier } from './notify.js';
 import type { Propagated, PropagationTracker } from './propagation.js';
 import { axfrMessages, ixfrForm, ixfrMessages, paced } from './transfer.js';
@@ -49,6 +50,8 @@ export interface TransferServiceOptions {
   notifier?: Notifier;
   /** Asks the secondaries for each new serial until they serve it. */
   tracker?: PropagationTracker;
+  /** Keeps the journals across restarts. */
+  journals?: JournalStore;
   logger: Logger;
   /** Unix time in seconds (TSIG). */
   now?: () => number;
@@ -71,6 +74,9 @@ export class TransferService implements TransferHandler {
   private readonly now: () => number;
   /** NOTIFY is sent once the listeners are open (`startNotifying`). */
   private notifying = false;
+  /** Journals waiting to be stored, and the store loop running. */
+  private readonly unsaved = new Map<string, Journal>();
+  private saving: Promise<void> | null = null;
 
   constructor(private readonly opts: TransferServiceOptions) {
     this.log = opts.logger;
@@ -137,16 +143,66 @@ export class TransferService implements TransferHandler {
       const next = await snapshotZoneAsync(zone, overlay, { zones });
       const prev = this.versions.get(zone.origin);
       if (prev && prev.snapshot.digest === next.digest && prev.snapshot.serial === next.serial) continue;
-      const journal = prev?.journal ?? new Journal(zone.origin);
-      if (prev) await journal.recordAsync(prev.snapshot, next);
-      else journal.reset(next);
-      this.versions.set(zone.origin, { snapshot: next, journal });
+      let journal = prev?.journal;
+      if (prev) {
+        await journal!.recordAsync(prev.snapshot, next);
+      } else {
+        journal = this.restored(zone.origin, next);
+      }
+      this.versions.set(zone.origin, { snapshot: next, journal: journal! });
+      if (prev || journal!.length === 0) this.saveJournal(zone.origin, journal!);
       if (prev && prev.snapshot.serial === next.serial) {
         this.log.warn({ zone: zone.origin, serial: next.serial }, 'zone content changed without a serial change: secondaries will not see it (raise the serial in the zone file)');
       }
       if (this.notifying) this.announce(next);
     }
     for (const z of [...this.versions.keys()]) if (!seen.has(z)) this.versions.delete(z);
+  }
+
+  /**
+   * The zone's journal as stored before a restart, when it ends at exactly what is served now
+   * (same serial and content); else a new one starting here.
+   */
+  private restored(zone: string, now: ZoneSnapshot): Journal {
+    const bytes = this.opts.journals?.load(zone);
+    if (bytes) {
+      try {
+        const j = Journal.fromBuffer(bytes);
+        if (j.origin === zone && j.serial === now.serial && j.digest === now.digest) {
+          this.log.info({ zone, versions: j.length, oldest: j.oldestSerial }, 'transfer journal restored');
+          return j;
+        }
+        this.log.info({ zone, stored: j.serial, served: now.serial }, 'stored transfer journal does not end at what is served; starting a new one');
+      } catch (err) {
+        this.log.warn({ zone, err: (err as Error).message }, 'stored transfer journal unreadable; starting a new one');
+      }
+    }
+    const j = new Journal(zone);
+    j.reset(now);
+    return j;
+  }
+
+  /** Stores the zone's journal in the background; saves asked meanwhile are folded into the next one. */
+  private saveJournal(zone: string, journal: Journal): void {
+    if (!this.opts.journals) return;
+    this.unsaved.set(zone, journal);
+    if (this.saving) return;
+    this.saving = (async () => {
+      while (this.unsaved.size > 0) {
+        const [z, j] = this.unsaved.entries().next().value!;
+        this.unsaved.delete(z);
+        try {
+          await this.opts.journals!.save(z, j.toBuffer());
+        } catch (err) {
+          this.log.warn({ zone: z, err: (err as Error).message }, 'transfer journal not stored (after a restart a secondary behind gets the whole zone)');
+        }
+      }
+    })().finally(() => (this.saving = null));
+  }
+
+  /** Resolves once every journal asked to be stored is (for a clean stop and tests). */
+  async flushJournals(): Promise<void> {
+    while (this.saving) await this.saving;
   }
 
   udp(msg: Buffer, remote: Remote): Buffer | null {

@@ -48,6 +48,7 @@ let port: number;
 let secondary: UdpSocket;
 const notifies: { msg: Message; raw: Buffer; from: number }[] = [];
 let ackNotifies = false;
+let configText: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fc-xfr-'));
@@ -66,7 +67,7 @@ beforeAll(async () => {
     secondary.send(signResponse(reply, KEY, now(), v.mac).message, rinfo.port, rinfo.address);
   });
   port = await freePort();
-  const cfg = parseConfig(`dns:
+  configText = `dns:
   listen: ["127.0.0.1:${port}"]
   zones: ${dir}
   tsig_keys: [{name: xfr-key, secret_env: XFR_SECRET}, {name: other-key, secret_env: XFR_SECRET}]
@@ -74,7 +75,8 @@ beforeAll(async () => {
   catalog: catalog.invalid.
 api:
   listen: "127.0.0.1:1"
-`, join(dir, 'config.yaml'), { XFR_SECRET: SECRET });
+`;
+  const cfg = parseConfig(configText, join(dir, 'config.yaml'), { XFR_SECRET: SECRET });
   dns = await setupDns({ config: cfg.dns, registry: createRegistry(), logger: pino({ level: 'silent' }), env: { XFR_SECRET: SECRET } });
   await dns.listen();
 }, 60_000);
@@ -243,6 +245,23 @@ describe('the hidden primary', () => {
     expect(full.records.length).toBe(7); // AXFR form
     const current = await transfer(query('hosted.test.', RRType.IXFR, { authority: [{ name: 'hosted.test.', type: RRType.SOA, ttl: 0, rdata: soaAt(serialOf(before.rdata) + 1) }] }));
     expect(current.records.map((r) => r.type)).toEqual([RRType.SOA]);
+  }, 60_000);
+
+  test('after a restart the stored journal still gives IXFR from before it', async () => {
+    const overlay = compileOverlay({
+      servers: [{ server: 'srv-42', transit: 'transit-3', operationId: 'op-1', since: 1, pairs: [{ address: '203.0.113.10', transitAddress: '198.51.100.20', family: 4 }] }],
+      ttlCap: 60,
+      serialBump: 1,
+    });
+    const cfg = parseConfig(configText, join(dir, 'config.yaml'), { XFR_SECRET: SECRET });
+    await dns.stop(); // the journals are stored before stop() resolves
+    dns = await setupDns({ config: cfg.dns, registry: createRegistry(), logger: pino({ level: 'silent' }), env: { XFR_SECRET: SECRET } });
+    dns.overlay.apply(overlay); // the controller restores its overlays before DNS listens
+    await dns.listen();
+    const soa7 = Buffer.from((await transfer(query('hosted.test.', RRType.AXFR))).records[0].rdata);
+    soa7.writeUInt32BE(7, soa7.length - 20);
+    const ixfr = await transfer(query('hosted.test.', RRType.IXFR, { authority: [{ name: 'hosted.test.', type: RRType.SOA, ttl: 0, rdata: soa7 }] }));
+    expect(ixfr.records.map((r) => r.type)).toEqual([RRType.SOA, RRType.SOA, RRType.A, RRType.A, RRType.SOA, RRType.A, RRType.A, RRType.SOA]);
   }, 60_000);
 
   test('a transfer client that stops reading does not stop answering', async () => {
