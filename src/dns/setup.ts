@@ -195,6 +195,7 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
   const notifier = new Notifier({
     targets: secondaries.filter((s) => s.notify).map((s) => ({ name: s.name, address: s.address, signer: s.key ? signer(s.key) : undefined })),
     logger: log,
+    source: notifySource(config.listen),
     onResult: (secondary, result) => metrics.notifies.inc({ secondary, result }),
   });
   const tracker = new PropagationTracker({
@@ -226,4 +227,10 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
       await service.flushJournals();
     },
   });
+}
+
+/** Where NOTIFYs leave from: the first listen address of each family that is not a wildcard. */
+function notifySource(listen: readonly { host: string; family: 4 | 6 }[]): { 4?: string; 6?: string } {
+  const pick = (family: 4 | 6) => listen.find((l) => l.family === family && l.host !== '0.0.0.0' && l.host !== '::')?.host;
+  return { 4: pick(4), 6: pick(6) };
 }

@@ -36,6 +36,8 @@ export interface NotifierOptions {
   /** Tries before giving up (default 20: about 15 minutes). */
   maxTries?: number;
   onResult?: (target: string, result: NotifyResult) => void;
+  /** The local address NOTIFYs leave from, per family (the secondaries check it); default: the system's choice. */
+  source?: { 4?: string; 6?: string };
 }
 
 interface Pending {
@@ -82,6 +84,8 @@ export class Notifier {
       s = createSocket(family === 6 ? 'udp6' : 'udp4');
       s.on('message', (msg, rinfo) => this.onReply(msg, rinfo.address, rinfo.port));
       s.on('error', (err) => this.opts.logger.warn({ err: err.message }, 'notify socket error'));
+      const source = this.opts.source?.[family];
+      if (source) s.bind({ address: source, port: 0 }); // sends wait for the bind
       s.unref();
       this.sockets.set(family, s);
     }
