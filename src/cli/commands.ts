@@ -54,7 +54,7 @@ interface Op {
 
 interface Status {
   name: string;
-  addresses: { address: string; routed_to: string | null; dns_answer: string }[];
+  addresses: { address: string; routed_to: string | null; dns_answer: string; routing?: { state: string; reason: string | null; drift_since: string | null } | null }[];
   overlay: { active: boolean; transit?: string; since?: string; operation?: string };
   operations: Op[];
 }
@@ -192,9 +192,13 @@ function describeStatus(s: Status): string {
     s.overlay.active
       ? `${s.name}: cut over to ${s.overlay.transit} since ${s.overlay.since} (DNS overlay active, operation ${s.overlay.operation})`
       : `${s.name}: home (no DNS overlay)`,
-    '  address                                  routed to            DNS answers',
+    '  address                                  routed to            DNS answers                              routing',
   ];
-  for (const a of s.addresses) lines.push(`  ${a.address.padEnd(40)} ${(a.routed_to ?? 'not moved').padEnd(20)} ${a.dns_answer}`);
+  for (const a of s.addresses) {
+    const r = a.routing;
+    const routing = r ? `${r.state}${r.state === 'drifted' || r.state === 'unknown' || r.state === 'held' ? ` (${r.reason}${r.drift_since ? `, since ${r.drift_since}` : ''})` : ''}` : '';
+    lines.push(`  ${a.address.padEnd(40)} ${(a.routed_to ?? 'not moved').padEnd(20)} ${a.dns_answer.padEnd(40)} ${routing}`.trimEnd());
+  }
   if (s.operations.length > 0) {
     lines.push('  last operations:');
     for (const op of s.operations.slice(0, 5)) {

@@ -192,6 +192,15 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
     },
   });
   const secondaries = config.secondaries.map((s) => ({ name: s.name, address: s.address, key: s.tsig ? keys.get(s.tsig)! : null, notify: s.notify }));
+  // every series exists from the start, so that increase() sees the first event of each
+  for (const secondary of [...secondaries.map((s) => s.name), 'other']) {
+    for (const kind of ['axfr', 'ixfr', 'ixfr_full', 'soa'] as const) {
+      for (const result of ['ok', 'refused', 'notauth', 'failed'] as const) metrics.transfers.inc({ secondary, kind, result }, 0);
+    }
+  }
+  for (const s of secondaries.filter((x) => x.notify)) {
+    for (const result of ['acked', 'retried', 'refused', 'gave_up'] as const) metrics.notifies.inc({ secondary: s.name, result }, 0);
+  }
   const notifier = new Notifier({
     targets: secondaries.filter((s) => s.notify).map((s) => ({ name: s.name, address: s.address, signer: s.key ? signer(s.key) : undefined })),
     logger: log,
