@@ -22,12 +22,13 @@ describe('createDowntimeMeter', () => {
     const meter = createDowntimeMeter({
       probe: { type: 'http', port: child.port, path: '/', identityHeader: 'x-served-by' } as ProbeConfig,
       intervalMs: 10,
-      timeoutMs: 100,
+      // generous: the child must answer within it even on a loaded machine; the stalls below are longer
+      timeoutMs: 300,
       deadlineMs: 20_000,
       // 50 in a row: at least 5 stalls fall inside any streak (one every 5 probes per address)
       recoveryProbes: 50,
       onProbe: () => {
-        if (++results % 10 === 0) process.nextTick(() => blockEventLoop(150));
+        if (++results % 10 === 0) process.nextTick(() => blockEventLoop(450));
       },
     });
     const run = meter.start({

@@ -161,21 +161,22 @@ describe('startProbeRunner when the controller stalls', () => {
   });
 
   test('stalls longer than the timeout: no probe fails, skipped slots are marked and do not break the recovery streak', async () => {
-    const http = createHttpProber({ port: child.port, path: '/', timeoutMs: 100, identityHeader: 'x-served-by' });
+    // a timeout the child meets even on a loaded machine; the stalls below are twice as long
+    const http = createHttpProber({ port: child.port, path: '/', timeoutMs: 300, identityHeader: 'x-served-by' });
     let calls = 0;
     const stalls = [10, 30, 50];
-    // The event loop blocks for 300 ms right after some probes were sent (their connect() issued):
+    // The event loop blocks for 600 ms right after some probes were sent (their connect() issued):
     // the server answers meanwhile, and no slot can be sent on time during the stall.
     const prober: Prober = {
       type: 'http',
       probe(t, signal) {
         const p = http.probe(t, signal);
-        if (stalls.includes(calls++)) process.nextTick(() => blockEventLoop(300));
+        if (stalls.includes(calls++)) process.nextTick(() => blockEventLoop(600));
         return p;
       },
     };
     const live: Sample[] = [];
-    const r = startProbeRunner({ targets: [{ address: '127.0.0.1', family: 4 }], prober, intervalMs: 10, timeoutMs: 100, onResult: (s) => live.push(s) });
+    const r = startProbeRunner({ targets: [{ address: '127.0.0.1', family: 4 }], prober, intervalMs: 10, timeoutMs: 300, onResult: (s) => live.push(s) });
     await waitFor('70 results', () => live.length >= 70);
     const all = await r.stop();
     expect(all.filter((s) => !s.ok)).toEqual([]);
