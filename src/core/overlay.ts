@@ -49,6 +49,12 @@ export interface CompiledOverlay {
   replacement(address: Buffer, zone: string): Buffer | undefined;
   /** A TTL cap for a record carrying `address` that is not rewritten, or undefined. */
   ttlCapFor(address: Buffer): number | undefined;
+  /**
+   * Every base address this overlay can change a record of (replaced in some zone, or TTL
+   * lowered), as its 4- or 16-byte form in latin1 (`Buffer.toString('latin1')`), each once. A
+   * record carrying none of them is served as in the zone file.
+   */
+  touched(): Iterable<string>;
 }
 
 export interface OverlayInput {
@@ -90,6 +96,12 @@ export function compileOverlay(input: OverlayInput): CompiledOverlay | null {
     },
     ttlCapFor(address) {
       return lowered.get(address.toString('latin1'));
+    },
+    touched() {
+      const all = new Set<string>(global.keys());
+      for (const m of byZone.values()) for (const k of m.keys()) all.add(k);
+      for (const k of lowered.keys()) all.add(k);
+      return all;
     },
   };
 }

@@ -224,6 +224,7 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
     served: () => ({ zones: responder.zoneSet, overlay: responder.currentOverlay }),
     notifier,
     tracker,
+    catalog: config.catalog,
     journals: createJournalFiles(config.journalDir),
     logger: log,
     now,

@@ -38,15 +38,27 @@ import type { Propagated } from '../../core/ports.js';
 
 export type { Propagated };
 
-interface Watch {
-  zone: string;
+/** A version to see served: its serial and when it came. */
+interface Version {
   target: number;
   /** performance.now() of the change, and its wall-clock time. */
   since: number;
   sinceWall: number;
+}
+
+interface Watch extends Version {
+  zone: string;
   timer: NodeJS.Timeout | null;
   done: boolean;
+  /**
+   * Versions this watch replaced before they were seen served: recorded at the first answer with
+   * their serial or a newer one (a secondary serving a newer serial has had the older change).
+   */
+  earlier: Version[];
 }
+
+/** Most replaced versions a watch carries (a secondary down while changes pile up). */
+const MAX_EARLIER = 64;
 
 export class PropagationTracker {
   private readonly sockets = new Map<4 | 6, Socket>();
@@ -74,7 +86,8 @@ export class PropagationTracker {
       const key = `${s.name}|${zone}`;
       const prev = this.watches.get(key);
       if (prev?.timer) clearTimeout(prev.timer);
-      const w: Watch = { zone, target: serial >>> 0, since: performance.now(), sinceWall: Date.now(), timer: null, done: false };
+      const earlier = prev && !prev.done ? [...prev.earlier, { target: prev.target, since: prev.since, sinceWall: prev.sinceWall }].slice(-MAX_EARLIER) : [];
+      const w: Watch = { zone, target: serial >>> 0, since: performance.now(), sinceWall: Date.now(), timer: null, done: false, earlier };
       this.watches.set(key, w);
       void this.poll(s, w);
     }
@@ -140,14 +153,17 @@ export class PropagationTracker {
     const reached = serial !== null && !serialLess(serial, w.target);
     const behindAfter = this.opts.behindAfterMs ?? 60_000;
     this.opts.onSerial?.(s.name, w.zone, serial, !reached && elapsed >= behindAfter);
+    const at = w.since + elapsed;
+    if (serial !== null && w.earlier.length > 0) {
+      // versions replaced before they were seen served: served now (or earlier) if this serial has them
+      const seen = w.earlier.filter((v) => !serialLess(serial, v.target));
+      w.earlier = w.earlier.filter((v) => serialLess(serial, v.target));
+      for (const v of seen) this.markServed(s.name, w.zone, v, at);
+      if (seen.length > 0 && !reached) for (const check of [...this.waiters]) check();
+    }
     if (reached) {
       w.done = true;
-      const servedKey = `${s.name}|${w.zone}|${w.target}`;
-      if (!this.served.has(servedKey)) {
-        this.served.set(servedKey, w.sinceWall + elapsed);
-        this.trimServed();
-        this.opts.onServed?.(s.name, w.zone, w.target, elapsed / 1000);
-      }
+      this.markServed(s.name, w.zone, w, at);
       for (const check of [...this.waiters]) check();
       return;
     }
@@ -159,6 +175,15 @@ export class PropagationTracker {
     }
     w.timer = setTimeout(() => void this.poll(s, w), wait);
     w.timer.unref();
+  }
+
+  /** Records that `secondary` served `v` of `zone` at `at` (performance.now()), once. */
+  private markServed(secondary: string, zone: string, v: Version, at: number): void {
+    const servedKey = `${secondary}|${zone}|${v.target}`;
+    if (this.served.has(servedKey)) return;
+    this.served.set(servedKey, v.sinceWall + (at - v.since));
+    this.trimServed();
+    this.opts.onServed?.(secondary, zone, v.target, (at - v.since) / 1000);
   }
 
   /** Keeps the served record bounded (the oldest entries go first). */

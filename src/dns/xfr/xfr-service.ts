@@ -19,12 +19,13 @@
 import type { Logger } from 'pino';
 import type { HostPort } from '../../core/addresses.js';
 import type { AddressOverlay, ZoneSet } from '../engine/engine.js';
-import { snapshotZoneAsync, type ZoneSnapshot } from '../engine/snapshot.js';
+import { isTouchingOverlay, nextSnapshotAsync, snapshotZoneAsync, type ZoneSnapshot } from '../engine/snapshot.js';
 import type { Remote, TransferHandler } from '../server/dns-server.js';
 import type { Responder } from '../server/responder.js';
 import { Rcode, RRClass, RRType } from '../wire/constants.js';
 import { decodeMessage, encodeMessage, type Message, type RecordInput } from '../wire/message.js';
-import { Journal } from './journal.js';
+import type { Zone } from '../zone/zone.js';
+import { Journal, serialLess, type ZoneDiff } from './journal.js';
 import type { JournalStore } from './journal-files.js';
 import type { Notifier } from './notify.js';
 import type { Propagated, PropagationTracker } from './propagation.js';
@@ -50,6 +51,8 @@ export interface TransferServiceOptions {
   notifier?: Notifier;
   /** Asks the secondaries for each new serial until they serve it. */
   tracker?: PropagationTracker;
+  /** The catalog zone's name (transferred and NOTIFYed, not watched for propagation). */
+  catalog?: string | null;
   /** Keeps the journals across restarts. */
   journals?: JournalStore;
   logger: Logger;
@@ -61,6 +64,9 @@ export interface TransferServiceOptions {
 interface Version {
   snapshot: ZoneSnapshot;
   journal: Journal;
+  /** What the snapshot was made from: the next one is a step from it when only the overlay changed. */
+  zone: Zone;
+  overlay: AddressOverlay | undefined;
 }
 
 const UNKNOWN = 'other';
@@ -120,14 +126,15 @@ export class TransferService implements TransferHandler {
   async propagation(timeoutMs = 60_000): Promise<Propagated | null> {
     if (!this.opts.tracker || this.opts.tracker.secondaries.length === 0) return null;
     if (this.updating) await this.updating;
-    const targets = new Map([...this.versions].map(([z, v]) => [z, v.snapshot.serial]));
+    const targets = new Map([...this.versions].filter(([z]) => z !== this.opts.catalog).map(([z, v]) => [z, v.snapshot.serial]));
     return this.opts.tracker.waitFor(targets, timeoutMs);
   }
 
   /** NOTIFY the zone's secondaries and watch them serve its serial. */
   private announce(snapshot: ZoneSnapshot): void {
     void this.opts.notifier?.notify(snapshot.origin, { ttl: snapshot.soa.ttl, rdata: snapshot.soa.rdata });
-    this.opts.tracker?.expect(snapshot.origin, snapshot.serial);
+    // the catalog zone is for Knot and BIND only (NSD has none, Knot refuses queries for it): not watched
+    if (snapshot.origin !== this.opts.catalog) this.opts.tracker?.expect(snapshot.origin, snapshot.serial);
   }
 
   /** The served serial of each zone as transfers give it. */
@@ -140,16 +147,21 @@ export class TransferService implements TransferHandler {
     const seen = new Set<string>();
     for (const zone of zones.zones()) {
       seen.add(zone.origin);
-      const next = await snapshotZoneAsync(zone, overlay, { zones });
       const prev = this.versions.get(zone.origin);
-      if (prev && prev.snapshot.digest === next.digest && prev.snapshot.serial === next.serial) continue;
+      const { next, diff } = await this.snapshotOf(zone, overlay, zones, prev);
+      if (prev && prev.snapshot.digest === next.digest && prev.snapshot.serial === next.serial) {
+        prev.overlay = overlay; // the same content: a snapshot with this overlay too
+        continue;
+      }
       let journal = prev?.journal;
-      if (prev) {
+      if (prev && diff) {
+        this.recordStep(journal!, prev.snapshot, next, diff);
+      } else if (prev) {
         await journal!.recordAsync(prev.snapshot, next);
       } else {
         journal = this.restored(zone.origin, next);
       }
-      this.versions.set(zone.origin, { snapshot: next, journal: journal! });
+      this.versions.set(zone.origin, { snapshot: next, journal: journal!, zone, overlay });
       if (prev || journal!.length === 0) this.saveJournal(zone.origin, journal!);
       if (prev && prev.snapshot.serial === next.serial) {
         this.log.warn({ zone: zone.origin, serial: next.serial }, 'zone content changed without a serial change: secondaries will not see it (raise the serial in the zone file)');
@@ -157,6 +169,30 @@ export class TransferService implements TransferHandler {
       if (this.notifying) this.announce(next);
     }
     for (const z of [...this.versions.keys()]) if (!seen.has(z)) this.versions.delete(z);
+  }
+
+  /**
+   * What `zone` serves with `overlay`: when only the overlay changed since `prev` (the same zone
+   * object, overlays that list what they touch), a step from it with its diff (work for the
+   * records the overlays touch only); else (or should the step fail) a full snapshot, the
+   * zone's address index built along.
+   */
+  private async snapshotOf(zone: Zone, overlay: AddressOverlay | undefined, zones: ZoneSet, prev: Version | undefined): Promise<{ next: ZoneSnapshot; diff?: ZoneDiff }> {
+    if (prev && prev.zone === zone && isTouchingOverlay(prev.overlay) && isTouchingOverlay(overlay)) {
+      try {
+        const step = await nextSnapshotAsync(prev.snapshot, zone, prev.overlay, overlay, { zones });
+        return { next: step.snapshot, diff: step.diff };
+      } catch (err) {
+        this.log.error({ zone: zone.origin, err: (err as Error).message }, 'incremental zone snapshot failed; taking a full one');
+      }
+    }
+    return { next: await snapshotZoneAsync(zone, overlay, { zones, index: true }) };
+  }
+
+  /** Journal.record with the diff already known: appended when it continues the journal with a higher serial, else the journal restarts. */
+  private recordStep(journal: Journal, from: ZoneSnapshot, to: ZoneSnapshot, diff: ZoneDiff): void {
+    if (serialLess(from.serial, to.serial) && (journal.serial === undefined || (journal.serial === from.serial && journal.digest === from.digest))) journal.add(diff);
+    else journal.reset(to);
   }
 
   /**
