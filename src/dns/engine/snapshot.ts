@@ -410,6 +410,18 @@ function* treeAbove(leaves: Buffer, slicer: Slicer): Generator<void, Buffer[]> {
 }
 
 /** The snapshot digest: its origin and the root of its digest tree. */
+/** A finished snapshot: its serial read from the SOA, its digest from the tree (kept for the next step). */
+function sealed(
+  origin: string,
+  soa: SnapshotRecord,
+  columns: Pick<ZoneSnapshot, 'count' | 'owners' | 'ownerIndex' | 'types' | 'ttls' | 'rdataEnds' | 'rdata'>,
+  tree: Buffer[],
+): ZoneSnapshot {
+  const snapshot: ZoneSnapshot = { origin, serial: soa.rdata.readUInt32BE(soa.rdata.length - 20), soa, ...columns, digest: digestOf(origin, tree) };
+  digestTrees.set(snapshot, tree);
+  return snapshot;
+}
+
 function digestOf(origin: string, levels: Buffer[]): string {
   return createHash('sha256').update(origin + '\n').update(levels[levels.length - 1]).digest('hex');
 }
@@ -617,21 +629,7 @@ export function* snapshotSteps(
     }
     addressIndexes.set(zone, { owners: order.length, apex: pos[owners.indexOf(zone.origin)], byAddress });
   }
-  const snapshot: ZoneSnapshot = {
-    origin: zone.origin,
-    serial: soa.rdata.readUInt32BE(soa.rdata.length - 20),
-    soa,
-    count,
-    owners: sortedOwners,
-    ownerIndex,
-    types,
-    ttls,
-    rdataEnds,
-    rdata,
-    digest: digestOf(zone.origin, tree),
-  };
-  digestTrees.set(snapshot, tree);
-  return snapshot;
+  return sealed(zone.origin, soa, { count, owners: sortedOwners, ownerIndex, types, ttls, rdataEnds, rdata }, tree);
 }
 
 /**
@@ -876,20 +874,7 @@ export function* nextSnapshotSteps(
     }
     tree = yield* treeAbove(leaves, slicer);
   }
-  const snapshot: ZoneSnapshot = {
-    origin: zone.origin,
-    serial: soa.rdata.readUInt32BE(soa.rdata.length - 20),
-    soa,
-    count,
-    owners: prev.owners,
-    ownerIndex,
-    types,
-    ttls,
-    rdataEnds,
-    rdata,
-    digest: digestOf(zone.origin, tree),
-  };
-  digestTrees.set(snapshot, tree);
+  const snapshot = sealed(zone.origin, soa, { count, owners: prev.owners, ownerIndex, types, ttls, rdataEnds, rdata }, tree);
 
   // the diff: the rendered owners' old records against their new ones, as journal.ts diffSteps
   const deleted: SnapshotRecord[] = [];

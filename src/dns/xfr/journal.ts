@@ -221,6 +221,19 @@ export class Journal {
    * otherwise, or when the serial does not increase, the journal restarts at `to`.
    */
   record(from: ZoneSnapshot, to: ZoneSnapshot): RecordResult {
+    return this.unchangedOrReset(from, to) ?? this.recordDiff(from, to, diffSnapshots(from, to));
+  }
+
+  /** {@link record} with the diff already computed (an incremental snapshot step gives it). */
+  recordDiff(from: ZoneSnapshot, to: ZoneSnapshot, diff: ZoneDiff): RecordResult {
+    const early = this.unchangedOrReset(from, to);
+    if (early) return early;
+    this.add(diff);
+    return 'recorded';
+  }
+
+  /** 'unchanged' or 'reset' (done) when `to` is not a next version after `from`; null when it is. */
+  private unchangedOrReset(from: ZoneSnapshot, to: ZoneSnapshot): RecordResult | null {
     if (from.digest === to.digest && from.serial === to.serial) {
       if (!this.current) this.current = { serial: to.serial, digest: to.digest };
       return 'unchanged';
@@ -229,28 +242,16 @@ export class Journal {
       this.reset(to);
       return 'reset';
     }
-    this.add(diffSnapshots(from, to));
-    return 'recorded';
+    return null;
   }
 
   /** {@link record} with the diff computed in slices. */
   async recordAsync(from: ZoneSnapshot, to: ZoneSnapshot, opts: SliceOptions = {}): Promise<RecordResult> {
-    if (from.digest === to.digest && from.serial === to.serial) {
-      if (!this.current) this.current = { serial: to.serial, digest: to.digest };
-      return 'unchanged';
-    }
-    if (!this.follows(from, to)) {
-      this.reset(to);
-      return 'reset';
-    }
+    const early = this.unchangedOrReset(from, to);
+    if (early) return early;
     const diff = await diffSnapshotsAsync(from, to, opts);
     // the journal may have moved while the diff was computed
-    if (!this.follows(from, to)) {
-      this.reset(to);
-      return 'reset';
-    }
-    this.add(diff);
-    return 'recorded';
+    return this.recordDiff(from, to, diff);
   }
 
   private follows(from: ZoneSnapshot, to: ZoneSnapshot): boolean {

@@ -25,7 +25,7 @@ import type { Responder } from '../server/responder.js';
 import { Rcode, RRClass, RRType } from '../wire/constants.js';
 import { decodeMessage, encodeMessage, type Message, type RecordInput } from '../wire/message.js';
 import type { Zone } from '../zone/zone.js';
-import { Journal, serialLess, type ZoneDiff } from './journal.js';
+import { Journal, type ZoneDiff } from './journal.js';
 import type { JournalStore } from './journal-files.js';
 import type { Notifier } from './notify.js';
 import type { Propagated, PropagationTracker } from './propagation.js';
@@ -155,7 +155,7 @@ export class TransferService implements TransferHandler {
       }
       let journal = prev?.journal;
       if (prev && diff) {
-        this.recordStep(journal!, prev.snapshot, next, diff);
+        journal!.recordDiff(prev.snapshot, next, diff);
       } else if (prev) {
         await journal!.recordAsync(prev.snapshot, next);
       } else {
@@ -187,12 +187,6 @@ export class TransferService implements TransferHandler {
       }
     }
     return { next: await snapshotZoneAsync(zone, overlay, { zones, index: true }) };
-  }
-
-  /** Journal.record with the diff already known: appended when it continues the journal with a higher serial, else the journal restarts. */
-  private recordStep(journal: Journal, from: ZoneSnapshot, to: ZoneSnapshot, diff: ZoneDiff): void {
-    if (serialLess(from.serial, to.serial) && (journal.serial === undefined || (journal.serial === from.serial && journal.digest === from.digest))) journal.add(diff);
-    else journal.reset(to);
   }
 
   /**

@@ -14,18 +14,7 @@ import {
 import { diffSnapshots } from '../../../src/dns/xfr/journal.js';
 import type { Zone } from '../../../src/dns/zone/zone.js';
 import { bigZoneText, fixtureZones, overlay, zoneOf } from '../xfr/fixture.js';
-
-/** mulberry32: a small seeded PRNG, so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as rng } from '../tiny-dns.js';
 
 interface Pool {
   v4: string[];
