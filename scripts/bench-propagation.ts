@@ -2,10 +2,13 @@
  * npm run bench:propagation: how fast a change made through the API is served by the public
  * nameservers, the controller being their hidden primary (target: p99 under 100 ms on each).
  *
- * Runs (BENCH_SIZES, default `1000,100000,1000+100000`): the records of the measured zone
+ * Runs (BENCH_SIZES, default `1000,100000:100,1000+100000`): the records of the measured zone
  * bench.test (test/support/hidden-primary-lab.ts zoneText: srv-42's addresses in about 40% of
- * its names), then, after a `+`, those of other zones served beside it with none of srv-42's
- * addresses (every change bumps their serials too, so they are transferred on each change). Per
+ * its names, or, after a `:`, on that many names only — a cutover then changes those names, as
+ * when the server hosts a few sites of a large zone), then, after a `+`, those of other zones
+ * served beside it with none of srv-42's addresses (a change does not touch them: their serials
+ * stay, nothing of them is transferred). `100000` alone is the heavy case: every cutover
+ * rewrites about 31,000 names, an IXFR of about 62,000 records. Per
  * run one controller (the built CLI, dry-run routing) and NSD 4.6, Knot 3.2 and BIND 9.18 as its
  * secondaries (configured from deploy/secondaries/, TSIG hmac-sha256, talking to the controller
  * directly). Then BENCH_CHANGES changes (default 100): cutover and cutback of srv-42 in turn
@@ -20,8 +23,9 @@
  * installs them). Prints figures, asserts nothing; every process and temp directory is removed at
  * the end, also on failure and SIGINT/SIGTERM.
  *
- *   BENCH_SIZES (default 1000,100000,1000+100000), BENCH_CHANGES (default 100),
- *   BENCH_POLL_MS (default 3), BENCH_GAP_MS (default 0)
+ *   BENCH_SIZES (default 1000,100000:100,1000+100000), BENCH_CHANGES (default 100),
+ *   BENCH_POLL_MS (default 3), BENCH_GAP_MS (default 0), BENCH_LOGS (a directory: each run's
+ *   secondary and controller logs are written there)
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,13 +38,27 @@ import {
 import { SECONDARY_KINDS, startSecondary, type Secondary, type SecondaryKind } from '../test/support/secondaries.js';
 
 const num = (v: string | undefined, d: number) => (v !== undefined && Number.isFinite(Number(v)) && Number(v) >= 0 ? Number(v) : d);
-/** Each run: the measured zone's records, then the records of other zones served beside it ("1000+100000"). */
-const RUNS = (process.env.BENCH_SIZES ?? '1000,100000,1000+100000').split(',')
-  .map((spec) => spec.split('+').map((x) => Number(x.trim())))
-  .filter((sizes) => sizes.every((n) => Number.isInteger(n) && n >= 8));
+/** One run: the measured zone's records (and on how many names srv-42's addresses are: all of its kind when undefined), then other zones' records. */
+interface Run {
+  sizes: number[];
+  serverNames?: number;
+}
+/** "1000", "100000:100", "1000+100000". */
+const RUNS: Run[] = (process.env.BENCH_SIZES ?? '1000,100000:100,1000+100000').split(',').map((spec) => {
+  const [zones, names] = spec.trim().split(':');
+  const sizes = zones.split('+').map((x) => Number(x.trim()));
+  const serverNames = names === undefined ? undefined : Number(names);
+  if (!sizes.every((n) => Number.isInteger(n) && n >= 8) || (serverNames !== undefined && !(Number.isInteger(serverNames) && serverNames >= 1))) {
+    throw new Error(`BENCH_SIZES: "${spec}" is not RECORDS[:SERVER_NAMES][+OTHER_RECORDS...] (records at least 8)`);
+  }
+  return { sizes, serverNames };
+});
+const runLabel = (r: Run) => `${r.sizes[0]}${r.serverNames !== undefined ? `:${r.serverNames}` : ''}${r.sizes.slice(1).map((n) => `+${n}`).join('')}`;
 const CHANGES = Math.max(1, Math.floor(num(process.env.BENCH_CHANGES, 100)));
 const POLL_MS = Math.max(1, num(process.env.BENCH_POLL_MS, 3));
 const GAP_MS = num(process.env.BENCH_GAP_MS, 0);
+/** Where to keep each run's logs (secondaries and controller), when set. */
+const LOGS_DIR = process.env.BENCH_LOGS;
 const ZONE = 'bench.test.';
 /** Bounds the wait for one change; a secondary that misses it is counted, not waited for. */
 const CHANGE_TIMEOUT_MS = 30_000;
@@ -146,8 +164,7 @@ function phases(transfers: LoggedTransfer[], responses: number[], served: number
 }
 
 interface SizeResult {
-  /** The measured zone's records, then the other zones'. */
-  sizes: number[];
+  run: Run;
   /** ms from the API response to the first answer with the new serial, per secondary (null: missed). */
   times: Map<SecondaryKind, (number | null)[]>;
   /** ms of the API calls (request to response). */
@@ -160,7 +177,8 @@ interface SizeResult {
   setupMs: number;
 }
 
-async function runSize(sizes: number[]): Promise<SizeResult> {
+async function runSize(run: Run): Promise<SizeResult> {
+  const { sizes } = run;
   const size = sizes[0];
   const others = sizes.slice(1).map((n, i) => ({ zone: `other${i + 1}.test.`, records: n }));
   const t0 = performance.now();
@@ -168,7 +186,7 @@ async function runSize(sizes: number[]): Promise<SizeResult> {
   cleanups.push(async () => rmSync(base, { recursive: true, force: true }));
   const zonesDir = join(base, 'zones');
   mkdirSync(zonesDir);
-  writeFileSync(join(zonesDir, `${ZONE.slice(0, -1)}.zone`), zoneText(ZONE, size, 1));
+  writeFileSync(join(zonesDir, `${ZONE.slice(0, -1)}.zone`), zoneText(ZONE, size, 1, { serverNames: run.serverNames }));
   for (const o of others) writeFileSync(join(zonesDir, `${o.zone.slice(0, -1)}.zone`), zoneText(o.zone, o.records, 1, { withServer: false }));
   const allZones = [ZONE, ...others.map((o) => o.zone)];
   const secret = randomBytes(32).toString('base64');
@@ -243,18 +261,25 @@ async function runSize(sizes: number[]): Promise<SizeResult> {
   const after = propagationHistograms((await ctl.get('/metrics', false)).body);
   const controller = new Map(SECONDARY_KINDS.map((k) => [k as string, delta(after.get(k), before.get(k))]));
   const transfers = loggedTransfers(ctl.output(), logFrom);
+  if (LOGS_DIR) {
+    mkdirSync(LOGS_DIR, { recursive: true });
+    for (const [k, s] of secs) writeFileSync(join(LOGS_DIR, `${runLabel(run)}-${k}.log`), s.log());
+    writeFileSync(join(LOGS_DIR, `${runLabel(run)}-controller.log`), ctl.output());
+  }
   await cleanup();
-  return { sizes, times, api, controller, transfers, responses, served, setupMs };
+  return { run, times, api, controller, transfers, responses, served, setupMs };
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:propagation: ${CHANGES} changes (cutover/cutback of ${SERVER} in turn) per run (${RUNS.map((r) => r.join('+')).join(', ')} records; after a +: other zones served beside, none of ${SERVER}'s addresses in them); secondaries polled every ${POLL_MS} ms; gap ${GAP_MS} ms`);
+  console.log(`bench:propagation: ${CHANGES} changes (cutover/cutback of ${SERVER} in turn) per run (${RUNS.map(runLabel).join(', ')} records; after a colon: names carrying ${SERVER}'s addresses; after a +: other zones served beside, none of ${SERVER}'s addresses in them); secondaries polled every ${POLL_MS} ms; gap ${GAP_MS} ms`);
   console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const results: SizeResult[] = [];
-  for (const sizes of RUNS) {
-    const r = await runSize(sizes);
+  for (const run of RUNS) {
+    const r = await runSize(run);
     results.push(r);
-    const what = sizes.length > 1 ? `${sizes[0]} records (zone ${ZONE}) beside ${sizes.slice(1).join(' + ')} records of other zones (whose serials every change bumps too)` : `${sizes[0]} records`;
+    const { sizes } = run;
+    const names = run.serverNames !== undefined ? `, ${SERVER}'s addresses on ${run.serverNames} names` : `, ${SERVER}'s addresses on about 40% of the names`;
+    const what = sizes.length > 1 ? `${sizes[0]} records (zone ${ZONE}${names}) beside ${sizes.slice(1).join(' + ')} records of other zones (untouched by the changes)` : `${sizes[0]} records${names}`;
     console.log(`\n${what}: setup (controller, 3 secondaries, first transfers) ${Math.round(r.setupMs)} ms; API call p50 ${f1(percentile([...r.api].sort((a, b) => a - b), 50))} ms`);
     console.log('  from the API response to the new serial served (this bench polling each secondary):');
     console.log('  secondary  changes  p50 ms  p99 ms  max ms  missed');

@@ -1,11 +1,15 @@
 /**
  * Composes what DNS must answer from its sources (server cutovers, account moves, lowered TTLs)
- * and publishes it to the DNS engine in one step. A change is staged first: the served SOA serials
- * are bumped when what DNS answers changes, and the bump is committed with the rest of the change
+ * and publishes it to the DNS engine in one step. A change is staged first: the SOA serial of each
+ * zone whose answers change is bumped, and the bumps are committed with the rest of the change
  * (so serials never go back, also across restarts); the new answers are published only once that
- * commit succeeded.
+ * commit succeeded. Zones a change does not touch keep their serial (their secondaries transfer
+ * nothing); when DNS cannot tell which zones a change touches, every zone is bumped.
+ *
+ * Stored: `soa_serial_bump` (added to every zone's serial) and `soa_serial_bump:<zone>` (added
+ * to that zone's on top); both only grow (mod 2^32).
  */
-import { compileOverlay, type AccountOverlay, type LoweredTtl, type ServerOverlay } from '../core/overlay.js';
+import { compileOverlay, overlayDelta, type AccountOverlay, type CompiledOverlay, type LoweredTtl, type ServerOverlay } from '../core/overlay.js';
 import type { DnsOverlayPort, Propagated, ServerOverlaySink, StagedChange, StateStore } from '../core/ports.js';
 import { addressBytes } from '../core/addresses.js';
 
@@ -24,6 +28,8 @@ export interface DnsAnswer {
 export type DnsAnswerLookup = (address: { address: string; family: 4 | 6 }, zone?: string) => DnsAnswer;
 
 const BUMP_KEY = 'soa_serial_bump';
+const ZONE_BUMP_PREFIX = 'soa_serial_bump:';
+const next32 = (n: number) => (n + 1) % 0x100000000;
 
 /** The sources DNS answers from; a staged change names only those it changes. */
 export interface OverlaySources {
@@ -36,8 +42,13 @@ export class OverlayComposer implements ServerOverlaySink {
   private servers: ServerOverlay[] = [];
   private accounts: AccountOverlay[] = [];
   private lowered: LoweredTtl[] = [];
+  /** Added to every zone's serial. */
   private bump: number;
+  /** Added to a zone's serial on top of `bump`. */
+  private readonly zoneBumps = new Map<string, number>();
   private signature = signatureOf([], [], []);
+  /** What is published now (null: nothing to change). */
+  private published: CompiledOverlay | null = null;
 
   /** When each secondary serves what was just published (see DnsOverlayPort.propagation). */
   propagation(): Promise<Propagated | null> {
@@ -46,6 +57,7 @@ export class OverlayComposer implements ServerOverlaySink {
 
   constructor(private readonly deps: { dns: DnsOverlayPort; store: StateStore; ttlCap: number }) {
     this.bump = Number(deps.store.getMeta(BUMP_KEY) ?? 0) || 0;
+    for (const [key, value] of deps.store.metaEntries(ZONE_BUMP_PREFIX)) this.zoneBumps.set(key.slice(ZONE_BUMP_PREFIX.length), Number(value) || 0);
   }
 
   /**
@@ -58,9 +70,15 @@ export class OverlayComposer implements ServerOverlaySink {
     const accounts = next.accounts ? [...next.accounts] : undefined;
     const lowered = next.lowered ? [...next.lowered] : undefined;
     const changed = signatureOf(servers ?? this.servers, accounts ?? this.accounts, lowered ?? this.lowered) !== this.signature;
-    const bump = changed ? (this.bump + 1) % 0x100000000 : this.bump;
+    const meta: Record<string, string> = {};
+    if (changed) {
+      const candidate = compileOverlay({ servers: servers ?? this.servers, accounts: accounts ?? this.accounts, lowered: lowered ?? this.lowered, ttlCap: this.deps.ttlCap });
+      const zones = this.deps.dns.zonesChangedBy?.(overlayDelta(this.published, candidate)) ?? 'all';
+      if (zones === 'all') meta[BUMP_KEY] = String(next32(this.bump));
+      else for (const z of zones) meta[ZONE_BUMP_PREFIX + z] = String(next32(this.zoneBumps.get(z) ?? 0));
+    }
     return {
-      change: changed ? { meta: { [BUMP_KEY]: String(bump) } } : {},
+      change: Object.keys(meta).length > 0 ? { meta } : {},
       apply: () => {
         if (servers) this.servers = servers;
         if (accounts) this.accounts = accounts;
@@ -68,7 +86,10 @@ export class OverlayComposer implements ServerOverlaySink {
         const signature = signatureOf(this.servers, this.accounts, this.lowered);
         if (signature === this.signature) return; // the same answers: nothing to publish
         this.signature = signature;
-        if (changed) this.bump = bump;
+        for (const [key, value] of Object.entries(meta)) {
+          if (key === BUMP_KEY) this.bump = Number(value);
+          else this.zoneBumps.set(key.slice(ZONE_BUMP_PREFIX.length), Number(value));
+        }
         this.publish();
       },
     };
@@ -97,9 +118,7 @@ export class OverlayComposer implements ServerOverlaySink {
    * composed exactly as it is published to DNS (one compilation for every question asked of it).
    */
   answers(): DnsAnswerLookup {
-    const compiled = compileOverlay({
-      servers: this.servers, accounts: this.accounts, lowered: this.lowered, ttlCap: this.deps.ttlCap, serialBump: this.bump,
-    });
+    const compiled = this.compiled();
     const servers = [...this.servers];
     const accounts = [...this.accounts];
     return (address, zone) => {
@@ -121,15 +140,20 @@ export class OverlayComposer implements ServerOverlaySink {
     };
   }
 
-  /** The serial bump currently served. */
-  get serialBump(): number {
-    return this.bump;
+  /** The serial bump currently served for `zone` (a zone key). */
+  serialBump(zone: string): number {
+    return (this.bump + (this.zoneBumps.get(zone) ?? 0)) % 0x100000000;
+  }
+
+  private compiled(): CompiledOverlay | null {
+    return compileOverlay({
+      servers: this.servers, accounts: this.accounts, lowered: this.lowered, ttlCap: this.deps.ttlCap, serialBump: this.bump, zoneSerialBumps: this.zoneBumps,
+    });
   }
 
   private publish(): void {
-    this.deps.dns.apply(compileOverlay({
-      servers: this.servers, accounts: this.accounts, lowered: this.lowered, ttlCap: this.deps.ttlCap, serialBump: this.bump,
-    }));
+    this.published = this.compiled();
+    this.deps.dns.apply(this.published);
   }
 }
 

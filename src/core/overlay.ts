@@ -5,8 +5,11 @@
  * - An account moved to a transit: the same, but only in that account's zones.
  * - TTLs lowered ahead of a scheduled reinstall: records carrying a server's addresses keep their
  *   data and get a capped TTL.
- * - Every change bumps the SOA serials served (RFC 1982), so secondaries pick it up, and a lifted
- *   overlay never brings a serial back.
+ * - Every change bumps the SOA serial served by each zone whose answers it changes (RFC 1982), so
+ *   secondaries pick it up, and a lifted overlay never brings a serial back. A zone's bump is a
+ *   bump shared by every zone plus the zone's own ({@link OverlayInput}).
+ * {@link overlayDelta} tells which addresses a change can affect, so that only the zones serving
+ * them are bumped.
  * Pure: compiled into one lookup for the engine.
  */
 import { addressBytes } from './addresses.js';
@@ -43,8 +46,8 @@ export interface LoweredTtl {
 /** What the engine reads. */
 export interface CompiledOverlay {
   readonly ttlCap: number;
-  /** Added to every served SOA serial. */
-  readonly serialBump: number;
+  /** Added to the served SOA serial of `zone` (a zone key). */
+  serialBump(zone: string): number;
   /** The replacement of an address in a record of `zone`, or undefined. */
   replacement(address: Buffer, zone: string): Buffer | undefined;
   /** A TTL cap for a record carrying `address` that is not rewritten, or undefined. */
@@ -55,6 +58,21 @@ export interface CompiledOverlay {
    * record carrying none of them is served as in the zone file.
    */
   touched(): Iterable<string>;
+  /**
+   * The base addresses (as in `touched`) whose served form may differ from what `prev` gives, in
+   * any zone (a superset is allowed, never a subset); serial bumps are not included.
+   */
+  changedSince(prev: CompiledOverlay | null | undefined): Iterable<string>;
+}
+
+/**
+ * What a change of the overlay can affect: the base addresses (latin1 keys, as in `touched`)
+ * whose replacement or TTL may differ in every zone, and those that may differ only in some
+ * zones (account moves). A record carrying none of them is served as before.
+ */
+export interface OverlayDelta {
+  anyZone: ReadonlySet<string>;
+  byZone: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export interface OverlayInput {
@@ -62,8 +80,22 @@ export interface OverlayInput {
   accounts?: Iterable<AccountOverlay>;
   lowered?: Iterable<LoweredTtl>;
   ttlCap: number;
+  /** Added to every zone's serial (default 0). */
   serialBump?: number;
+  /** Added to a zone's serial on top of `serialBump`, by zone key. */
+  zoneSerialBumps?: ReadonlyMap<string, number>;
 }
+
+/** The compiled parts of an overlay, for {@link overlayDelta}. */
+interface Parts {
+  global: ReadonlyMap<string, Buffer>;
+  byZone: ReadonlyMap<string, ReadonlyMap<string, Buffer>>;
+  lowered: ReadonlyMap<string, number>;
+  ttlCap: number;
+}
+
+const partsOf = new WeakMap<CompiledOverlay, Parts>();
+const NO_PARTS: Parts = { global: new Map(), byZone: new Map(), lowered: new Map(), ttlCap: NaN };
 
 const key = (address: string, family: 4 | 6) => addressBytes({ address, family }).toString('latin1');
 
@@ -85,11 +117,14 @@ export function compileOverlay(input: OverlayInput): CompiledOverlay | null {
   for (const l of input.lowered ?? []) {
     for (const a of l.addresses) lowered.set(key(a.address, a.family), Math.min(l.ttl, lowered.get(key(a.address, a.family)) ?? Infinity));
   }
-  const serialBump = input.serialBump ?? 0;
-  if (global.size === 0 && byZone.size === 0 && lowered.size === 0 && serialBump === 0) return null;
-  return {
+  const shared = input.serialBump ?? 0;
+  const own = new Map([...(input.zoneSerialBumps ?? [])].filter(([, b]) => b % 0x100000000 !== 0));
+  if (global.size === 0 && byZone.size === 0 && lowered.size === 0 && shared % 0x100000000 === 0 && own.size === 0) return null;
+  const compiled: CompiledOverlay = {
     ttlCap: input.ttlCap,
-    serialBump,
+    serialBump(zone) {
+      return (shared + (own.get(zone) ?? 0)) % 0x100000000;
+    },
     replacement(address, zone) {
       const k = address.toString('latin1');
       return global.get(k) ?? byZone.get(zone)?.get(k);
@@ -103,5 +138,53 @@ export function compileOverlay(input: OverlayInput): CompiledOverlay | null {
       for (const k of lowered.keys()) all.add(k);
       return all;
     },
+    changedSince(prev) {
+      const d = overlayDelta(prev ?? null, compiled);
+      const all = new Set(d.anyZone);
+      for (const keys of d.byZone.values()) for (const k of keys) all.add(k);
+      return all;
+    },
   };
+  partsOf.set(compiled, { global, byZone, lowered, ttlCap: input.ttlCap });
+  return compiled;
+}
+
+/**
+ * The addresses whose served form may differ between two overlays ({@link OverlayDelta}). An
+ * overlay not made by {@link compileOverlay} counts as changing everything it touches.
+ */
+export function overlayDelta(before: CompiledOverlay | null, after: CompiledOverlay | null): OverlayDelta {
+  const a = before ? partsOf.get(before) : NO_PARTS;
+  const b = after ? partsOf.get(after) : NO_PARTS;
+  if (!a || !b) {
+    const anyZone = new Set<string>();
+    for (const o of [before, after]) if (o) for (const k of o.touched()) anyZone.add(k);
+    return { anyZone, byZone: new Map() };
+  }
+  const anyZone = new Set<string>();
+  if (a !== NO_PARTS && b !== NO_PARTS && a.ttlCap !== b.ttlCap) {
+    // another cap: every rewritten record may take another TTL
+    for (const p of [a, b]) {
+      for (const k of p.global.keys()) anyZone.add(k);
+      for (const m of p.byZone.values()) for (const k of m.keys()) anyZone.add(k);
+    }
+  }
+  differing(a.global, b.global, (x, y) => x.equals(y), anyZone);
+  differing(a.lowered, b.lowered, (x, y) => x === y, anyZone);
+  const byZone = new Map<string, Set<string>>();
+  for (const zone of new Set([...a.byZone.keys(), ...b.byZone.keys()])) {
+    const keys = new Set<string>();
+    differing(a.byZone.get(zone) ?? new Map(), b.byZone.get(zone) ?? new Map(), (x, y) => x.equals(y), keys);
+    if (keys.size > 0) byZone.set(zone, keys);
+  }
+  return { anyZone, byZone };
+}
+
+/** Adds to `out` every key present in one map only or with different values. */
+function differing<V>(x: ReadonlyMap<string, V>, y: ReadonlyMap<string, V>, same: (p: V, q: V) => boolean, out: Set<string>): void {
+  for (const [k, v] of x) {
+    const w = y.get(k);
+    if (w === undefined || !same(v, w)) out.add(k);
+  }
+  for (const k of y.keys()) if (!x.has(k)) out.add(k);
 }

@@ -93,6 +93,8 @@ export interface StateStore {
    */
   commit(change: StateChange): void;
   getMeta(key: string): string | undefined;
+  /** Every meta value whose key starts with `prefix`, by key. */
+  metaEntries(prefix: string): Map<string, string>;
   /** Every stored migration record (finished ones included). */
   migrations(): unknown[];
   /** Inventory edits made through the API, oldest first, with when each was stored (ms since the epoch). */
@@ -106,6 +108,11 @@ export type Propagated = Record<string, number | null>;
 /** The DNS side of a cutover: makes a compiled overlay active in every answer sent afterwards. */
 export interface DnsOverlayPort {
   apply(overlay: import('./overlay.js').CompiledOverlay | null): void;
+  /**
+   * The served zones whose answers a change of the overlay may alter (a superset is allowed, never
+   * a subset): their serials are bumped. 'all' when it cannot tell (then every zone is bumped).
+   */
+  zonesChangedBy?(delta: import('./overlay.js').OverlayDelta): readonly string[] | 'all';
   /**
    * Called right after `apply`: resolves when each secondary serves what is answered now (null
    * when there are no secondaries). Never rejects.

@@ -10,6 +10,7 @@ import type { Config } from '../config/config.js';
 import { parseAddress, type IpAddress } from '../core/addresses.js';
 import type { DnsOverlayPort } from '../core/ports.js';
 import { ZoneSet } from './engine/engine.js';
+import { zonesChangedBy } from './engine/snapshot.js';
 import { createDnsMetrics, type DnsMetrics, type DnsSource } from './metrics.js';
 import { createDnsServer, type DnsServer } from './server/dns-server.js';
 import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './server/responder.js';
@@ -138,6 +139,7 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
         if (live) void transfers?.changed();
       },
       propagation: () => transfers?.propagation().catch(() => null) ?? Promise.resolve(null),
+      zonesChangedBy: (delta) => zonesChangedBy(responder.zoneSet, delta),
     },
     reload,
     zones: () => [...responder.zoneSet.zones()].map((z) => ({ zone: z.origin, serial: z.serial, records: z.recordCount })),

@@ -103,6 +103,7 @@ export function openSqliteStore(path: string): StateStore {
   const putMeta = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
   const delMeta = db.prepare('DELETE FROM meta WHERE key = ?');
   const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
+  const metaRange = db.prepare('SELECT key, value FROM meta WHERE key >= ? AND key < ?');
   const putMigration = db.prepare('INSERT INTO migrations (server, body) VALUES (?, ?) ON CONFLICT(server) DO UPDATE SET body = excluded.body');
   const allMigrations = db.prepare('SELECT body FROM migrations').pluck();
   const putInventory = db.prepare('INSERT INTO inventory (kind, name, body, at) VALUES (?, ?, ?, ?) ON CONFLICT(kind, name) DO UPDATE SET body = excluded.body, at = excluded.at');
@@ -158,6 +159,11 @@ export function openSqliteStore(path: string): StateStore {
     },
     commit(change) {
       guard('be written', () => commit(change));
+    },
+    metaEntries(prefix) {
+      // keys from `prefix` up to (not including) the prefix with its last character raised
+      const end = prefix === '' ? '\u{10ffff}' : prefix.slice(0, -1) + String.fromCodePoint(prefix.codePointAt(prefix.length - 1)! + 1);
+      return guard('be read', () => new Map((metaRange.all(prefix, end) as { key: string; value: string }[]).filter((r) => r.key.startsWith(prefix)).map((r) => [r.key, r.value])));
     },
     getMeta(key) {
       return guard('be read', () => getMeta.get(key) as string | undefined);

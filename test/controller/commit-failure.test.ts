@@ -50,6 +50,7 @@ class FlakyStore implements StateStore {
   listOperations(server: string, limit: number) { return this.inner.listOperations(server, limit); }
   routes() { return this.inner.routes(); }
   getMeta(key: string) { return this.inner.getMeta(key); }
+  metaEntries(prefix: string) { return this.inner.metaEntries(prefix); }
   migrations() { return this.inner.migrations(); }
   inventoryEdits() { return this.inner.inventoryEdits(); }
   close() { this.inner.close(); }
@@ -122,7 +123,7 @@ function controller(file?: string, start = Date.UTC(2026, 10, 28, 12)) {
     const r = bytes && o ? o.replacement(bytes, zone) : undefined;
     return r ? [...r].join('.') : a;
   };
-  return { path, store, served, clock, composer, migrations, cutover, backend, dns, serial: () => served.at(-1)?.serialBump ?? 0 };
+  return { path, store, served, clock, composer, migrations, cutover, backend, dns, serial: () => served.at(-1)?.serialBump('acme.test.') ?? 0 };
 }
 type Ctl = ReturnType<typeof controller>;
 
@@ -288,7 +289,7 @@ describe('a failed commit leaves nothing behind', () => {
     for (let i = 0; i < 200 && c.served.length === before.served; i++) await new Promise((r) => setTimeout(r, 10));
     expect(c.served.at(-1)?.ttlCapFor(bytes)).toBe(60);
     expect(Number(c.store.getMeta('soa_serial_bump'))).toBe(Number(before.bump) + 1);
-    expect(c.served.at(-1)?.serialBump).toBe(Number(before.bump) + 1);
+    expect(c.served.at(-1)?.serialBump('acme.test.')).toBe(Number(before.bump) + 1);
     c.migrations.stop();
   });
 });

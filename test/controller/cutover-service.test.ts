@@ -147,14 +147,14 @@ describe('cutover service', () => {
     await first.svc.idle();
     first.svc.cutback('srv-42');
     await first.svc.idle();
-    const bumps = first.overlays.map((o) => o?.serialBump ?? 0);
+    const bumps = first.overlays.map((o) => o?.serialBump('example.test.') ?? 0);
     expect(bumps).toEqual([1, 2]);
     // lifted, but the serial stays ahead of what secondaries saw during the cutover
     expect(first.overlays[1]).not.toBeNull();
     first.store.close();
     const second = setup(first.file);
     second.svc.resume();
-    expect(second.overlays.map((o) => o?.serialBump)).toEqual([2]);
+    expect(second.overlays.map((o) => o?.serialBump('example.test.'))).toEqual([2]);
   });
 
   test('routing that fails for good: operation failed with the reason, overlay stays; retry succeeds', async () => {

@@ -352,14 +352,17 @@ describe('the controller as hidden primary of NSD, Knot and BIND', () => {
     for (const [k, s] of secs) expect([k, await aOf(s.port, `h0.${BIG}`)]).toEqual([k, '203.0.113.10/60']);
   }, 300_000);
 
-  test('account moves: acme, then bulk, to the transit; every answer alike after each', async () => {
+  test('account moves: acme, then bulk, to the transit; every answer alike after each; the other zone keeps its serial', async () => {
     for (const [account, zone, other] of [['acme', SMALL, BIG], ['bulk', BIG, SMALL]] as const) {
       mark(`account move ${account}`);
       expect((await post(`/v1/accounts/${account}/move`, { to: 'transit', phase: 'started' })).status).toBe(200);
+      const otherSerial = await controllerSerial(other);
       const t0 = performance.now();
       const done = await post(`/v1/accounts/${account}/move`, { to: 'transit', phase: 'completed' });
       expect(done.body.location).toBe('transit');
       await checkAll(`account move ${account}`, t0, [zone, other]);
+      // the move changes only its account's zone: the other is not versioned, NOTIFYed nor transferred again
+      expect([other, await controllerSerial(other)]).toEqual([other, otherSerial]);
       for (const [k, s] of secs) expect([k, await aOf(s.port, `h0.${zone}`)]).toEqual([k, `${TRANSIT_ADDRESSES[0]}/60`]);
     }
   }, 600_000);

@@ -97,6 +97,21 @@ describe('state file', () => {
   });
 });
 
+describe('meta values', () => {
+  test('metaEntries gives every value under a prefix, and only those; null deletes', () => {
+    const store = openSqliteStore(join(tmp, 'meta', 'state.db'));
+    try {
+      store.commit({ meta: { soa_serial_bump: '3', 'soa_serial_bump:a.test.': '1', 'soa_serial_bump:b.test.': '2', 'soa_serial_bump;': 'x', soa_serial_bumpz: 'y' } });
+      expect(store.metaEntries('soa_serial_bump:')).toEqual(new Map([['soa_serial_bump:a.test.', '1'], ['soa_serial_bump:b.test.', '2']]));
+      store.commit({ meta: { 'soa_serial_bump:a.test.': null } });
+      expect([...store.metaEntries('soa_serial_bump:').keys()]).toEqual(['soa_serial_bump:b.test.']);
+      expect(store.metaEntries('nothing:').size).toBe(0);
+    } finally {
+      store.close();
+    }
+  });
+});
+
 describe('a full disk', () => {
   let fs: Tmpfs;
   beforeAll(async () => {

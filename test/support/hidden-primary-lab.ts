@@ -76,13 +76,25 @@ export function hiddenPrimaryDns(dnsPort: number, secondaries: LabSecondary[]): 
  * SERVER's A (3600) and A (1800), SERVER's AAAA, another A, CNAME, MX, TXT, a mixed A RRset
  * (SERVER's address and another, 600), SRV, CAA. Plus `dup`: SERVER's and the transit's address
  * in one RRset (the overlay makes them equal: one is dropped). `withServer: false`: the same
- * shape with other addresses in place of SERVER's.
+ * shape with other addresses in place of SERVER's; `serverNames: N`: SERVER's addresses on the
+ * first N names that carry them, other addresses on the rest (a zone a cutover changes a little).
  */
-export function zoneText(origin: string, records: number, serial: number, opts: { withServer?: boolean } = {}): string {
+export function zoneText(origin: string, records: number, serial: number, opts: { withServer?: boolean; serverNames?: number } = {}): string {
   if (records < 8) throw new RangeError('a lab zone has at least 8 records');
   const o = origin.endsWith('.') ? origin : `${origin}.`;
   // withServer false: the same shape with none of SERVER's addresses (a zone a cutover does not touch)
-  const [a0, a1, a6] = opts.withServer === false ? ['192.0.2.210', '192.0.2.211', '2001:db8:99::ffff'] : SERVER_ADDRESSES;
+  const none = ['192.0.2.210', '192.0.2.211', '2001:db8:99::ffff'];
+  const [s0, s1, s6] = opts.withServer === false ? none : SERVER_ADDRESSES;
+  // serverNames: SERVER's addresses on that many names only (the first ones), the others' on the rest
+  let a0 = s0;
+  let a1 = s1;
+  let a6 = s6;
+  let serverNames = 0;
+  const carry = (i: number) => {
+    const on = opts.serverNames === undefined || serverNames < opts.serverNames;
+    if (on && [0, 1, 2, 7].includes(i % 10)) serverNames++;
+    [a0, a1, a6] = on ? [s0, s1, s6] : none;
+  };
   const lines = [
     `$ORIGIN ${o}`,
     '$TTL 3600',
@@ -102,6 +114,7 @@ export function zoneText(origin: string, records: number, serial: number, opts: 
     }
   };
   for (let i = 0; n < records; i++) {
+    carry(i);
     const h = `h${i}`;
     const other = `192.0.2.${(i % 250) + 1}`;
     switch (i % 10) {

@@ -18,8 +18,8 @@ export interface AddressOverlay {
   readonly ttlCap: number;
   /** A TTL cap for a record carrying this address that is not rewritten (TTLs lowered ahead of a reinstall). */
   ttlCapFor?(address: Buffer): number | undefined;
-  /** Added to served SOA serials (serial arithmetic, RFC 1982) so secondaries see every change. */
-  readonly serialBump?: number;
+  /** Added to the served SOA serial of `zone` (origin key; serial arithmetic, RFC 1982) so secondaries see every change. */
+  serialBump?(zone: string): number;
 }
 
 /** The set of zones served, looked up by the closest enclosing origin. */
@@ -195,10 +195,12 @@ function applyOverlay(ans: Answer, overlay: AddressOverlay, zones: ZoneSet): voi
     let changed = false;
     for (let i = 0; i < section.length; i++) {
       const rr = section[i];
-      if (rr.type === RRType.SOA && overlay.serialBump) {
+      if (rr.type === RRType.SOA) {
+        const bump = overlay.serialBump?.(rr.owner) ?? 0;
+        if (bump === 0) continue;
         const rd = Buffer.from(rr.rdata);
         const at = rd.length - 20;
-        rd.writeUInt32BE((rd.readUInt32BE(at) + overlay.serialBump) % 0x100000000, at);
+        rd.writeUInt32BE((rd.readUInt32BE(at) + bump) % 0x100000000, at);
         section[i] = { ...rr, rdata: rd };
         continue;
       }

@@ -5,7 +5,7 @@
  * (../xfr/journal.ts).
  *
  * Rules (the engine's applyOverlay, per RRset, records in zone order):
- * - SOA: serial + serialBump (RFC 1982, mod 2^32).
+ * - SOA: serial + serialBump(origin) (RFC 1982, mod 2^32).
  * - A/AAAA: a record whose address has a replacement in the record's zone gets it, TTL
  *   min(TTL, ttlCap); a record not rewritten whose address has a ttlCapFor below its TTL gets that
  *   TTL. When any record of the RRset changed, duplicates are dropped (the first kept) and the
@@ -27,7 +27,8 @@
  * leaf) so a step hashes again only the leaves it changed and their ancestors.
  */
 import { createHash } from 'node:crypto';
-import { keyToLabels } from '../name.js';
+import type { OverlayDelta } from '../../core/overlay.js';
+import { isAtOrBelow, keyToLabels } from '../name.js';
 import { RRType } from '../wire/constants.js';
 import type { RRset, Zone } from '../zone/zone.js';
 import type { ZoneDiff } from '../xfr/journal.js';
@@ -46,7 +47,7 @@ export interface SnapshotRecord {
 /** Every record a zone serves, packed, in canonical order. Immutable. */
 export interface ZoneSnapshot {
   readonly origin: string;
-  /** The served serial (the zone's + serialBump). */
+  /** The served serial (the zone's + its serialBump). */
   readonly serial: number;
   /** The served SOA record. */
   readonly soa: SnapshotRecord;
@@ -271,11 +272,13 @@ interface Served {
 function serveSet(set: RRset, overlay: AddressOverlay | null | undefined, zoneOf: () => string): Served[] {
   let out: Served[] = set.rdata.map((rdata) => ({ rdata, ttl: set.ttl }));
   if (overlay) {
-    if (set.type === RRType.SOA && overlay.serialBump) {
+    // a SOA is at its zone's apex: the zone answering for its owner is its own
+    const bump = set.type === RRType.SOA ? (overlay.serialBump?.(zoneOf()) ?? 0) : 0;
+    if (bump !== 0) {
       out = out.map((r) => {
         const rd = Buffer.from(r.rdata);
         const at = rd.length - 20;
-        rd.writeUInt32BE((rd.readUInt32BE(at) + overlay.serialBump!) % 0x100000000, at);
+        rd.writeUInt32BE((rd.readUInt32BE(at) + bump) % 0x100000000, at);
         return { rdata: rd, ttl: r.ttl };
       });
     } else if (set.type === RRType.A || set.type === RRType.AAAA) {
@@ -323,7 +326,7 @@ type Push = (type: number, ttl: number, rdata: Uint8Array) => void;
 function renderNode(sets: RRset[], overlay: AddressOverlay | null | undefined, zoneOf: () => string, push: Push): void {
   const ordered = sets.length > 1 ? [...sets].sort((a, b) => a.type - b.type) : sets;
   for (const set of ordered) {
-    const touched = overlay && (set.type === RRType.A || set.type === RRType.AAAA || (set.type === RRType.SOA && overlay.serialBump));
+    const touched = overlay && (set.type === RRType.A || set.type === RRType.AAAA || set.type === RRType.SOA);
     if (touched) {
       for (const r of serveSet(set, overlay, zoneOf)) push(set.type, r.ttl, r.rdata);
     } else if (set.rdata.length === 1) {
@@ -461,6 +464,29 @@ const addressIndexes = new WeakMap<Zone, AddressIndex>();
 /** The address index of `zone` when it is built (by a snapshot with `index`, or {@link addressIndex}). */
 export function cachedAddressIndex(zone: Zone): AddressIndex | undefined {
   return addressIndexes.get(zone);
+}
+
+/**
+ * The zones of `zones` whose served records a change of the overlay described by `delta` may
+ * alter: those carrying one of its addresses (an account's addresses only in its zones and the
+ * zones above them, which may hold records of its names). 'all' when a zone has no address
+ * index to tell (see {@link SnapshotOptions.index}).
+ */
+export function zonesChangedBy(zones: ZoneSet, delta: OverlayDelta): string[] | 'all' {
+  const out: string[] = [];
+  for (const zone of zones.zones()) {
+    const index = addressIndexes.get(zone);
+    if (!index) return 'all';
+    let hit = false;
+    for (const k of delta.anyZone) if ((hit = index.byAddress.has(k))) break;
+    for (const [z, keys] of delta.byZone) {
+      if (hit) break;
+      if (!isAtOrBelow(z, zone.origin)) continue;
+      for (const k of keys) if ((hit = index.byAddress.has(k))) break;
+    }
+    if (hit) out.push(zone.origin);
+  }
+  return out;
 }
 
 /**
@@ -667,6 +693,11 @@ export function* snapshotRecords(s: ZoneSnapshot): Generator<SnapshotRecord> {
 export interface TouchingOverlay extends AddressOverlay {
   /** Every base address (latin1 of its 4 or 16 bytes) whose records this overlay can change. */
   touched(): Iterable<string>;
+  /**
+   * The base addresses whose served form may differ from what `prev` gives (a superset of the
+   * real ones); without it, every address either overlay touches counts as changed.
+   */
+  changedSince?(prev: TouchingOverlay | null | undefined): Iterable<string>;
 }
 
 /** Whether `overlay` can be stepped from or to ({@link nextSnapshot}): none, or one that lists what it touches. */
@@ -697,15 +728,25 @@ export function* nextSnapshotSteps(
 ): Generator<void, SnapshotStep> {
   if (prev.origin !== zone.origin) throw new Error(`step of ${prev.origin} with zone ${zone.origin}`);
   const index = yield* addressIndexSteps(zone, prev, slicer);
-  // the owners to render again, canonical positions ascending
-  const marked: number[] = [index.apex];
-  for (const ov of [from, to]) {
-    if (!ov) continue;
-    for (const key of ov.touched()) {
-      const l = index.byAddress.get(key);
-      if (l) for (let i = 0; i < l.length; i++) marked.push(l[i]);
-    }
+  // the owners to render again, canonical positions ascending: those carrying an address whose
+  // served form may change, and the apex when the zone's serial bump changes
+  const marked: number[] = [];
+  const bumpOf = (ov: TouchingOverlay | null | undefined) => ov?.serialBump?.(zone.origin) ?? 0;
+  if (bumpOf(from) !== bumpOf(to)) marked.push(index.apex);
+  const mark = (key: string) => {
+    const l = index.byAddress.get(key);
+    if (l) for (let i = 0; i < l.length; i++) marked.push(l[i]);
+  };
+  if (to?.changedSince) {
+    for (const key of to.changedSince(from)) mark(key);
+  } else {
+    for (const ov of [from, to]) if (ov) for (const key of ov.touched()) mark(key);
   }
+  if (marked.length === 0) {
+    // nothing this zone serves changes: the same snapshot, an empty diff
+    return { snapshot: prev, diff: { fromSerial: prev.serial, toSerial: prev.serial, fromSoa: prev.soa, toSoa: prev.soa, deleted: [], added: [], toDigest: prev.digest, bytes: 2 * recordSize(prev.soa) } };
+  }
+  if (!marked.includes(index.apex)) marked.push(index.apex);
   const sorted = Uint32Array.from(marked).sort();
   const touched: number[] = [];
   for (const k of sorted) if (touched.length === 0 || touched[touched.length - 1] !== k) touched.push(k);

@@ -132,7 +132,7 @@ describe('engine lookup', () => {
     const web = Buffer.from('c0000250', 'hex'); // 192.0.2.80
     const overlay: AddressOverlay = {
       ttlCap: 60,
-      serialBump: 5,
+      serialBump: () => 5,
       replacement: (a, zone) => (zone === 'second.test.' && a.toString('hex') === 'c6336407' ? Buffer.from('c6336414', 'hex') : undefined),
       ttlCapFor: (a) => (a.equals(web) ? 120 : undefined),
     };

@@ -48,6 +48,8 @@ function randomOverlay(r: () => number, pool: Pool, bump: number): CompiledOverl
     })),
     ttlCap: pick([30, 60, 300, 7200]),
     serialBump: bump,
+    // some zones with a bump of their own (a change that touched only them)
+    zoneSerialBumps: new Map(pool.zones.filter(() => r() < 0.3).map((z) => [z, Math.floor(r() * 3)])),
   };
   return compileOverlay(input);
 }
