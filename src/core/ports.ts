@@ -12,14 +12,17 @@ import type { ServerOverlay } from './overlay.js';
  * overlay, SOA serial bump, migration records) goes into one StateChange and one commit.
  */
 export interface StateChange {
+  /** Stored under its id, replacing the one stored before. */
   operation?: Operation;
+  /** A server's active overlay (null: none). */
   overlay?: { server: string; value: ServerOverlay | null };
+  /** Confirmed deliveries; a later entry for the same address wins. */
   routes?: { address: string; host: string }[];
   /** Small named values (e.g. the SOA serial bump); null deletes. */
   meta?: Record<string, string | null>;
   /** Migration records, by server (JSON-safe); a later entry for the same server wins. */
   migrations?: { server: string; value: unknown }[];
-  /** An inventory edit made through the API (value null: removed). */
+  /** An inventory edit made through the API (value null: removed); it replaces the edit stored for that kind and name. */
   inventory?: { kind: string; name: string; value: Record<string, unknown> | null };
 }
 
@@ -77,19 +80,21 @@ export function mergeStaged(...parts: (StagedChange | null | undefined | void)[]
 
 /**
  * Durable state. Every method commits before it returns (or throws). Reads and commits throw
- * StateUnavailableError when the storage fails (full disk, I/O error).
+ * StateUnavailableError when the storage fails (full disk, I/O error). What a read returns is the
+ * caller's own copy, and a commit keeps no reference to the change. After close() every method throws.
  */
 export interface StateStore {
-  /** Everything needed at start: active overlays and operations not finished (and recent ones). */
+  /** Everything needed at start: every active overlay, and the operations not finished (pending or running), oldest accepted first. */
   load(): { overlays: ServerOverlay[]; operations: Operation[] };
   getOperation(id: string): Operation | undefined;
-  /** Operations of a server, newest first. */
+  /** At most `limit` operations of a server, newest first: latest times.accepted first, equal times by when first stored (latest first). */
   listOperations(server: string, limit: number): Operation[];
   /** Where each address was last confirmed delivered: address → host. */
   routes(): Map<string, string>;
   /**
    * Commits a change atomically (all of it or nothing). Throws StateUnavailableError when the
-   * storage is full or failing; nothing was changed then.
+   * storage is full or failing; nothing was changed then. A change with a value that cannot be
+   * stored (not JSON-serialisable) throws another error and changes nothing.
    */
   commit(change: StateChange): void;
   getMeta(key: string): string | undefined;
@@ -97,7 +102,7 @@ export interface StateStore {
   metaEntries(prefix: string): Map<string, string>;
   /** Every stored migration record (finished ones included). */
   migrations(): unknown[];
-  /** Inventory edits made through the API, oldest first, with when each was stored (ms since the epoch). */
+  /** Inventory edits made through the API, the latest per kind and name, oldest first, with when each was stored (ms since the epoch). */
   inventoryEdits(): { kind: string; name: string; value: Record<string, unknown> | null; at: number }[];
   close(): void;
 }

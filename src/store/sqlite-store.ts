@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS migrations (server TEXT PRIMARY KEY, body TEXT NOT NU
 CREATE TABLE IF NOT EXISTS inventory (kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT, at INTEGER NOT NULL, PRIMARY KEY (kind, name));
 `;
 const SCHEMA_VERSION = '1';
+/** The meta key holding the schema version: the store's own, neither readable nor writable through the port. */
+const RESERVED_META = 'schema';
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 const REMEDY = 'restore it from a backup, or move it away to start with no state';
 
@@ -103,10 +105,11 @@ export function openSqliteStore(path: string): StateStore {
   const putMeta = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
   const delMeta = db.prepare('DELETE FROM meta WHERE key = ?');
   const getMeta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
-  const metaRange = db.prepare('SELECT key, value FROM meta WHERE key >= ? AND key < ?');
+  const metaRange = db.prepare('SELECT key, value FROM meta WHERE key >= @start AND (@end IS NULL OR key < @end)');
   const putMigration = db.prepare('INSERT INTO migrations (server, body) VALUES (?, ?) ON CONFLICT(server) DO UPDATE SET body = excluded.body');
   const allMigrations = db.prepare('SELECT body FROM migrations').pluck();
-  const putInventory = db.prepare('INSERT INTO inventory (kind, name, body, at) VALUES (?, ?, ?, ?) ON CONFLICT(kind, name) DO UPDATE SET body = excluded.body, at = excluded.at');
+  // a new row (new rowid) for an edit again: it sorts after every edit stored before it, also within one ms
+  const putInventory = db.prepare('INSERT OR REPLACE INTO inventory (kind, name, body, at) VALUES (?, ?, ?, ?)');
   const allInventory = db.prepare('SELECT kind, name, body, at FROM inventory ORDER BY at, rowid');
 
   const commit = db.transaction((change: StateChange) => {
@@ -120,7 +123,7 @@ export function openSqliteStore(path: string): StateStore {
     }
     for (const r of change.routes ?? []) putRoute.run(r.address, r.host, Date.now());
     for (const [k, v] of Object.entries(change.meta ?? {})) {
-      if (k === 'schema') throw new Error('meta key "schema" is reserved');
+      if (k === RESERVED_META) throw new Error(`meta key "${RESERVED_META}" is reserved`);
       if (v === null) delMeta.run(k);
       else putMeta.run(k, v);
     }
@@ -161,12 +164,11 @@ export function openSqliteStore(path: string): StateStore {
       guard('be written', () => commit(change));
     },
     metaEntries(prefix) {
-      // keys from `prefix` up to (not including) the prefix with its last character raised
-      const end = prefix === '' ? '\u{10ffff}' : prefix.slice(0, -1) + String.fromCodePoint(prefix.codePointAt(prefix.length - 1)! + 1);
-      return guard('be read', () => new Map((metaRange.all(prefix, end) as { key: string; value: string }[]).filter((r) => r.key.startsWith(prefix)).map((r) => [r.key, r.value])));
+      const rows = guard('be read', () => metaRange.all({ start: prefix, end: afterPrefix(prefix) }) as { key: string; value: string }[]);
+      return new Map(rows.filter((r) => r.key.startsWith(prefix) && r.key !== RESERVED_META).map((r) => [r.key, r.value]));
     },
     getMeta(key) {
-      return guard('be read', () => getMeta.get(key) as string | undefined);
+      return key === RESERVED_META ? undefined : guard('be read', () => getMeta.get(key) as string | undefined);
     },
     inventoryEdits() {
       return guard('be read', () => (allInventory.all() as { kind: string; name: string; body: string | null; at: number }[]).map((r) => ({
@@ -180,6 +182,17 @@ export function openSqliteStore(path: string): StateStore {
       db.close();
     },
   };
+}
+
+/** The least string above every string starting with `prefix` (SQLite compares keys by code point); null when there is none. */
+function afterPrefix(prefix: string): string | null {
+  const points = Array.from(prefix, (c) => c.codePointAt(0)!);
+  while (points.length > 0) {
+    const next = points.pop()! + 1;
+    // no key holds a surrogate code point: the next one is U+E000
+    if (next <= 0x10ffff) return String.fromCodePoint(...points, next === 0xd800 ? 0xe000 : next);
+  }
+  return null;
 }
 
 /**
