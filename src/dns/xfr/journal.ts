@@ -12,8 +12,11 @@
  *   byte bound leaves the journal empty (transfers fall back to the whole zone).
  * - {@link Journal.diffsSince} gives the chain from a client's serial to ours, [] when the client
  *   is current, null when the journal does not reach back to it (or it is ahead of ours).
- * - Serializable: {@link Journal.toBuffer} / {@link Journal.fromBuffer} (checksummed; any
- *   malformed input throws {@link JournalFormatError}).
+ * - Stored as an append-only log: a start frame, then a checksummed frame per version, so that
+ *   a new version costs its own bytes ({@link journalStart}, {@link versionFrameSteps}, encoded in
+ *   slices; journal-files.ts writes them). {@link Journal.read} gives the journal after the last
+ *   whole frame (a torn append is ignored), or throws {@link JournalFormatError}; the older
+ *   format 1 (one checksum over the whole journal) is still read.
  */
 import { createHash } from 'node:crypto';
 import { isAtOrBelow } from '../name.js';
@@ -169,6 +172,10 @@ export class Journal {
   private diffs: ZoneDiff[] = [];
   private total = 0;
   private current: { serial: number; digest: string } | undefined;
+  /** Versions added since construction (the next one's sequence number). */
+  private added = 0;
+  /** Bumped by every {@link reset}: the versions of one generation form one chain. */
+  private generation = 0;
 
   constructor(readonly origin: string, opts: JournalOptions = {}) {
     this.maxVersions = opts.maxVersions ?? 100;
@@ -210,6 +217,7 @@ export class Journal {
    * persisted journal did not match what is served).
    */
   reset(snapshot?: ZoneSnapshot): void {
+    this.generation++;
     this.diffs = [];
     this.total = 0;
     this.current = snapshot ? { serial: snapshot.serial, digest: snapshot.digest } : undefined;
@@ -265,6 +273,7 @@ export class Journal {
     if (!serialLess(diff.fromSerial, diff.toSerial)) throw new Error(`serial ${diff.toSerial} does not follow ${diff.fromSerial}`);
     if (this.current && this.current.serial !== diff.fromSerial) throw new Error(`diff from ${diff.fromSerial} does not follow ${this.current.serial}`);
     this.diffs.push(diff);
+    this.added++;
     this.total += diff.bytes;
     this.current = { serial: diff.toSerial, digest: diff.toDigest };
     while (this.diffs.length > 0 && (this.diffs.length > this.maxVersions || this.total > this.maxBytes)) {
@@ -290,40 +299,85 @@ export class Journal {
 
   // ---------------------------------------------------------------------------- persistence ---
 
-  /**
-   * The journal as bytes: "FCXJ", format 1, origin, current serial and digest, the versions
-   * (serials, digest, SOAs, deleted and added records), then a SHA-256 of all that.
-   */
-  toBuffer(): Buffer {
-    const w = new Writer();
-    w.raw(MAGIC);
-    w.u8(FORMAT);
-    w.str(this.origin);
-    w.u8(this.current ? 1 : 0);
-    w.u32(this.current?.serial ?? 0);
-    w.hex32(this.current?.digest ?? '0'.repeat(64));
-    w.u32(this.diffs.length);
-    for (const d of this.diffs) {
-      w.u32(d.fromSerial);
-      w.u32(d.toSerial);
-      w.hex32(d.toDigest);
-      w.record(d.fromSoa);
-      w.record(d.toSoa);
-      w.u32(d.deleted.length);
-      for (const r of d.deleted) w.record(r);
-      w.u32(d.added.length);
-      for (const r of d.added) w.record(r);
-    }
-    const body = w.finish();
-    return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+  /** The journal as it is now, for storing it: O(versions), the versions themselves are shared (never changed). */
+  view(): JournalView {
+    return {
+      journal: this, generation: this.generation, next: this.added,
+      origin: this.origin, current: this.current, diffs: this.diffs.slice(),
+    };
   }
 
   /**
-   * A journal read back from {@link toBuffer}'s bytes, with these bounds (it is trimmed to them).
-   * Throws {@link JournalFormatError} for anything else: it never returns a journal that was not
-   * written whole.
+   * The journal as a file, synchronously (a store writes the same frames in slices: see
+   * {@link journalStart} and {@link versionFrameSteps}). Format 2: "FCXJ", 2, then frames, each
+   * a kind, a length, the payload and a SHA-256 of those: first the start (origin; the serial the
+   * versions start from, or the current serial and digest when there are none), then one per
+   * version (serials, digest, SOAs, deleted and added records). Versions may be appended to it.
    */
+  toBuffer(): Buffer {
+    const v = this.view();
+    const slicer = new Slicer(Infinity);
+    const out = [journalStart(v)];
+    for (const d of v.diffs) out.push(...runSync(versionFrameSteps(d, slicer)));
+    return Buffer.concat(out);
+  }
+
+  /** {@link read}'s journal. */
   static fromBuffer(buf: Buffer, opts: JournalOptions = {}): Journal {
+    return Journal.read(buf, opts).journal;
+  }
+
+  /**
+   * A journal read back from a file, with these bounds (it is trimmed to them).
+   *
+   * - Format 2 (appended to): the journal as it was after the last whole version frame that
+   *   continues the chain. A torn or corrupt frame ends it: what follows is not read, and its
+   *   bytes are `ignored`. It is always a journal that was once current, never a mix.
+   * - Format 1 (the whole journal under one SHA-256): all of it or a {@link JournalFormatError}.
+   *
+   * Throws {@link JournalFormatError} when the start itself is not whole; never another error.
+   */
+  static read(buf: Buffer, opts: JournalOptions = {}): { journal: Journal; ignored: number } {
+    if (buf.length >= MAGIC.length + 1 && buf.subarray(0, MAGIC.length).equals(MAGIC) && buf[MAGIC.length] === FORMAT_LOG) {
+      return Journal.readLog(buf, opts);
+    }
+    return { journal: Journal.readWhole(buf, opts), ignored: 0 };
+  }
+
+  private static readLog(buf: Buffer, opts: JournalOptions): { journal: Journal; ignored: number } {
+    const start = frameAt(buf, MAGIC.length + 1);
+    if (!start || start.kind !== FRAME_START) throw new JournalFormatError('journal start truncated or corrupt');
+    const r = new Reader(start.payload);
+    const origin = r.str();
+    const has = r.u8();
+    const serial = r.u32();
+    const digest = r.hex32();
+    if (!r.atEnd() || has > 2) throw new JournalFormatError('bad journal start');
+    const j = new Journal(origin, opts);
+    if (has === 1) j.current = { serial, digest };
+    let from = has === 0 ? undefined : serial;
+    let o = start.end;
+    for (;;) {
+      const f = frameAt(buf, o);
+      if (!f || f.kind !== FRAME_VERSION) break;
+      let d: ZoneDiff;
+      try {
+        const v = new Reader(f.payload);
+        d = readVersion(v, origin);
+        if (!v.atEnd()) break;
+      } catch (err) {
+        if (err instanceof JournalFormatError) break;
+        throw err;
+      }
+      if ((from !== undefined && d.fromSerial !== from) || !serialLess(d.fromSerial, d.toSerial)) break;
+      j.add(d);
+      from = d.toSerial;
+      o = f.end;
+    }
+    return { journal: j, ignored: buf.length - o };
+  }
+
+  private static readWhole(buf: Buffer, opts: JournalOptions): Journal {
     if (buf.length < MAGIC.length + 1 + 32) throw new JournalFormatError(`journal of ${buf.length} bytes is truncated`);
     const body = buf.subarray(0, buf.length - 32);
     if (!createHash('sha256').update(body).digest().equals(buf.subarray(buf.length - 32))) {
@@ -332,7 +386,7 @@ export class Journal {
     const r = new Reader(body);
     if (!r.raw(MAGIC.length).equals(MAGIC)) throw new JournalFormatError('not a journal (bad magic)');
     const format = r.u8();
-    if (format !== FORMAT) throw new JournalFormatError(`journal format ${format} is not supported`);
+    if (format !== FORMAT_WHOLE) throw new JournalFormatError(`journal format ${format} is not supported`);
     const origin = r.str();
     const j = new Journal(origin, opts);
     const has = r.u8();
@@ -340,26 +394,7 @@ export class Journal {
     const digest = r.hex32();
     const n = r.u32();
     const diffs: ZoneDiff[] = [];
-    for (let k = 0; k < n; k++) {
-      const fromSerial = r.u32();
-      const toSerial = r.u32();
-      const toDigest = r.hex32();
-      const fromSoa = r.record(origin);
-      const toSoa = r.record(origin);
-      const deleted = r.records(origin);
-      const added = r.records(origin);
-      let bytes = recordBytes(fromSoa) + recordBytes(toSoa);
-      for (const x of deleted) bytes += recordBytes(x);
-      for (const x of added) bytes += recordBytes(x);
-      if (deleted.some((x) => x.type === RRType.SOA) || added.some((x) => x.type === RRType.SOA)) throw new JournalFormatError('an SOA among the deleted or added records');
-      for (const soa of [fromSoa, toSoa]) {
-        if (soa.type !== RRType.SOA || soa.owner !== origin || soa.rdata.length < 22) throw new JournalFormatError('a version does not start with the zone SOA');
-      }
-      if (fromSoa.rdata.readUInt32BE(fromSoa.rdata.length - 20) !== fromSerial || toSoa.rdata.readUInt32BE(toSoa.rdata.length - 20) !== toSerial) {
-        throw new JournalFormatError('a version SOA does not carry its serial');
-      }
-      diffs.push({ fromSerial, toSerial, fromSoa, toSoa, deleted, added, toDigest, bytes });
-    }
+    for (let k = 0; k < n; k++) diffs.push(readVersion(r, origin));
     if (!r.atEnd()) throw new JournalFormatError('bytes after the last version');
     if (has > 1 || (has === 0 && n > 0)) throw new JournalFormatError('bad journal header');
     for (let k = 0; k < diffs.length; k++) {
@@ -380,8 +415,118 @@ export class Journal {
   }
 }
 
+/** A journal's content at one moment, as a store writes it (journal-files.ts). */
+export interface JournalView {
+  readonly journal: Journal;
+  /** Bumped by every reset of the journal: the versions of one generation form one chain. */
+  readonly generation: number;
+  /** The sequence number of the version after the last one: `diffs[i]` is `next - diffs.length + i`. */
+  readonly next: number;
+  readonly origin: string;
+  readonly current: { readonly serial: number; readonly digest: string } | undefined;
+  readonly diffs: readonly ZoneDiff[];
+}
+
+/** One version as both formats store it (the SOAs checked against the serials). */
+function readVersion(r: Reader, origin: string): ZoneDiff {
+  const fromSerial = r.u32();
+  const toSerial = r.u32();
+  const toDigest = r.hex32();
+  const fromSoa = r.record(origin);
+  const toSoa = r.record(origin);
+  const deleted = r.records(origin);
+  const added = r.records(origin);
+  let bytes = recordBytes(fromSoa) + recordBytes(toSoa);
+  for (const x of deleted) bytes += recordBytes(x);
+  for (const x of added) bytes += recordBytes(x);
+  if (deleted.some((x) => x.type === RRType.SOA) || added.some((x) => x.type === RRType.SOA)) throw new JournalFormatError('an SOA among the deleted or added records');
+  for (const soa of [fromSoa, toSoa]) {
+    if (soa.type !== RRType.SOA || soa.owner !== origin || soa.rdata.length < 22) throw new JournalFormatError('a version does not start with the zone SOA');
+  }
+  if (fromSoa.rdata.readUInt32BE(fromSoa.rdata.length - 20) !== fromSerial || toSoa.rdata.readUInt32BE(toSoa.rdata.length - 20) !== toSerial) {
+    throw new JournalFormatError('a version SOA does not carry its serial');
+  }
+  return { fromSerial, toSerial, fromSoa, toSoa, deleted, added, toDigest, bytes };
+}
+
+/**
+ * The head of a format-2 journal file for `view`: magic, format, the start frame. The version
+ * frames follow ({@link versionFrameSteps}), then any appended later.
+ */
+export function journalStart(view: JournalView): Buffer {
+  const w = new Writer();
+  w.str(view.origin);
+  if (view.diffs.length > 0) {
+    // the versions carry the chain; the digest before the first one is not known
+    w.u8(2);
+    w.u32(view.diffs[0].fromSerial);
+    w.hex32(NO_DIGEST);
+  } else {
+    w.u8(view.current ? 1 : 0);
+    w.u32(view.current?.serial ?? 0);
+    w.hex32(view.current?.digest ?? NO_DIGEST);
+  }
+  return Buffer.concat([MAGIC, Buffer.from([FORMAT_LOG]), ...runSync(frameSteps(FRAME_START, w.finish(), new Slicer(Infinity)))]);
+}
+
+/** The frame of one version (format 2), encoded in slices of `slicer`; its bytes in order. */
+export function* versionFrameSteps(d: ZoneDiff, slicer: Slicer): Generator<void, Buffer[]> {
+  const w = new Writer();
+  w.u32(d.fromSerial);
+  w.u32(d.toSerial);
+  w.hex32(d.toDigest);
+  w.record(d.fromSoa);
+  w.record(d.toSoa);
+  for (const list of [d.deleted, d.added]) {
+    w.u32(list.length);
+    for (const r of list) {
+      w.record(r);
+      if (slicer.due()) {
+        yield;
+        slicer.reset();
+      }
+    }
+  }
+  return yield* frameSteps(FRAME_VERSION, w.finish(), slicer);
+}
+
+/** A frame: kind, payload length, the payload, SHA-256 of those (hashed a chunk per clock read). */
+function* frameSteps(kind: number, payload: Buffer[], slicer: Slicer): Generator<void, Buffer[]> {
+  let n = 0;
+  for (const c of payload) n += c.length;
+  if (n > 0xffffffff) throw new RangeError(`journal frame of ${n} bytes`);
+  const head = Buffer.allocUnsafe(5);
+  head[0] = kind;
+  head.writeUInt32BE(n, 1);
+  const hash = createHash('sha256').update(head);
+  for (const c of payload) {
+    hash.update(c);
+    if (slicer.due(256)) {
+      yield;
+      slicer.reset();
+    }
+  }
+  return [head, ...payload, hash.digest()];
+}
+
+/** The whole frame at `o`, or null (truncated, or its checksum does not match). */
+function frameAt(buf: Buffer, o: number): { kind: number; payload: Buffer; end: number } | null {
+  if (o + 5 > buf.length) return null;
+  const n = buf.readUInt32BE(o + 1);
+  const end = o + 5 + n + 32;
+  if (end > buf.length) return null;
+  if (!createHash('sha256').update(buf.subarray(o, o + 5 + n)).digest().equals(buf.subarray(end - 32, end))) return null;
+  return { kind: buf[o], payload: buf.subarray(o + 5, o + 5 + n), end };
+}
+
 const MAGIC = Buffer.from('FCXJ', 'latin1');
-const FORMAT = 1;
+/** The whole journal under one checksum (read only). */
+const FORMAT_WHOLE = 1;
+/** A start frame, then a frame per version (appendable). */
+const FORMAT_LOG = 2;
+const FRAME_START = 1;
+const FRAME_VERSION = 2;
+const NO_DIGEST = '0'.repeat(64);
 
 class Writer {
   private chunks: Buffer[] = [];
@@ -417,20 +562,55 @@ class Writer {
     this.raw(Buffer.from(h, 'hex'));
   }
   str(s: string): void {
-    const b = Buffer.from(s, 'utf8');
-    this.u16(b.length);
-    this.raw(b);
+    const n = Buffer.byteLength(s, 'utf8');
+    this.u16(n);
+    this.room(n);
+    this.o += this.buf.write(s, this.o, 'utf8');
   }
   record(r: SnapshotRecord): void {
-    this.str(r.owner);
-    this.u16(r.type);
-    this.u32(r.ttl);
-    this.u16(r.rdata.length);
-    this.raw(r.rdata);
+    const owner = r.owner;
+    const rdata = r.rdata;
+    // owners are ASCII (canonical keys): bytes copied directly, else encoded as UTF-8
+    let n = owner.length;
+    for (let i = 0; i < owner.length; i++) {
+      if (owner.charCodeAt(i) > 0x7f) {
+        n = Buffer.byteLength(owner, 'utf8');
+        break;
+      }
+    }
+    this.room(2 + n + 8 + rdata.length);
+    const b = this.buf;
+    let o = this.o;
+    b[o] = n >>> 8;
+    b[o + 1] = n & 0xff;
+    o += 2;
+    if (n === owner.length) {
+      for (let i = 0; i < n; i++) b[o + i] = owner.charCodeAt(i);
+    } else {
+      b.write(owner, o, 'utf8');
+    }
+    o += n;
+    const ttl = r.ttl >>> 0;
+    b[o] = r.type >>> 8;
+    b[o + 1] = r.type & 0xff;
+    b[o + 2] = ttl >>> 24;
+    b[o + 3] = (ttl >>> 16) & 0xff;
+    b[o + 4] = (ttl >>> 8) & 0xff;
+    b[o + 5] = ttl & 0xff;
+    b[o + 6] = rdata.length >>> 8;
+    b[o + 7] = rdata.length & 0xff;
+    o += 8;
+    if (rdata.length <= 32) {
+      for (let i = 0; i < rdata.length; i++) b[o + i] = rdata[i];
+    } else {
+      b.set(rdata, o);
+    }
+    this.o = o + rdata.length;
   }
-  finish(): Buffer {
+  /** The bytes written, in chunks of about 64 KiB. */
+  finish(): Buffer[] {
     this.chunks.push(this.buf.subarray(0, this.o));
-    return Buffer.concat(this.chunks);
+    return this.chunks;
   }
 }
 

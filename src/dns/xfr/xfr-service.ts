@@ -222,7 +222,7 @@ export class TransferService implements TransferHandler {
         const [z, j] = this.unsaved.entries().next().value!;
         this.unsaved.delete(z);
         try {
-          await this.opts.journals!.save(z, j.toBuffer());
+          await this.opts.journals!.save(z, j);
         } catch (err) {
           this.log.warn({ zone: z, err: (err as Error).message }, 'transfer journal not stored (after a restart a secondary behind gets the whole zone)');
         }

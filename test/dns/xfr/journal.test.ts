@@ -1,13 +1,15 @@
 /**
  * The IXFR journal: diffs between served snapshots (checked against a set difference), bounds,
- * the chain from a client's serial (RFC 1982), persistence round trip and corrupt input.
+ * the chain from a client's serial (RFC 1982), persistence: round trip, appended versions, torn
+ * and corrupt files (a journal that was current once, or refused), format 1 still read.
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from '@jest/globals';
-import { snapshotRecords, snapshotZone, type SnapshotRecord, type ZoneSnapshot } from '../../../src/dns/engine/snapshot.js';
+import { runSync, Slicer, snapshotRecords, snapshotZone, type SnapshotRecord, type ZoneSnapshot } from '../../../src/dns/engine/snapshot.js';
 import {
-  diffSnapshots, diffSnapshotsAsync, Journal, JournalFormatError, serialLess, type ZoneDiff,
+  diffSnapshots, diffSnapshotsAsync, Journal, JournalFormatError, journalStart, serialLess, versionFrameSteps, type ZoneDiff,
 } from '../../../src/dns/xfr/journal.js';
+import { prng } from '../tiny-dns.js';
 import { bigZoneText, EXAMPLE, overlay, zoneOf } from './fixture.js';
 
 const ORIGIN = 'example.test.';
@@ -208,17 +210,40 @@ describe('Journal', () => {
     expect(b.entries()).toEqual(a.entries());
   });
 
-  test('persistence: round trip, bounds applied on load, every corruption refused with JournalFormatError', () => {
+  /** The journal after each of `s`'s versions: [0] the fresh one, [k] after k versions. */
+  function states(s: ZoneSnapshot[], opts = {}): Journal[] {
+    const out: Journal[] = [];
+    const j = new Journal(ORIGIN, opts);
+    for (let k = 0; k < s.length; k++) {
+      if (k > 0) j.record(s[k - 1], s[k]);
+      out.push(Journal.fromBuffer(j.toBuffer(), opts));
+    }
+    return out;
+  }
+
+  const same = (a: Journal, b: Journal) => {
+    expect({ serial: a.serial, digest: a.digest, bytes: a.bytes, oldest: a.oldestSerial }).toEqual({ serial: b.serial, digest: b.digest, bytes: b.bytes, oldest: b.oldestSerial });
+    expect(a.entries()).toEqual(b.entries());
+  };
+
+  const refused = (b: Buffer) => {
+    try {
+      Journal.fromBuffer(b);
+    } catch (e) {
+      return e instanceof JournalFormatError;
+    }
+    return false;
+  };
+
+  test('persistence: round trip, bounds applied on load', () => {
     const s = chain(4);
     const j = new Journal(ORIGIN);
     for (let i = 1; i < s.length; i++) j.record(s[i - 1], s[i]);
     const buf = j.toBuffer();
-    const back = Journal.fromBuffer(buf);
+    const { journal: back, ignored } = Journal.read(buf);
+    expect(ignored).toBe(0);
     expect(back.origin).toBe(ORIGIN);
-    expect(back.serial).toBe(j.serial);
-    expect(back.digest).toBe(j.digest);
-    expect(back.bytes).toBe(j.bytes);
-    expect(back.entries()).toEqual(j.entries());
+    same(back, j);
     expect(back.toBuffer().equals(buf)).toBe(true);
     // the restored journal continues from the snapshot it ends at
     const next = snap(105);
@@ -230,15 +255,121 @@ describe('Journal', () => {
     expect(Journal.fromBuffer(empty.toBuffer()).serial).toBeUndefined();
     empty.reset(s[0]);
     expect(Journal.fromBuffer(empty.toBuffer()).diffsSince(100)).toEqual([]);
+    expect(Journal.fromBuffer(empty.toBuffer()).digest).toBe(s[0].digest);
+  });
 
-    const refused = (b: Buffer) => {
-      try {
-        Journal.fromBuffer(b);
-      } catch (e) {
-        return e instanceof JournalFormatError;
+  test('persistence: versions appended to a stored journal read back as the journal, its bounds applied as they were', () => {
+    const s = chain(7);
+    const opts = { maxVersions: 3 };
+    const j = new Journal(ORIGIN, opts);
+    j.record(s[0], s[1]);
+    const parts = [j.toBuffer()];
+    for (let k = 2; k < s.length; k++) {
+      j.record(s[k - 1], s[k]);
+      // a store appends the new version's frame only; older ones stay in the file
+      const { diffs } = j.view();
+      parts.push(Buffer.concat(versionFrame(diffs[diffs.length - 1])));
+      const { journal, ignored } = Journal.read(Buffer.concat(parts), opts);
+      expect(ignored).toBe(0);
+      same(journal, j);
+    }
+    expect(j.oldestSerial).toBe(104);
+  });
+
+  test('persistence: a torn or corrupt file reads as a journal that was current once, or is refused; never another one', () => {
+    const s = chain(4);
+    const st = states(s);
+    const buf = st[4].toBuffer();
+    // where each version's frame ends; before the start frame ends nothing is readable
+    const startEnd = journalStart(st[4].view()).length;
+    const stored = st.map((x) => x.toBuffer());
+    const ends = [startEnd, ...stored.slice(1).map((x) => x.length)];
+    expect(ends[4]).toBe(buf.length);
+    const whole = (len: number) => ends.filter((e) => e <= len).length - 1; // versions wholly inside `len` bytes
+    const expectPrefix = (b: Buffer, versions: number) => {
+      const { journal, ignored } = Journal.read(b);
+      if (versions === 0) {
+        // the start says the versions begin at 100; with none of them whole nothing is current
+        expect({ serial: journal.serial, length: journal.length }).toEqual({ serial: undefined, length: 0 });
+      } else {
+        expect(journal.toBuffer().equals(stored[versions])).toBe(true);
+        expect(journal.digest).toBe(st[versions].digest);
       }
-      return false;
+      expect(ignored).toBe(b.length - ends[versions]);
     };
+    // every 5th length and byte, and each frame's edges
+    const at = new Set<number>();
+    for (let i = 0; i <= buf.length; i += 5) at.add(i);
+    for (const e of ends) for (const i of [e - 1, e, e + 1]) if (i <= buf.length) at.add(i);
+    for (const len of at) {
+      if (len < startEnd) expect(refused(buf.subarray(0, len))).toBe(true);
+      else expectPrefix(buf.subarray(0, len), whole(len));
+    }
+    for (const i of at) {
+      if (i === buf.length) continue;
+      const bad = Buffer.from(buf);
+      bad[i] ^= i % 2 ? 0x5a : 0x01;
+      if (i < startEnd) expect(refused(bad)).toBe(true);
+      else expectPrefix(bad, ends.findIndex((e) => e > i) - 1);
+    }
+    // garbage after the last frame (a torn append of a fifth version)
+    expectPrefix(Buffer.concat([buf, Buffer.from([2, 0, 0, 1, 0, 7])]), 4);
+    expectPrefix(Buffer.concat([buf, Buffer.alloc(100)]), 4);
+    // a whole frame that does not continue the chain ends the journal too
+    const other = new Journal(ORIGIN);
+    other.record(s[3], s[4]);
+    expectPrefix(Buffer.concat([st[2].toBuffer(), Buffer.concat(versionFrame(other.entries()[0]))]), 2);
+  });
+
+  test('persistence: a sealed frame with a malformed payload ends the journal there, never another error', () => {
+    const s = chain(3);
+    const j = new Journal(ORIGIN);
+    j.record(s[0], s[1]);
+    const good = j.toBuffer();
+    j.record(s[1], s[2]);
+    const payload = Buffer.concat(versionFrame(j.entries()[1])).subarray(5, -32);
+    let kept = 0;
+    for (let i = 0; i < payload.length; i += 3) {
+      const bad = Buffer.from(payload);
+      bad[i] ^= i % 2 ? 0xff : 0x01;
+      const read = Journal.read(Buffer.concat([good, seal(2, bad)]));
+      if (read.ignored === 0) {
+        kept++;
+        expect(read.journal.length).toBe(2);
+      } else {
+        expect(read.journal.length).toBe(1);
+        expect(read.journal.serial).toBe(101);
+      }
+    }
+    expect(kept).toBeGreaterThan(0); // flipped RDATA bytes are still a version
+    expect(Journal.read(Buffer.concat([good, seal(2, Buffer.concat([payload, Buffer.from([0])]))])).journal.length).toBe(1);
+    expect(Journal.read(Buffer.concat([good, seal(9, payload)])).journal.length).toBe(1); // an unknown kind
+    expect(refused(Buffer.concat([good.subarray(0, 5), seal(1, Buffer.from('junk'))]))).toBe(true); // a sealed start that is not one
+    // random sealed frames, of either kind, after the head or after a version: never another error
+    const rnd = prng(11);
+    const head = good.subarray(0, journalStart(j.view()).length);
+    for (let k = 0; k < 300; k++) {
+      const junk = Buffer.from(Array.from({ length: Math.floor(rnd() * 120) }, () => Math.floor(rnd() * 256)));
+      for (const b of [Buffer.concat([good.subarray(0, 5), seal(1, junk)]), Buffer.concat([head, seal(2, junk)]), Buffer.concat([good, seal(2, junk), good])]) {
+        try {
+          expect(Journal.read(b).journal.length).toBeLessThanOrEqual(2);
+        } catch (e) {
+          expect(e).toBeInstanceOf(JournalFormatError);
+        }
+      }
+    }
+  });
+
+  test('persistence: format 1 (the whole journal under one checksum) is still read, and refused unless intact', () => {
+    const s = chain(4);
+    const j = new Journal(ORIGIN);
+    for (let i = 1; i < s.length; i++) j.record(s[i - 1], s[i]);
+    const buf = formatOne(j);
+    same(Journal.fromBuffer(buf), j);
+    expect(Journal.fromBuffer(buf, { maxVersions: 2 }).diffsSince(102)).toHaveLength(2);
+    const fresh = new Journal(ORIGIN);
+    fresh.reset(s[0]);
+    same(Journal.fromBuffer(formatOne(fresh)), fresh);
     for (let len = 0; len < buf.length; len += Math.max(1, Math.floor(buf.length / 300))) expect(refused(buf.subarray(0, len))).toBe(true);
     for (let i = 0; i < buf.length; i += 7) {
       const bad = Buffer.from(buf);
@@ -262,4 +393,71 @@ describe('Journal', () => {
     }
     expect(kept).toBeGreaterThan(0); // flipped RDATA bytes are still a journal
   });
+
+  test('persistence: a version is encoded in slices, the same bytes as in one go', () => {
+    const s = chain(1);
+    const j = new Journal(ORIGIN);
+    j.record(s[0], s[1]);
+    const d = j.entries()[0];
+    const steps = versionFrameSteps(d, new Slicer(0));
+    let yields = 0;
+    let r = steps.next();
+    for (; !r.done; r = steps.next()) yields++;
+    expect(Buffer.concat(r.value).equals(Buffer.concat(versionFrame(d)))).toBe(true);
+    expect(yields).toBeGreaterThanOrEqual(1); // the frame's hash at least, each chunk a slice
+  });
 });
+
+/** One version's frame, in one go. */
+function versionFrame(d: ZoneDiff): Buffer[] {
+  return runSync(versionFrameSteps(d, new Slicer(Infinity)));
+}
+
+/** A format-2 frame around `payload`, with a valid checksum. */
+function seal(kind: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = kind;
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload, createHash('sha256').update(head).update(payload).digest()]);
+}
+
+/** The journal in format 1, as it was stored before format 2: the whole journal, then a SHA-256 of it. */
+function formatOne(j: Journal): Buffer {
+  const parts: Buffer[] = [];
+  const int = (v: number, n: 1 | 2 | 4) => {
+    const b = Buffer.alloc(n);
+    b.writeUIntBE(v >>> 0, 0, n);
+    parts.push(b);
+  };
+  const str = (v: string) => {
+    int(Buffer.byteLength(v), 2);
+    parts.push(Buffer.from(v));
+  };
+  const rec = (r: SnapshotRecord) => {
+    str(r.owner);
+    int(r.type, 2);
+    int(r.ttl, 4);
+    int(r.rdata.length, 2);
+    parts.push(r.rdata);
+  };
+  parts.push(Buffer.from('FCXJ'));
+  int(1, 1);
+  str(j.origin);
+  int(j.serial === undefined ? 0 : 1, 1);
+  int(j.serial ?? 0, 4);
+  parts.push(Buffer.from(j.digest ?? '0'.repeat(64), 'hex'));
+  int(j.length, 4);
+  for (const d of j.entries()) {
+    int(d.fromSerial, 4);
+    int(d.toSerial, 4);
+    parts.push(Buffer.from(d.toDigest, 'hex'));
+    rec(d.fromSoa);
+    rec(d.toSoa);
+    for (const list of [d.deleted, d.added]) {
+      int(list.length, 4);
+      list.forEach(rec);
+    }
+  }
+  const body = Buffer.concat(parts);
+  return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+}
