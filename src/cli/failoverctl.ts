@@ -46,7 +46,8 @@ Prints a zone: entry for every zone the controller serves (the zone files of dns
 including the pattern of deploy/secondaries/nsd.conf ("hidden-primary" unless --pattern says
 otherwise), for NSD secondaries, which have no catalog zones. Include the output in nsd.conf
 (include: "/etc/nsd/failover-zones.conf") and run "nsd-control reconfig" after a zone is added.
-Knot and BIND secondaries read the catalog zone (dns.catalog) instead.
+Knot and BIND secondaries read the catalog zone (dns.catalog) instead. The configuration is
+validated except the TSIG secrets (dns.tsig_keys[].secret_env need not be set).
 
 Exit codes: 0 printed, 1 a zone file failed to load (listed on stderr), 2 usage or config error.
 `,
@@ -68,7 +69,8 @@ async function secondariesConfig(argv: string[]): Promise<number> {
   if (!values.config) throw new UsageError('secondaries-config: --config FILE is required');
   const pattern = values.pattern ?? 'hidden-primary';
   if (!/^[A-Za-z0-9_.-]{1,63}$/.test(pattern)) throw new UsageError(`secondaries-config: --pattern ${JSON.stringify(pattern)} is not a pattern name`);
-  const config = loadConfig(values.config);
+  // the zone list needs no TSIG secret: checked by serve (and serve --check), not here
+  const config = loadConfig(values.config, process.env, { secrets: false });
   const { ZoneDirectory } = await import('../dns/zone/zone-loader.js');
   const r = await new ZoneDirectory(config.dns.zones, { maxZoneBytes: config.dns.maxZoneFileBytes }).load();
   const names = r.zones.map((z) => z.origin).sort();

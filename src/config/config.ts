@@ -94,10 +94,20 @@ function docLocator(doc: Document, lines: LineCounter): Locate {
   return (path) => ({ line: line(path) });
 }
 
+/** Options of {@link parseConfig} and {@link loadConfig}. */
+export interface ConfigLoadOptions {
+  /**
+   * Whether the TSIG secrets' environment variables must be set (default true). False only for
+   * commands that use no secret (`failoverctl secondaries-config`); the rest is validated all
+   * the same. A configuration loaded so cannot serve: the DNS setup reads the secrets and fails.
+   */
+  secrets?: boolean;
+}
+
 /** Validates a configuration text. `file` locates relative paths and names the file in messages. */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, opts: ConfigLoadOptions = {}): Config {
   const { root, locate } = readYaml(text, file);
-  return validate({ root, locate, file, text, edits: [], seedNames: hostNames(root), env });
+  return validate({ root, locate, file, text, edits: [], seedNames: hostNames(root), env: opts.secrets === false ? null : env });
 }
 
 /** The file's data and a locator of its lines. Throws ConfigError on YAML errors. */
@@ -133,8 +143,8 @@ function withoutNulls(v: unknown): unknown {
   return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, withoutNulls(x)]));
 }
 
-/** Validates config data: the file's, or the file's with stored inventory edits applied. */
-function validate(args: { root: Record<string, unknown>; locate: Locate; file: string; text: string; edits: InventoryEdit[]; seedNames: Set<string>; env: NodeJS.ProcessEnv }): Config {
+/** Validates config data: the file's, or the file's with stored inventory edits applied; `env` null: the TSIG secrets not checked. */
+function validate(args: { root: Record<string, unknown>; locate: Locate; file: string; text: string; edits: InventoryEdit[]; seedNames: Set<string>; env: NodeJS.ProcessEnv | null }): Config {
   const { root, file, locate } = args;
   const data = withoutNulls(root) as Record<string, unknown>;
   const parsed = configSchema.safeParse(data);
@@ -153,7 +163,7 @@ function validate(args: { root: Record<string, unknown>; locate: Locate; file: s
     ...inventoryProblems(servers, transits),
     ...accountProblems(accountViews(data.accounts), new Set(servers.map((s) => s.name))),
     ...routes.problems,
-    ...dnsSecretProblems(data.dns, args.env),
+    ...(args.env ? dnsSecretProblems(data.dns, args.env) : []),
   ];
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(file, inKeyOrder(problems).map((p) => ({ path: formatPath(p.path), message: p.message, ...locate(p.path) })));
@@ -276,14 +286,14 @@ export function withInventoryEdits(config: Config, edits: InventoryEdit[], env: 
 }
 
 /** Reads and validates a configuration file. Throws ConfigError. */
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, opts: ConfigLoadOptions = {}): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(file, [{ path: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
   }
-  return parseConfig(text, file, env);
+  return parseConfig(text, file, env, opts);
 }
 
 function deepFreeze<T>(o: T): T {

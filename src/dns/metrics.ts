@@ -19,7 +19,7 @@ export interface DnsMetrics {
   zoneSerial: Gauge<'zone'>;
   recordsLoaded: Gauge;
   zoneReloads: Counter<'result'>;
-  /** Zone transfers asked of the controller, by secondary (or "other"), kind and result. */
+  /** Zone transfers asked of the controller and signed queries (kind query), by secondary (or "other"), kind and result. */
   transfers: Counter<'secondary' | 'kind' | 'result'>;
   /** NOTIFY messages, by secondary and outcome. */
   notifies: Counter<'secondary' | 'result'>;
@@ -78,13 +78,13 @@ export function createDnsMetrics(registry: Registry, source: () => DnsSource | u
     recordsLoaded: new Gauge({ name: 'failover_dns_records_loaded', help: 'Resource records held in all served zones.', registers: [registry] }),
     transfers: new Counter({
       name: 'failover_dns_transfers_total',
-      help: 'Zone transfer requests, by secondary ("other": not a configured one), kind (axfr, ixfr, ixfr_full: the whole zone for an IXFR, soa: IXFR answered with the SOA) and result (ok, refused, notauth, failed).',
+      help: 'Zone transfer requests and the TSIG-signed queries before them, by secondary ("other": not a configured one), kind (axfr, ixfr, ixfr_full: the whole zone for an IXFR, soa: IXFR answered with the SOA, query: a signed query such as the SOA query of Knot and BIND) and result (ok; refused; notauth: a TSIG error, or a transfer of a zone not served; failed).',
       labelNames: ['secondary', 'kind', 'result'] as const,
       registers: [registry],
     }),
     notifies: new Counter({
       name: 'failover_dns_notifies_total',
-      help: 'NOTIFY messages to secondaries, by outcome: acked, retried (sent again), refused (answered with an error), gave_up.',
+      help: 'NOTIFY messages to secondaries, by outcome: acked, retried (sent again), refused (a TSIG error answered, or an error answered and no try acknowledged), gave_up (never answered).',
       labelNames: ['secondary', 'result'] as const,
       registers: [registry],
     }),

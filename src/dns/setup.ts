@@ -18,9 +18,9 @@ import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './zone/zone-
 import type { Zone } from './zone/zone.js';
 import { catalogZone } from './xfr/catalog.js';
 import { createJournalFiles } from './xfr/journal-files.js';
-import { Notifier, type NotifySigner } from './xfr/notify.js';
+import { Notifier, tsigNotifySigner } from './xfr/notify.js';
 import { PropagationTracker } from './xfr/propagation.js';
-import { signRequest, tsigKey, verify, type TsigKey } from './xfr/tsig.js';
+import { tsigKey, type TsigKey } from './xfr/tsig.js';
 import { TransferService } from './xfr/xfr-service.js';
 
 /** What the other capabilities use of DNS. */
@@ -181,22 +181,10 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
   if (config.secondaries.length === 0 && config.tsigKeys.length === 0) return undefined;
   const keys = new Map<string, TsigKey>(config.tsigKeys.map((k) => [k.name, tsigKey(k.name, k.algorithm, env[k.secretEnv] ?? '')]));
   const now = () => Math.floor(Date.now() / 1000);
-  const signer = (key: TsigKey): NotifySigner => ({
-    sign(msg) {
-      const s = signRequest(msg, key, now());
-      return {
-        msg: s.message,
-        verifyReply: (reply) => {
-          const v = verify(reply, key, now(), { requestMac: s.mac });
-          return v.ok ? null : `${v.error}: ${v.reason}`;
-        },
-      };
-    },
-  });
   const secondaries = config.secondaries.map((s) => ({ name: s.name, address: s.address, key: s.tsig ? keys.get(s.tsig)! : null, notify: s.notify }));
   // every series exists from the start, so that increase() sees the first event of each
   for (const secondary of [...secondaries.map((s) => s.name), 'other']) {
-    for (const kind of ['axfr', 'ixfr', 'ixfr_full', 'soa'] as const) {
+    for (const kind of ['axfr', 'ixfr', 'ixfr_full', 'soa', 'query'] as const) {
       for (const result of ['ok', 'refused', 'notauth', 'failed'] as const) metrics.transfers.inc({ secondary, kind, result }, 0);
     }
   }
@@ -204,7 +192,7 @@ function createTransfers(config: Config['dns'], env: NodeJS.ProcessEnv, responde
     for (const result of ['acked', 'retried', 'refused', 'gave_up'] as const) metrics.notifies.inc({ secondary: s.name, result }, 0);
   }
   const notifier = new Notifier({
-    targets: secondaries.filter((s) => s.notify).map((s) => ({ name: s.name, address: s.address, signer: s.key ? signer(s.key) : undefined })),
+    targets: secondaries.filter((s) => s.notify).map((s) => ({ name: s.name, address: s.address, signer: s.key ? tsigNotifySigner(s.key, now) : undefined })),
     logger: log,
     source: notifySource(config.listen),
     onResult: (secondary, result) => metrics.notifies.inc({ secondary, result }),

@@ -2,7 +2,7 @@
  * `failoverctl` as a process: exit codes, config errors, the generated token file, zone reload
  * on SIGHUP (a broken new version keeps the old one served), broken zones reported with file and line.
  */
-import { afterAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -99,6 +99,62 @@ describe('failoverctl', () => {
     const knot = await cli(['secondaries-config', 'knot', '--config', cfg]);
     expect(knot.code).toBe(2);
     expect(knot.stderr).toContain('must be "nsd" (Knot and BIND use the catalog zone)');
+  });
+
+  describe('TSIG secrets: secondaries-config needs none, serve and serve --check need every one', () => {
+    const SECRET_ENV = 'FC_CLI_TEST_XFR_SECRET';
+    const SECRET = Buffer.alloc(32, 7).toString('base64');
+    let zones = '';
+    const config = (name: string, dns: string) => {
+      const file = join(tmp, name);
+      writeFileSync(file, `dns:\n  listen: ["127.0.0.1:5399"]\n  zones: ${zones}\n${dns}api:\n  listen: "127.0.0.1:1"\n`);
+      return file;
+    };
+    const KEYED = `  tsig_keys: [{name: xfr-key, algorithm: hmac-sha256, secret_env: ${SECRET_ENV}}]\n  secondaries: [{name: ns1, address: "192.0.2.53:53", tsig: xfr-key}]\n`;
+    const ENTRY = 'zone:\n  name: "keyed.test"\n  include-pattern: "hidden-primary"\n';
+
+    beforeAll(() => {
+      zones = join(tmp, 'keyed-zones');
+      mkdirSync(zones);
+      writeFileSync(join(zones, 'keyed.test.zone'), ZONE(1, '192.0.2.2').replace(/reload/g, 'keyed'));
+    });
+
+    test.each([
+      ['secret unset', ''],
+      ['secret not base64', 'not base64!'],
+    ])('secondaries-config nsd, %s: the zone entries, exit 0', async (_what, value) => {
+      const r = await cli(['secondaries-config', 'nsd', '--config', config('keyed.yaml', KEYED)], { [SECRET_ENV]: value });
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      expect(r.stdout.split('\n').slice(1).join('\n')).toBe(ENTRY);
+    });
+
+    test.each([
+      [['serve', '--check'], ''],
+      [['serve', '--check'], 'c2hvcnQ='],
+      [['serve'], ''],
+    ])('%j with the secret %j: a config error naming the variable, exit 2', async (args, value) => {
+      const file = config('keyed.yaml', KEYED);
+      const r = await cli([...args, '--config', file], { [SECRET_ENV]: value });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`dns.tsig_keys[0].secret_env: environment variable ${SECRET_ENV} is ${value === '' ? 'not set' : 'not base64 of at least 16 bytes'}`);
+    });
+
+    test('serve --check with the secret set passes', async () => {
+      const r = await cli(['serve', '--check', '--config', config('keyed.yaml', KEYED)], { [SECRET_ENV]: SECRET });
+      expect([r.code, r.stdout]).toEqual([0, 'ok    keyed.test. serial 1, 4 records\n']);
+    });
+
+    test.each([
+      ['a secondary naming a key that is not defined', KEYED.replace('tsig: xfr-key', 'tsig: nokey'), 'dns.secondaries[0].tsig'],
+      ['a secret_env that is not a variable name', KEYED.replace(SECRET_ENV, 'not-a-name'), 'dns.tsig_keys[0].secret_env'],
+      ['an unknown TSIG algorithm', KEYED.replace('hmac-sha256', 'hmac-md5'), 'dns.tsig_keys[0].algorithm'],
+    ])('secondaries-config nsd still validates the rest: %s is a config error, exit 2', async (_what, dns, path) => {
+      const r = await cli(['secondaries-config', 'nsd', '--config', config('broken-keyed.yaml', dns)], { [SECRET_ENV]: '' });
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain(path);
+      expect(r.stderr).not.toContain(SECRET_ENV + ' is not set');
+    });
   });
 
   test('without the token env var a token is generated into a 0600 file, never logged', async () => {

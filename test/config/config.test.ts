@@ -333,4 +333,19 @@ describe('config: the hidden primary (dns.tsig_keys, dns.secondaries, dns.catalo
   ])('%s', (_n, text, env, expected) => {
     expect(parse(text, env)).toEqual(expected);
   });
+
+  test('secrets: false (a command that uses none) skips only the secrets\' variables', () => {
+    const without = (text: string) => {
+      try {
+        return parseConfig(text, '/etc/fc/config.yaml', {}, { secrets: false }).dns.tsigKeys;
+      } catch (err) {
+        if (err instanceof ConfigError) return err.message.split('\n');
+        throw err;
+      }
+    };
+    expect(without(XFR)).toEqual([{ name: 'xfr-key.', algorithm: 'hmac-sha256', secretEnv: 'FAILOVER_TSIG_XFR' }]);
+    expect(without(XFR.replace('tsig: xfr-key}', 'tsig: other-key}'))).toEqual(
+      ['/etc/fc/config.yaml:7: dns.secondaries[0].tsig: no TSIG key named other-key. in dns.tsig_keys (known: xfr-key.)']);
+    expect(parse(XFR, {})).toEqual(['/etc/fc/config.yaml:5: dns.tsig_keys[0].secret_env: environment variable FAILOVER_TSIG_XFR is not set']);
+  });
 });

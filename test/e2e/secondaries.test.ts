@@ -17,7 +17,11 @@
  * Also: (a) secondaries stopped while two changes happen catch up when started again (NOTIFY
  * retried until acknowledged); (b) the controller killed (SIGKILL) and restarted: serials go on
  * upwards and no secondary ever serves an older serial (polled throughout); (c) secondaries with a
- * wrong TSIG secret never get the zone (NOTAUTH counted); (d) a transfer from an address that is
+ * wrong TSIG secret never get the zone (Knot: had it with the right key, keeps that copy and
+ * does not follow changes); the controller counts every refusal: NSD's transfer request, every
+ * signed SOA query of Knot (TCP) and BIND (UDP) (kind query, NOTAUTH; each through a recording
+ * proxy, so the count is checked against what they sent), and the NOTIFY each answers NOTAUTH
+ * (BADSIG) as refused, not sent again; (d) a transfer from an address that is
  * not a secondary's is refused; (e) cutover ?wait=10&until=propagated answers 200 with an ISO time
  * per secondary; (f) failover_dns_propagation_seconds_count per secondary; each asks as measured
  * with the reference primary (NSD IXFR/TCP; Knot SOA/TCP + IXFR; BIND SOA/UDP + IXFR/TCP), by IXFR
@@ -461,11 +465,18 @@ describe('refusals: wrong TSIG secret, an address that is not a secondary', () =
   let base = '';
   let ctl: ControllerHandle | undefined;
   let port = 0;
+  let zonesDir = '';
   const wrong = new Map<SecondaryKind, Secondary>();
+  /** In front of each wrong-key secondary: what it sent the controller; `marks`: from where the wrong key. */
+  const wrongProxies = new Map<SecondaryKind, RecordingProxy>();
+  const marks = new Map<SecondaryKind, { requests: number; log: number }>();
+  /** ok transfers and queries counted before any secondary had a wrong key (Knot's, with the right one). */
+  let okBefore = 0;
+  const transfersNow = async () => samples((await ctl!.get('/metrics', false)).body, 'failover_dns_transfers_total');
 
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), 'fc-hp-refuse-'));
-    const zonesDir = join(base, 'zones');
+    zonesDir = join(base, 'zones');
     mkdirSync(zonesDir);
     writeFileSync(join(zonesDir, 'acme.test.zone'), zoneText(SMALL, 1000, FIRST_SERIAL));
     port = await freePort();
@@ -477,39 +488,80 @@ describe('refusals: wrong TSIG secret, an address that is not a secondary', () =
       env: { [TSIG_SECRET_ENV]: secret },
       sections: inventorySections([{ name: 'acme', zones: [SMALL] }]),
     });
+    for (const k of SECONDARY_KINDS) wrongProxies.set(k, await startRecordingProxy({ host: '127.0.0.1', port }));
+    // A fresh Knot asks AXFR at once; one that has the zone asks its SOA first. So Knot gets the
+    // zone with the right key and is restarted with a wrong one (a key changed on one side),
+    // while NSD (AXFR) and BIND (a signed SOA query over UDP even when fresh) start with it.
+    const knot = await startSecondary('knot', { primary: wrongProxies.get('knot')!, tsig, zones: [SMALL], dir: join(base, 'knot'), port: ports.get('knot')! });
+    try {
+      await waitFor('knot to serve the zone with the right key', async () => (await knot.soaSerial(SMALL)) === FIRST_SERIAL, { timeoutMs: FOLLOW_MS });
+    } finally {
+      await knot.kill();
+    }
+    okBefore = sum(await transfersNow(), (l) => l.includes('result="ok"'));
     const other = { ...tsig, secret: randomBytes(32).toString('base64') };
     for (const k of SECONDARY_KINDS) {
-      wrong.set(k, await startSecondary(k, { primary: { host: '127.0.0.1', port }, tsig: other, zones: [SMALL], dir: join(base, k), port: ports.get(k)! }));
+      marks.set(k, { requests: wrongProxies.get(k)!.requests.length, log: k === 'knot' ? knot.log().length : 0 });
+      wrong.set(k, await startSecondary(k, { primary: wrongProxies.get(k)!, tsig: other, zones: [SMALL], dir: join(base, k), port: ports.get(k)! }));
     }
-  }, 120_000);
+  }, 180_000);
 
   afterAll(async () => {
     for (const s of wrong.values()) await s.kill().catch(() => undefined);
+    for (const p of wrongProxies.values()) await p.close().catch(() => undefined);
     await ctl?.stop().catch(() => undefined);
     if (base) rmSync(base, { recursive: true, force: true });
   }, 60_000);
 
-  test('(c) secondaries with a wrong TSIG secret get no zone data; the controller counts NOTAUTH', async () => {
-    for (const [k, s] of wrong) {
+  test('(c) secondaries with a wrong TSIG secret get no zone data; the controller counts each refusal: transfers, signed SOA queries, NOTIFYs', async () => {
+    const logSince = (k: SecondaryKind) => wrong.get(k)!.log().slice(marks.get(k)!.log);
+    for (const k of SECONDARY_KINDS) {
       try {
-        await waitFor(`${k} with a wrong key to be refused`, () => TSIG_REFUSED[k].test(s.log()));
+        await waitFor(`${k} with a wrong key to be refused`, () => TSIG_REFUSED[k].test(logSince(k)));
       } catch (err) {
-        throw new Error(`${(err as Error).message}\n--- ${k} log:\n${tail(s.log())}`);
+        throw new Error(`${(err as Error).message}\n--- ${k} log:\n${tail(logSince(k))}`);
       }
     }
-    const metrics = (await ctl!.get('/metrics', false)).body;
-    const transfers = samples(metrics, 'failover_dns_transfers_total');
-    const notifies = samples(metrics, 'failover_dns_notifies_total');
-    figures.push(`(c) wrong key: transfers ${shown(transfers)}; notifies ${shown(notifies)}`);
-    expect(sum(transfers, (l) => l.includes('result="notauth"'))).toBeGreaterThan(0);
-    expect(sum(transfers, (l) => l.includes('result="ok"'))).toBe(0);
-    for (const [k, s] of wrong) {
-      expect([k, await client.soaSerial(s.port, SMALL)]).toEqual([k, null]);
-      const m = await client.ask(s.port, `h0.${SMALL}`, 'A');
-      expect([k, m?.answer.length ?? 0]).toEqual([k, 0]);
-      figures.push(`(c) ${k} with a wrong key answers ${m ? `rcode ${m.rcode}` : 'nothing'} for the zone; its log: ${(TSIG_REFUSED[k].exec(s.log()) ?? [''])[0]}`);
+    // Knot and BIND stop at their signed SOA query (Knot over TCP, BIND over UDP): each one is
+    // counted, kind query, notauth; checked against what the proxies saw them send
+    const asks = (k: SecondaryKind) => wrongProxies.get(k)!.requests.slice(marks.get(k)!.requests)
+      .filter((r) => r.opcode === 0 && r.signed && r.qtype !== 'AXFR' && r.qtype !== 'IXFR');
+    for (const [k, transport] of [['knot', 'tcp'], ['bind', 'udp']] as const) {
+      await waitFor(`${k} with a wrong key to send a signed SOA query over ${transport}`, () => asks(k).some((r) => r.qtype === 'SOA' && r.transport === transport));
     }
-  }, 120_000);
+    const sent = () => SECONDARY_KINDS.reduce((n, k) => n + asks(k).length, 0);
+    const queries = async (result: string) => sum(await transfersNow(), (l) => l.includes('kind="query"') && l.includes(`result="${result}"`));
+    const before = sent();
+    await waitFor('the signed queries sent so far to be counted', async () => (await queries('notauth')) >= before);
+    const counted = await queries('notauth');
+    const after = sent(); // a query is counted after the proxy saw it
+    figures.push(`(c) signed queries refused: ${counted} counted, ${before}..${after} sent (${SECONDARY_KINDS.map((k) => `${k}: ${describeRequests(asks(k).slice(-4)) || 'none'}`).join('; ')})`);
+    expect(counted).toBeLessThanOrEqual(after);
+    for (const r of ['refused', 'failed']) expect([r, await queries(r)]).toEqual([r, 0]);
+    const transfers = await transfersNow();
+    figures.push(`(c) wrong key: transfers ${shown(transfers)} (ok: Knot's with the right key, before)`);
+    expect(sum(transfers, (l) => !l.includes('kind="query"') && l.includes('result="notauth"'))).toBeGreaterThan(0); // NSD's AXFR
+    expect(sum(transfers, (l) => l.includes('result="ok"'))).toBe(okBefore);
+
+    // a change: each NOTIFY is answered NOTAUTH (BADSIG) and counted refused at once, not given up
+    writeFileSync(join(zonesDir, 'acme.test.zone'), zoneText(SMALL, 1000, FIRST_SERIAL + 1));
+    ctl!.reload();
+    await waitFor('the controller to serve the reloaded zone', async () => (await client.soaSerial(port, SMALL)) === FIRST_SERIAL + 1);
+    const notifyResult = async (k: SecondaryKind, result: string) =>
+      sum(samples((await ctl!.get('/metrics', false)).body, 'failover_dns_notifies_total'), (l) => l.includes(`secondary="${k}-wrong-key"`) && l.includes(`result="${result}"`));
+    for (const k of SECONDARY_KINDS) {
+      await waitFor(`the NOTIFY to ${k} with a wrong key to be counted refused`, async () => (await notifyResult(k, 'refused')) > 0);
+      for (const r of ['acked', 'gave_up']) expect([k, r, await notifyResult(k, r)]).toEqual([k, r, 0]);
+    }
+    figures.push(`(c) after a change, notifies: ${shown(samples((await ctl!.get('/metrics', false)).body, 'failover_dns_notifies_total'))}`);
+    for (const [k, s] of wrong) {
+      // Knot keeps the copy it had before its key changed, and does not follow the change
+      expect([k, await client.soaSerial(s.port, SMALL)]).toEqual([k, k === 'knot' ? FIRST_SERIAL : null]);
+      const m = await client.ask(s.port, `h0.${SMALL}`, 'A');
+      if (k !== 'knot') expect([k, m?.answer.length ?? 0]).toEqual([k, 0]);
+      figures.push(`(c) ${k} with a wrong key answers ${m ? `rcode ${m.rcode}, ${m.answer.length} records` : 'nothing'} for h0; its log: ${(TSIG_REFUSED[k].exec(logSince(k)) ?? [''])[0]}`);
+    }
+  }, 180_000);
 
   test('(d) a transfer from an address that is not a secondary\'s is refused, signed or not; unsigned or wrongly signed ones too', async () => {
     const badKey = labKey(randomBytes(32).toString('base64'));
@@ -532,7 +584,7 @@ describe('refusals: wrong TSIG secret, an address that is not a secondary', () =
     figures.push(`(d) ${got.join('; ')}`);
     const transfers = samples((await ctl!.get('/metrics', false)).body, 'failover_dns_transfers_total');
     expect(sum(transfers, (l) => l.includes('secondary="other"') && l.includes('result="refused"'))).toBe(3);
-    // queries are answered as usual
-    expect(await client.soaSerial(port, SMALL)).toBe(FIRST_SERIAL);
+    // queries are answered as usual (the zone as reloaded in (c))
+    expect(await client.soaSerial(port, SMALL)).toBe(FIRST_SERIAL + 1);
   }, 120_000);
 });

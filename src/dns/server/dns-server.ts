@@ -63,8 +63,8 @@ export interface DnsServer {
   readonly stats: ListenerStats;
 }
 
-/** Logs at most `perSecond` messages a second; counts the rest. */
-function rateLimited(logger: Logger, perSecond = 10): (obj: object, msg: string) => void {
+/** Logs at most `perSecond` warnings a second; counts the rest. */
+export function rateLimited(logger: Logger, perSecond = 10): (obj: object, msg: string) => void {
   let windowStart = 0;
   let inWindow = 0;
   let suppressed = 0;

@@ -9,10 +9,13 @@
  *   successive versions; when it does not reach the client's serial, the whole zone in IXFR form
  *   (never an error rcode). IXFR over UDP gets the SOA only. Messages are encoded one at a time,
  *   the event loop served between them (a transfer never stalls answering).
- * - TSIG-signed queries (Knot and BIND sign their SOA queries) are answered by the responder and
- *   the answer signed.
+ * - TSIG-signed queries (Knot and BIND sign the SOA query they send before a transfer) are
+ *   answered by the responder and the answer signed; one whose TSIG fails gets NOTAUTH with the
+ *   TSIG error. Both count as transfer requests of kind `query` (a secondary with a wrong key
+ *   stops there, before any transfer).
  * - Every change of what a zone serves (overlay, reload) becomes a journal version, and every
- *   secondary of the zone gets a NOTIFY (at start too), retried until acknowledged.
+ *   secondary of the zone gets a NOTIFY (at start too), retried until acknowledged or refused
+ *   (notify.ts; the catalog zone's is optional: NSD does not serve it).
  *
  * Never throws to the listeners: a failure ends the transfer (the listener closes the connection).
  */
@@ -20,7 +23,7 @@ import type { Logger } from 'pino';
 import type { HostPort } from '../../core/addresses.js';
 import type { AddressOverlay, ZoneSet } from '../engine/engine.js';
 import { isTouchingOverlay, nextSnapshotAsync, snapshotZoneAsync, type ZoneSnapshot } from '../engine/snapshot.js';
-import type { Remote, TransferHandler } from '../server/dns-server.js';
+import { rateLimited, type Remote, type TransferHandler } from '../server/dns-server.js';
 import type { Responder } from '../server/responder.js';
 import { Rcode, RRClass, RRType } from '../wire/constants.js';
 import { decodeMessage, encodeMessage, type Message, type RecordInput } from '../wire/message.js';
@@ -39,7 +42,8 @@ export interface Secondary {
   key: TsigKey | null;
 }
 
-export type TransferKind = 'axfr' | 'ixfr' | 'ixfr_full' | 'soa';
+/** soa: IXFR answered with the SOA only; query: a TSIG-signed query (the SOA query before a transfer). */
+export type TransferKind = 'axfr' | 'ixfr' | 'ixfr_full' | 'soa' | 'query';
 export type TransferResult = 'ok' | 'refused' | 'notauth' | 'failed';
 
 export interface TransferServiceOptions {
@@ -77,6 +81,8 @@ export class TransferService implements TransferHandler {
   private updating: Promise<void> | null = null;
   private again = false;
   private readonly log: Logger;
+  /** For refusals of single messages (UDP: any source address can send them). */
+  private readonly warn: (obj: object, msg: string) => void;
   private readonly now: () => number;
   /** NOTIFY is sent once the listeners are open (`startNotifying`). */
   private notifying = false;
@@ -86,6 +92,7 @@ export class TransferService implements TransferHandler {
 
   constructor(private readonly opts: TransferServiceOptions) {
     this.log = opts.logger;
+    this.warn = rateLimited(opts.logger);
     this.now = opts.now ?? (() => Math.floor(Date.now() / 1000));
   }
 
@@ -132,7 +139,8 @@ export class TransferService implements TransferHandler {
 
   /** NOTIFY the zone's secondaries and watch them serve its serial. */
   private announce(snapshot: ZoneSnapshot): void {
-    void this.opts.notifier?.notify(snapshot.origin, { ttl: snapshot.soa.ttl, rdata: snapshot.soa.rdata });
+    const catalog = snapshot.origin === this.opts.catalog;
+    void this.opts.notifier?.notify(snapshot.origin, { ttl: snapshot.soa.ttl, rdata: snapshot.soa.rdata }, { optional: catalog });
     // the catalog zone is for Knot and BIND only (NSD has none, Knot refuses queries for it): not watched
     if (snapshot.origin !== this.opts.catalog) this.opts.tracker?.expect(snapshot.origin, snapshot.serial);
   }
@@ -311,7 +319,7 @@ export class TransferService implements TransferHandler {
     this.log.info({ secondary: who, zone: q.name, kind: done, serial: version.snapshot.serial, messages: count, ms: Math.round(performance.now() - t0) }, 'zone transferred');
   }
 
-  /** One reply: a signed query, or IXFR over UDP (the SOA only), or a refusal. */
+  /** One reply: a signed query (counted as kind `query`), or IXFR over UDP (the SOA only), or a refusal. */
   private single(msg: Buffer, remote: Remote, tcp: boolean, decoded?: Message): Buffer | null {
     let m: Message;
     try {
@@ -322,11 +330,12 @@ export class TransferService implements TransferHandler {
     const q = m.question[0];
     const secondary = this.secondaryAt(remote.address);
     const isXfr = q?.type === RRType.AXFR || q?.type === RRType.IXFR;
+    const who = secondary?.name ?? UNKNOWN;
     if (isXfr) {
-      const who = secondary?.name ?? UNKNOWN;
       const gate = this.admit(msg, m, secondary);
       if ('reply' in gate) {
         this.opts.onTransfer?.(who, 'soa', gate.result);
+        this.warn({ remote: remote.address, secondary: who, zone: q.name, kind: 'soa', reason: gate.reason }, 'zone transfer refused');
         return gate.reply;
       }
       const version = this.versions.get(q.name);
@@ -344,10 +353,21 @@ export class TransferService implements TransferHandler {
     // a signed query: verify, answer as the responder does, sign the answer
     if (!m.tsig) return this.opts.responder.respond(msg, tcp);
     const v = verify(msg, this.opts.keys, this.now());
-    if (!v.ok) return tsigErrorResponse(msg, v, this.now()) ?? null;
-    const plain = stripTsig(msg, m);
-    const out = this.opts.responder.respond(plain, tcp);
-    return out ? signResponse(out, v.key, this.now(), v.mac).message : null;
+    if (!v.ok) {
+      this.opts.onTransfer?.(who, 'query', 'notauth');
+      this.warn({ remote: remote.address, secondary: who, zone: q?.name, kind: 'query', reason: `TSIG ${v.error}: ${v.reason}` }, 'signed query refused');
+      return tsigErrorResponse(msg, v, this.now()) ?? null;
+    }
+    const out = this.opts.responder.respond(stripTsig(msg, m), tcp);
+    if (!out) {
+      this.opts.onTransfer?.(who, 'query', 'failed');
+      return null;
+    }
+    // REFUSED: a name outside the served zones (a secondary asking for a zone not in dns.zones)
+    const refused = (out[3] & 0x0f) === Rcode.REFUSED;
+    this.opts.onTransfer?.(who, 'query', refused ? 'refused' : 'ok');
+    if (refused) this.warn({ remote: remote.address, secondary: who, zone: q?.name, kind: 'query', reason: 'not in a served zone' }, 'signed query refused');
+    return signResponse(out, v.key, this.now(), v.mac).message;
   }
 
   /**

@@ -12,6 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import type { Registry } from 'prom-client';
 import { parseConfig } from '../../../src/config/config.js';
 import { compileOverlay } from '../../../src/core/overlay.js';
 import { setupDns, type DnsCapability } from '../../../src/dns/setup.js';
@@ -43,6 +44,7 @@ const BIG = ['$ORIGIN big.test.', '$TTL 300', '@ SOA ns1 hostmaster 1 7200 900 1
 
 let dir: string;
 let dns: DnsCapability;
+let registry: Registry;
 let port: number;
 /** Stands in for the secondary: receives NOTIFY on the configured address. */
 let secondary: UdpSocket;
@@ -77,7 +79,8 @@ api:
   listen: "127.0.0.1:1"
 `;
   const cfg = parseConfig(configText, join(dir, 'config.yaml'), { XFR_SECRET: SECRET });
-  dns = await setupDns({ config: cfg.dns, registry: createRegistry(), logger: pino({ level: 'silent' }), env: { XFR_SECRET: SECRET } });
+  registry = createRegistry();
+  dns = await setupDns({ config: cfg.dns, registry, logger: pino({ level: 'silent' }), env: { XFR_SECRET: SECRET } });
   await dns.listen();
 }, 60_000);
 
@@ -116,15 +119,30 @@ function tcp(msg: Buffer, done: (replies: Buffer[]) => boolean, opts: { localAdd
   });
 }
 
-function udp(msg: Buffer): Promise<Buffer> {
+function udp(msg: Buffer, opts: { localAddress?: string } = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = createSocket('udp4');
     s.on('message', (m) => {
       s.close();
       resolve(m);
     });
-    s.send(msg, port, '127.0.0.1', (err) => err && reject(err));
+    s.bind(0, opts.localAddress ?? '127.0.0.1', () => s.send(msg, port, '127.0.0.1', (err) => err && reject(err)));
   });
+}
+
+/** failover_dns_transfers_total's non-zero samples as "secondary kind result" → value. */
+async function transferCounts(): Promise<Map<string, number>> {
+  const metric = await registry.getSingleMetric('failover_dns_transfers_total')!.get();
+  return new Map(metric.values.filter((v) => v.value > 0).map((v) => [`${v.labels.secondary} ${v.labels.kind} ${v.labels.result}`, v.value]));
+}
+
+/** What `action` added to failover_dns_transfers_total, as "secondary kind result" → increase. */
+async function countedBy(action: () => Promise<unknown>): Promise<Record<string, number>> {
+  const before = await transferCounts();
+  await action();
+  const out: Record<string, number> = {};
+  for (const [k, v] of await transferCounts()) if (v !== (before.get(k) ?? 0)) out[k] = v - (before.get(k) ?? 0);
+  return out;
 }
 
 /** A whole signed transfer: every message verified; the records of the answer sections in order. */
@@ -209,6 +227,50 @@ describe('the hidden primary', () => {
     expect(decodeMessage(r).answer.map((x) => x.type)).toEqual([RRType.SOA]);
   });
 
+  describe('signed queries (the SOA query of Knot over TCP and BIND over UDP before a transfer): answered, and counted as kind query', () => {
+    const NOBODY = tsigKey('nobody', 'hmac-sha256', SECRET);
+    const cases = [
+      { what: 'the right key', key: KEY, at: 0, name: 'hosted.test.', rcode: Rcode.NOERROR, tsigError: 0, signed: true, result: 'ok' },
+      { what: 'a wrong secret', key: WRONG, at: 0, name: 'hosted.test.', rcode: Rcode.NOTAUTH, tsigError: 16, signed: false, result: 'notauth' },
+      { what: 'an unknown key', key: NOBODY, at: 0, name: 'hosted.test.', rcode: Rcode.NOTAUTH, tsigError: 17, signed: false, result: 'notauth' },
+      { what: 'the right key, an hour ago', key: KEY, at: -3600, name: 'hosted.test.', rcode: Rcode.NOTAUTH, tsigError: 18, signed: true, result: 'notauth' },
+      { what: 'the right key, a zone not served', key: KEY, at: 0, name: 'nowhere.test.', rcode: Rcode.REFUSED, tsigError: 0, signed: true, result: 'refused' },
+    ];
+    const rows = ['udp', 'tcp'].flatMap((transport) => cases.flatMap((c) => [
+      { ...c, transport, from: '127.0.0.1', secondary: 'ns1' },
+      { ...c, transport, from: '127.0.0.2', secondary: 'other' },
+    ]));
+    test.each(rows)('$transport from $from, $what: rcode $rcode, counted {$secondary, query, $result}', async (c) => {
+      const s = signRequest(query(c.name, RRType.SOA), c.key, now() + c.at);
+      let reply: Buffer | undefined;
+      const counted = await countedBy(async () => {
+        reply = c.transport === 'udp'
+          ? await udp(s.message, { localAddress: c.from })
+          : (await tcp(s.message, (r) => r.length > 0, { localAddress: c.from })).replies[0];
+      });
+      expect(counted).toEqual({ [`${c.secondary} query ${c.result}`]: 1 });
+      const m = decodeMessage(reply!);
+      expect(m.rcode).toBe(c.rcode);
+      expect(m.question[0]?.name).toBe(c.name);
+      expect((parseTsigRecord(m.tsig!) as TsigRecord).error).toBe(c.tsigError);
+      // BADKEY and BADSIG unsigned (RFC 8945 5.3.2); the rest signed with the request's key
+      if (c.signed) {
+        const v = verify(reply!, c.key, now(), { requestMac: s.mac });
+        expect(v.ok ? 'verified' : `${v.error} ${v.authenticated}`).toBe(c.tsigError === 0 ? 'verified' : 'PEER_ERROR true');
+      } else {
+        expect((parseTsigRecord(m.tsig!) as TsigRecord).mac.length).toBe(0);
+      }
+      if (c.rcode === Rcode.NOERROR) expect(m.answer.map((r) => r.type)).toEqual([RRType.SOA]);
+      else expect(m.answer).toEqual([]);
+    });
+
+    test('an unsigned SOA query is answered as any query and not counted', async () => {
+      let reply: Buffer | undefined;
+      expect(await countedBy(async () => (reply = await udp(query('hosted.test.', RRType.SOA))))).toEqual({});
+      expect(decodeMessage(reply!).answer.map((r) => r.type)).toEqual([RRType.SOA]);
+    });
+  });
+
   test('a change: NOTIFY (signed, sent again until acknowledged), then IXFR gives exactly the difference; an unknown serial gets the whole zone', async () => {
     const before = (await transfer(query('hosted.test.', RRType.AXFR))).records[0];
     notifies.length = 0;
@@ -255,7 +317,8 @@ describe('the hidden primary', () => {
     });
     const cfg = parseConfig(configText, join(dir, 'config.yaml'), { XFR_SECRET: SECRET });
     await dns.stop(); // the journals are stored before stop() resolves
-    dns = await setupDns({ config: cfg.dns, registry: createRegistry(), logger: pino({ level: 'silent' }), env: { XFR_SECRET: SECRET } });
+    registry = createRegistry();
+    dns = await setupDns({ config: cfg.dns, registry, logger: pino({ level: 'silent' }), env: { XFR_SECRET: SECRET } });
     dns.overlay.apply(overlay); // the controller restores its overlays before DNS listens
     await dns.listen();
     const soa7 = Buffer.from((await transfer(query('hosted.test.', RRType.AXFR))).records[0].rdata);
