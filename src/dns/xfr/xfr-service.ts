@@ -80,6 +80,9 @@ export class TransferService implements TransferHandler {
   /** The running version update, and whether another one was asked meanwhile. */
   private updating: Promise<void> | null = null;
   private again = false;
+  /** Zones the running update pass has yet to version, and transfers waiting for one of them. */
+  private unsettled = new Set<string>();
+  private readonly waiters = new Map<string, (() => void)[]>();
   private readonly log: Logger;
   /** For refusals of single messages (UDP: any source address can send them). */
   private readonly warn: (obj: object, msg: string) => void;
@@ -115,7 +118,11 @@ export class TransferService implements TransferHandler {
           this.log.error({ err: (err as Error).message }, 'transfer versions not updated');
         }
       } while (this.again);
-    })().finally(() => (this.updating = null));
+    })().finally(() => {
+      this.updating = null;
+      // a pass that failed half way: nobody waits for a version that will not come
+      for (const z of [...this.unsettled, ...this.waiters.keys()]) this.settle(z);
+    });
     return this.updating;
   }
 
@@ -153,30 +160,60 @@ export class TransferService implements TransferHandler {
   private async update(): Promise<void> {
     const { zones, overlay } = this.opts.served();
     const seen = new Set<string>();
-    for (const zone of zones.zones()) {
+    // small zones first: a transfer waits only for its own zone's version (settled())
+    const order = [...zones.zones()].sort((a, b) => a.recordCount - b.recordCount);
+    this.unsettled = new Set(order.map((z) => z.origin));
+    for (const zone of order) {
       seen.add(zone.origin);
-      const prev = this.versions.get(zone.origin);
-      const { next, diff } = await this.snapshotOf(zone, overlay, zones, prev);
-      if (prev && prev.snapshot.digest === next.digest && prev.snapshot.serial === next.serial) {
-        prev.overlay = overlay; // the same content: a snapshot with this overlay too
-        continue;
+      try {
+        await this.updateZone(zone, overlay, zones);
+      } finally {
+        this.settle(zone.origin);
       }
-      let journal = prev?.journal;
-      if (prev && diff) {
-        journal!.recordDiff(prev.snapshot, next, diff);
-      } else if (prev) {
-        await journal!.recordAsync(prev.snapshot, next);
-      } else {
-        journal = this.restored(zone.origin, next);
-      }
-      this.versions.set(zone.origin, { snapshot: next, journal: journal!, zone, overlay });
-      if (prev || journal!.length === 0) this.saveJournal(zone.origin, journal!);
-      if (prev && prev.snapshot.serial === next.serial) {
-        this.log.warn({ zone: zone.origin, serial: next.serial }, 'zone content changed without a serial change: secondaries will not see it (raise the serial in the zone file)');
-      }
-      if (this.notifying) this.announce(next);
     }
     for (const z of [...this.versions.keys()]) if (!seen.has(z)) this.versions.delete(z);
+  }
+
+  /** Records `zone`'s version for what is served now, when it changed, and NOTIFYs it. */
+  private async updateZone(zone: Zone, overlay: AddressOverlay | undefined, zones: ZoneSet): Promise<void> {
+    const prev = this.versions.get(zone.origin);
+    const { next, diff } = await this.snapshotOf(zone, overlay, zones, prev);
+    if (prev && prev.snapshot.digest === next.digest && prev.snapshot.serial === next.serial) {
+      prev.overlay = overlay; // the same content: a snapshot with this overlay too
+      return;
+    }
+    let journal = prev?.journal;
+    if (prev && diff) {
+      journal!.recordDiff(prev.snapshot, next, diff);
+    } else if (prev) {
+      await journal!.recordAsync(prev.snapshot, next);
+    } else {
+      journal = this.restored(zone.origin, next);
+    }
+    this.versions.set(zone.origin, { snapshot: next, journal: journal!, zone, overlay });
+    if (prev || journal!.length === 0) this.saveJournal(zone.origin, journal!);
+    if (prev && prev.snapshot.serial === next.serial) {
+      this.log.warn({ zone: zone.origin, serial: next.serial }, 'zone content changed without a serial change: secondaries will not see it (raise the serial in the zone file)');
+    }
+    if (this.notifying) this.announce(next);
+  }
+
+  /** `zone`'s version is up to date for this pass: transfers waiting for it go on. */
+  private settle(zone: string): void {
+    this.unsettled.delete(zone);
+    const waiting = this.waiters.get(zone);
+    this.waiters.delete(zone);
+    for (const w of waiting ?? []) w();
+  }
+
+  /** Resolves once `zone`'s version follows what is served (at once unless an update pass has yet to reach it). */
+  private settled(zone: string): Promise<void> {
+    if (!this.updating || !this.unsettled.has(zone)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.waiters.get(zone) ?? [];
+      list.push(resolve);
+      this.waiters.set(zone, list);
+    });
   }
 
   /**
@@ -276,7 +313,7 @@ export class TransferService implements TransferHandler {
       if (gate.reply) await send(gate.reply);
       return;
     }
-    if (this.updating) await this.updating; // the journal follows what is served
+    await this.settled(q.name); // the journal follows what is served
     const version = this.versions.get(q.name);
     if (!version || q.class !== RRClass.IN) {
       this.opts.onTransfer?.(who, kind, 'notauth');

@@ -344,4 +344,21 @@ describe('the hidden primary', () => {
       sock.destroy();
     }
   });
+
+  test('a transfer waits only for its own zone: IXFR of a small zone is answered while a big zone is versioned', async () => {
+    const hosted = (await transfer(query('hosted.test.', RRType.AXFR))).records[0];
+    // a big zone reloaded: its version is a full snapshot (many slices of the event loop)
+    const bigLines = BIG.replace('hostmaster 1 ', 'hostmaster 2 ') + Array.from({ length: 40_000 }, (_, i) => `g${i} A 198.51.100.${i % 250}`).join('\n') + '\n';
+    writeFileSync(join(dir, 'big.test.zone'), bigLines);
+    notifies.length = 0;
+    await dns.reload(); // the update pass has started
+    const current = await transfer(query('hosted.test.', RRType.IXFR, { authority: [{ name: 'hosted.test.', type: RRType.SOA, ttl: 0, rdata: hosted.rdata }] }));
+    const bigNotifiedBefore = notifies.some((n) => n.msg.question[0]?.name === 'big.test.');
+    expect(current.records.map((r) => r.type)).toEqual([RRType.SOA]);
+    // the small zone's answer did not wait for the big zone's new version (announced once it is made)
+    expect(bigNotifiedBefore).toBe(false);
+    await waitFor('the NOTIFY of the reloaded big.test.', () => notifies.some((n) => n.msg.question[0]?.name === 'big.test.'), { timeoutMs: 60_000 });
+    writeFileSync(join(dir, 'big.test.zone'), BIG.replace('hostmaster 1 ', 'hostmaster 3 '));
+    await dns.reload();
+  }, 120_000);
 });
