@@ -8,7 +8,8 @@
  * For each secondary: it transfers the zone and serves it; it follows a change within seconds of
  * the reload that NOTIFYs it; stopped while the zone changes, it serves its old zone when started
  * again even with the primary down, and catches up on the primary's next NOTIFY; killed, it
- * starts again; with a wrong TSIG secret it never gets the zone. Knot and BIND also consume an
+ * starts again; a NOTIFY coming in the whole second after its previous transfer is acted on at
+ * once; with a wrong TSIG secret it never gets the zone. Knot and BIND also consume an
  * RFC 9432 catalog zone: members added and removed. Figures (ms from the primary's reload to the
  * new serial served, and what each asked) are printed at the end.
  */
@@ -52,6 +53,11 @@ afterAll(() => {
 });
 
 const ms = (t0: number) => Math.round(performance.now() - t0);
+
+/** Resolves when the wall clock next reads `ms` milliseconds past a whole second (positioning, not a wait for an event). */
+function untilMsOfSecond(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, (ms - (Date.now() % 1000) + 1000) % 1000));
+}
 
 function tail(text: string, lines = 30): string {
   return text.split('\n').filter((l) => !/ (built with|compiled|linked to|compiled by) /.test(l)).slice(-lines).join('\n');
@@ -153,6 +159,37 @@ describe.each(SECONDARY_KINDS)('%s as a secondary of the hidden primary', (kind)
     expect(await waitFor(`${kind} to serve ${ZONE} after SIGKILL`, () => sec!.soaSerial(ZONE))).toBe(7);
     if (primaryDown) await primary!.start();
     else expect(sec!.log()).toMatch(/nsd\.db: not cleanly closed/);
+  });
+
+  test('acts on a NOTIFY at once also when it comes in the whole second after its previous transfer', async () => {
+    // Knot plans zone events in whole seconds: an event planned for "in 1 s" when a transfer ends
+    // (its NOTIFY to its own secondaries, without block-notify-after-transfer) made a NOTIFY
+    // arriving in the next second wait until then. So: a transfer ending late in a second (the
+    // clock is positioned on purpose), then a change early in the next one.
+    await waitFor(`${kind} to serve ${ZONE} serial 7`, async () => (await sec!.soaSerial(ZONE)) === 7);
+    let serial = 7;
+    const change = async () => {
+      serial++;
+      primary!.setZone({ name: ZONE, text: testZoneText(ZONE, serial, `192.0.2.${serial}`) });
+      await primary!.reload(ZONE);
+    };
+    const took: number[] = [];
+    for (let attempt = 0; attempt < 10 && took.length < 3; attempt++) {
+      await untilMsOfSecond(600);
+      await change();
+      await serving(sec!, ZONE, serial, primary);
+      if (Date.now() % 1000 < 500) continue; // the transfer ended too early in its second to tell
+      await untilMsOfSecond(20);
+      const mark = proxy!.requests.length;
+      const t0 = performance.now();
+      await change();
+      await serving(sec!, ZONE, serial, primary);
+      took.push(Math.round(proxy!.requests[mark].at - t0));
+    }
+    figures.push(`${kind}: a change early in the second after its previous transfer ended late in one -> first request: ${took.join(', ')} ms`);
+    expect(took.length).toBe(3);
+    // the wait it must not have: at least 500 ms each time; its usual answer takes tens of ms
+    expect(Math.min(...took)).toBeLessThan(300);
   });
 
   test('with a wrong TSIG secret it never gets the zone', async () => {
