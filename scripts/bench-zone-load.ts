@@ -1,27 +1,51 @@
 /**
- * bench:zone-load — how long the controller takes to load a 1,000,000-record zone, and how much
- * memory it keeps.
+ * bench:zone-load — how long the controller takes to load a 1,000,000-record zone, how much
+ * memory it keeps, and how it answers during a SIGHUP reload of it under load.
  *
  * Generates a zone with a realistic mix (A 45 %, AAAA 20 %, CNAME 15 %, TXT 10 %, MX 5 %,
  * NS delegations with glue 5 %) into a temp dir, starts the built controller on it
  * (dist/src/cli/failoverctl.js, on loopback), and measures: spawn -> /readyz 200, spawn -> first
- * correct DNS answer, RSS after load and after 10,000 queries. Then a SIGHUP reload of the zone
- * (rewritten with the next serial) while a UDP client on loopback keeps asking (a query about every
- * millisecond, at most 32 unanswered): the time from SIGHUP to the new serial being served, the
- * answers in between, and the longest gap between two answers, which is the longest the server
- * stopped answering (the main thread's event-loop stall as a client sees it). Prints them with
- * the targets (load < 15 s, RSS < 1 GiB) and a final JSON line; removes everything it created.
+ * correct DNS answer, RSS after load and after 10,000 queries.
+ *
+ * Then the controller's capacity: dnsperf (when installed) unthrottled for BENCH_CAPACITY_SECONDS
+ * on a query file of the zone's names (the mix of the 10,000 queries); the completed queries/s.
+ * Then a SIGHUP reload of the zone (rewritten with the next serial) while dnsperf sends at
+ * BENCH_LOAD times that capacity and a UDP probe on loopback keeps asking (a query about every
+ * millisecond, at most 32 unanswered). The reload window runs from the SIGHUP until the new serial
+ * is served (with secondaries: until the secondary got the NOTIFY of the new serial, i.e. the
+ * transfer snapshot and the journal version are made), plus 1 s. Reported: SIGHUP -> new serial;
+ * dnsperf's lost queries, latency p99 and max (over its whole run: 1 s before the SIGHUP to the
+ * end of the window); the probe's longest gap between two answers in the window (the server
+ * stopped answering, or fell behind the load: the probe's queries wait behind dnsperf's), when it
+ * began, its p99 latency, and the serving thread's on-CPU time in that gap (near the gap: the
+ * thread was working; far below it: it was waiting for a CPU or the probe was).
+ * Prints them with the targets (load < 15 s, RSS < 1 GiB; during the reload no query lost and no
+ * gap over 50 ms) and a final JSON line; removes everything it created.
  *
  * Usage: npm run build && npm run bench:zone-load -- [--records N] [--queries N]
  *          [--max-old-space-size MB] [--strict] [--keep]
  *   --strict  exit 1 when a target is missed (default: exit 0, only errors fail)
- *   --keep    keep the temp dir (zone file, config, controller log)
+ *   --keep    keep the temp dir (zone file, config, controller log, dnsperf output)
+ * Environment:
+ *   BENCH_SECONDARIES=1  configure the controller as a hidden primary (dns.tsig_keys, one
+ *     dns.secondaries entry with that key, dns.journal_dir in the temp dir), as the end-to-end
+ *     tests do: every reload then also makes the zone's transfer snapshot and journal version on
+ *     the serving thread. The secondary is a UDP socket of this bench that only records NOTIFYs.
+ *   BENCH_LOAD  dnsperf's rate during the reload as a fraction of the measured capacity
+ *     (default 0.5; 0: no dnsperf, the probe alone).
+ *   BENCH_CAPACITY_SECONDS  length of the capacity run (default 5).
+ *   BENCH_PIN=0  do not pin (default when there are 2 CPUs or more: the controller on CPU 0,
+ *     dnsperf on CPU 1, with taskset, as bench:dns does).
+ *   BENCH_NICE=N  run the controller, dnsperf and this bench at nice N (e.g. -10, as root): other
+ *     work on a shared machine then takes less of their CPU. The zone parser thread still lowers
+ *     itself to nice 10 (V8's garbage-collector threads, which also work for it, do not).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer } from 'node:net';
-import { loadavg, cpus, tmpdir } from 'node:os';
+import { loadavg, cpus, setPriority, tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -48,6 +72,12 @@ const { values: opt } = parseArgs({
 });
 const RECORDS = Number(opt.records);
 const QUERIES = Number(opt.queries);
+const SECONDARIES = process.env.BENCH_SECONDARIES === '1';
+const LOAD = Number(process.env.BENCH_LOAD ?? 0.5);
+const CAPACITY_SECONDS = Number(process.env.BENCH_CAPACITY_SECONDS ?? 5);
+const GAP_TARGET_MS = 50;
+const NICE = process.env.BENCH_NICE === undefined ? null : Number(process.env.BENCH_NICE);
+const TSIG_SECRET_ENV = 'FC_BENCH_TSIG';
 
 const log = (s: string) => process.stdout.write(s + '\n');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -151,11 +181,109 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
-/** CPU ticks (1/100 s) the controller's main thread (the one that answers) has used. */
-function mainThreadTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
+/** Milliseconds the controller's main thread (the one that answers) has been on a CPU (schedstat, ns resolution). */
+function mainThreadCpuMs(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8');
+  return Number(s.split(' ')[0]) / 1e6;
+}
+
+/** Whether a command runs (exit 0 for `--version`/-h). */
+function hasCommand(cmd: string, args: string[]): boolean {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return r.error === undefined && r.status === 0;
+}
+
+/** The p-quantile (0..1) of `xs` (sorted in place), NaN when empty. */
+function quantile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  xs.sort((a, b) => a - b);
+  return xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+}
+
+/** `command` pinned to `cpu` (taskset) and at nice {@link NICE} when asked: the executable and its arguments. */
+function wrapped(cpu: string | null, command: string[]): [string, string[]] {
+  let argv = command;
+  if (NICE !== null) argv = ['nice', '-n', String(NICE), ...argv];
+  if (cpu !== null) argv = ['taskset', '-c', cpu, ...argv];
+  return [argv[0], argv.slice(1)];
+}
+
+/** dnsperf processes running (stopped by the cleanup should the bench fail). */
+const perfProcs = new Set<ChildProcess>();
+
+/** A dnsperf run's summary, and the latencies of its answered queries (-v). */
+interface PerfRun {
+  sent: number;
+  completed: number;
+  lost: number;
+  interrupted: number;
+  qps: number;
+  maxLatencyMs: number;
+  p99LatencyMs: number;
+  /** Answers that were not NOERROR/NXDOMAIN. */
+  otherRcodes: number;
+}
+
+/**
+ * Runs dnsperf (pinned to `cpu` when given) until `stop` resolves (then SIGINT) or `seconds`;
+ * `-Q qps` when given. Its verbose output goes to `outFile`.
+ */
+async function runDnsperf(o: { port: number; queryFile: string; outFile: string; seconds: number; qps?: number; clients: number; outstanding: number; cpu: string | null; stop?: Promise<void> }): Promise<PerfRun> {
+  const args = ['-s', '127.0.0.1', '-p', String(o.port), '-d', o.queryFile, '-l', String(o.seconds), '-c', String(o.clients), '-q', String(o.outstanding), '-v', '-S', '1'];
+  if (o.qps) args.push('-Q', String(o.qps));
+  const [cmd, argv] = wrapped(o.cpu, ['dnsperf', ...args]);
+  const out = createWriteStream(o.outFile);
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  perfProcs.add(p);
+  p.once('close', () => perfProcs.delete(p));
+  p.stdout.pipe(out);
+  let err = '';
+  p.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
+  const exited = new Promise<number | null>((res, rej) => {
+    p.once('error', rej);
+    p.once('close', (code) => res(code));
+  });
+  void o.stop?.then(() => p.kill('SIGINT'));
+  const code = await exited;
+  await new Promise<void>((res) => (out.writableFinished ? res() : out.once('finish', () => res())));
+  const text = readFileSync(o.outFile, 'latin1');
+  if (code !== 0) throw new Error(`dnsperf exited with ${code}: ${err}${text.slice(-2000)}`);
+  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+  const lat: number[] = [];
+  let other = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('> ')) continue;
+    // "> RCODE name type latency"; "> I name type" (in flight at the stop), "> T ..." (lost)
+    const f = line.split(' ');
+    if (f.length < 5) continue;
+    if (f[1] !== 'NOERROR' && f[1] !== 'NXDOMAIN') other++;
+    lat.push(Number(f[4]) * 1000);
+  }
+  return {
+    sent: num(/Queries sent:\s+(\d+)/), completed: num(/Queries completed:\s+(\d+)/), lost: num(/Queries lost:\s+(\d+)/),
+    interrupted: num(/Queries interrupted:\s+(\d+)/) || 0, qps: num(/Queries per second:\s+([\d.]+)/),
+    maxLatencyMs: num(/Average Latency \(s\):\s+[\d.]+\s+\(min [\d.]+, max ([\d.]+)\)/) * 1000,
+    p99LatencyMs: quantile(lat, 0.99), otherRcodes: other,
+  };
+}
+
+/** A secondary that is never there but for NOTIFY: records when each NOTIFY arrived and the serial it announced. */
+async function notifyCatcher(): Promise<{ port: number; notifies: { at: number; serial: number | null }[]; close(): void }> {
+  const sock: UdpSocket = createSocket('udp4');
+  const notifies: { at: number; serial: number | null }[] = [];
+  sock.on('message', (m) => {
+    const at = performance.now();
+    if (m.length < 12 || ((m[2] >> 3) & 0xf) !== 4) return; // not a NOTIFY
+    let serial: number | null = null;
+    try {
+      const soa = decode(m).answers.find((r) => r.type === T.SOA);
+      if (soa) serial = soa.rdata.readUInt32BE(soa.rdata.length - 20);
+    } catch { /* a NOTIFY without a readable SOA */ }
+    notifies.push({ at, serial });
+  });
+  sock.on('error', () => { /* the bench only listens */ });
+  await new Promise<void>((res) => sock.bind(0, '127.0.0.1', () => res()));
+  return { port: sock.address().port, notifies, close: () => sock.close() };
 }
 
 /** Whether a reply is the right answer for `host<g> A`. */
@@ -173,7 +301,11 @@ async function main(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'fc-bench-zone-'));
   const zonesDir = join(dir, 'zones');
   let proc: ChildProcess | null = null;
+  let secondary: Awaited<ReturnType<typeof notifyCatcher>> | null = null;
   const cleanup = async () => {
+    secondary?.close();
+    secondary = null;
+    for (const p of perfProcs) p.kill('SIGINT');
     if (proc && proc.exitCode === null && proc.signalCode === null) {
       const p = proc;
       const done = new Promise<void>((r) => p.once('exit', () => r()));
@@ -199,19 +331,32 @@ async function main(): Promise<number> {
     const dnsPort = await freePort();
     const apiPort = await freePort();
     const configPath = join(dir, 'config.yaml');
+    secondary = SECONDARIES ? await notifyCatcher() : null;
+    const dns: Record<string, unknown> = { listen: [`127.0.0.1:${dnsPort}`], zones: zonesDir };
+    if (secondary) {
+      // as test/support/hidden-primary-lab.ts hiddenPrimaryDns: one key, the secondary signs with it
+      Object.assign(dns, {
+        tsig_keys: [{ name: 'fc-bench.', algorithm: 'hmac-sha256', secret_env: TSIG_SECRET_ENV }],
+        secondaries: [{ name: 'bench-secondary', address: `127.0.0.1:${secondary.port}`, tsig: 'fc-bench.' }],
+        journal_dir: join(dir, 'journal'),
+      });
+    }
     writeFileSync(configPath, stringify({
-      dns: { listen: [`127.0.0.1:${dnsPort}`], zones: zonesDir },
+      dns,
       api: { listen: `127.0.0.1:${apiPort}`, token_env: 'FC_BENCH_TOKEN' },
       log: { level: 'info' },
     }));
     const load0 = loadavg().map((x) => x.toFixed(2)).join(' ');
     const nodeArgs = [`--max-old-space-size=${opt['max-old-space-size']}`];
+    const pin = process.env.BENCH_PIN !== '0' && cpus().length >= 2 && hasCommand('taskset', ['-c', '0', 'true']);
+    const withLoad = LOAD > 0 && spawnSync('dnsperf', ['-h'], { stdio: 'ignore' }).error === undefined;
     let output = '';
     const t0 = performance.now();
-    proc = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', configPath], {
-      env: { ...process.env, FC_BENCH_TOKEN: 'bench-' + Math.random().toString(36).slice(2) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const env = { ...process.env, FC_BENCH_TOKEN: 'bench-' + Math.random().toString(36).slice(2), [TSIG_SECRET_ENV]: randomBytes(32).toString('base64') };
+    const argv = [...nodeArgs, CLI, 'serve', '--config', configPath];
+    if (NICE !== null) setPriority(NICE); // the probe and the sampler
+    const [cmd, args] = wrapped(pin ? '0' : null, [process.execPath, ...argv]);
+    proc = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d) => (output = (output + d).slice(-20000)));
     proc.stderr!.on('data', (d) => (output = (output + d).slice(-20000)));
     const pid = proc.pid!;
@@ -302,78 +447,122 @@ async function main(): Promise<number> {
     await sleep(500);
     const afterQueries = rss(pid);
 
-    // A SIGHUP reload of the whole zone (next serial) while a client keeps asking.
+    // The capacity: dnsperf unthrottled on the zone's names (the mix above).
+    const queryFile = join(dir, 'queries.txt');
+    {
+      const lines: string[] = [];
+      const typeOf = ['A', 'MX', 'AAAA', 'A', 'A', 'A'];
+      for (let i = 0; i < 100_000; i++) {
+        const g = (i * 7919 + 13) % zone.groups;
+        const k = i % 6;
+        const name = [`host${g}`, `host${g}`, `web${g}`, `www${g}`, `nx${g}`, `x.deleg${g}`][k];
+        lines.push(`${name}.${ORIGIN.slice(0, -1)} ${typeOf[k]}`);
+      }
+      writeFileSync(queryFile, lines.join('\n') + '\n');
+    }
+    const perfCpu = pin ? '1' : null;
+    let capacity: PerfRun | null = null;
+    if (withLoad) {
+      capacity = await runDnsperf({ port: dnsPort, queryFile, outFile: join(dir, 'dnsperf-capacity.txt'), seconds: CAPACITY_SECONDS, clients: 10, outstanding: 500, cpu: perfCpu });
+      await sleep(500);
+    }
+    const rate = capacity ? Math.max(1, Math.round(capacity.qps * LOAD)) : 0;
+
+    // A SIGHUP reload of the whole zone (next serial) under that load, a probe asking meanwhile.
     const zoneFile = join(zonesDir, `${ORIGIN.slice(0, -1)}.zone`);
     await writeZone(zoneFile + '.new', RECORDS, SERIAL + 1);
     renameSync(zoneFile + '.new', zoneFile);
     const stream = new QueryStream({ port: dnsPort, zone: ORIGIN, names: (i) => `host${(i * 7919) % zone.groups}.${ORIGIN}` });
     await stream.start();
-    // the main thread's CPU every 5 ms: tells a server busy answering late from one waiting for a CPU
-    const ticks: [number, number][] = [];
+    // the main thread's on-CPU time every 5 ms: tells a server busy answering late from one waiting for a CPU
+    const cpuSamples: [number, number][] = [];
     const sampler = setInterval(() => {
       try {
-        ticks.push([performance.now(), mainThreadTicks(pid)]);
+        cpuSamples.push([performance.now(), mainThreadCpuMs(pid)]);
       } catch { /* exited */ }
     }, 5);
-    await sleep(500);
+    let stopLoad = (): void => undefined;
+    const loadStopped = new Promise<void>((res) => (stopLoad = res));
+    const loadRun = rate > 0
+      ? runDnsperf({ port: dnsPort, queryFile, outFile: join(dir, 'dnsperf-reload.txt'), seconds: 600, qps: rate, clients: 10, outstanding: 500, cpu: perfCpu, stop: loadStopped })
+      : null;
+    loadRun?.catch(() => undefined); // awaited below
+    await sleep(1000);
     const hup = performance.now();
     proc.kill('SIGHUP');
     let swapped: number | null = null;
+    let notified: number | null = null;
     while (!exited() && performance.now() - hup < 180_000) {
-      const a = stream.answered.find((x) => x.answeredAt >= hup && x.serial === SERIAL + 1);
-      if (a) {
-        swapped = a.answeredAt;
-        break;
-      }
+      swapped ??= stream.answered.find((x) => x.answeredAt >= hup && x.serial === SERIAL + 1)?.answeredAt ?? null;
+      notified ??= secondary?.notifies.find((x) => x.at >= hup && x.serial === SERIAL + 1)?.at ?? null;
+      if (swapped !== null && (secondary === null || notified !== null)) break;
       await sleep(10);
     }
-    await sleep(500);
+    const windowEnd = Math.max(swapped ?? 0, notified ?? 0) + 1000;
+    await sleep(Math.max(0, windowEnd - performance.now()) + 200);
+    stopLoad();
+    const perf = await loadRun;
     stream.stop();
     clearInterval(sampler);
     const afterReload = rss(pid);
-    const before = answersBetween(stream.answered, hup - 400, hup);
-    const during = swapped === null ? null : answersBetween(stream.answered, hup, swapped);
+    const before = answersBetween(stream.answered, hup - 900, hup);
+    const complete = swapped !== null && (secondary === null || notified !== null);
+    const during = complete ? answersBetween(stream.answered, hup, windowEnd) : null;
+    const probeP99 = quantile(stream.answered.filter((a) => a.answeredAt >= hup && a.answeredAt <= windowEnd).map((a) => a.answeredAt - a.sentAt), 0.99);
     const reloadMs = swapped === null ? null : swapped - hup;
-    const ticksAt = (t: number) => ticks.reduce((v, [at, n]) => (at <= t ? n : v), ticks[0]?.[1] ?? 0);
-    const gapCpuMs = during ? (ticksAt(during.maxGapAt + during.maxGapMs + 5) - ticksAt(during.maxGapAt - 5)) * 10 : null;
+    const cpuAt = (t: number) => cpuSamples.reduce((v, [at, n]) => (at <= t ? n : v), cpuSamples[0]?.[1] ?? 0);
+    const gapCpuMs = during ? +(cpuAt(during.maxGapAt + during.maxGapMs + 5) - cpuAt(during.maxGapAt - 5)).toFixed(1) : null;
+    const reloadOk = during !== null && during.maxGapMs <= GAP_TARGET_MS && stream.lost === 0 && (perf === null || perf.lost === 0);
 
     const loadOk = readyMs < LOAD_TARGET_S * 1000 && answerMs < LOAD_TARGET_S * 1000;
     const rssOk = afterLoad.rss < RSS_TARGET && afterQueries.rss < RSS_TARGET;
     const f = (ms: number) => (ms / 1000).toFixed(2) + ' s';
     const m = (b: number) => (b / MB).toFixed(0) + ' MB';
+    const ms = (x: number) => x.toFixed(1) + ' ms';
     log('');
     log(`records                    ${zone.records.toLocaleString('en')}  (zone file ${m(zone.bytes)})`);
+    log(`secondaries                ${secondary ? 'configured (hidden primary: a transfer snapshot and journal version per reload)' : 'none'}`);
     log(`spawn -> /readyz 200       ${f(readyMs)}   target < ${LOAD_TARGET_S} s   ${readyMs < LOAD_TARGET_S * 1000 ? 'OK' : 'MISSED'}`);
     log(`spawn -> first answer      ${f(answerMs)}   target < ${LOAD_TARGET_S} s   ${answerMs < LOAD_TARGET_S * 1000 ? 'OK' : 'MISSED'}`);
     log(`controller CPU to ready    ${cpuAtReady.toFixed(2)} s (user+sys; wall time above includes waiting for the CPU)`);
-    log(`machine                    ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (at start ${load0})`);
+    log(`machine                    ${cpus().length} CPUs${pin ? ' (controller on CPU 0, dnsperf on CPU 1)' : ''}${NICE !== null ? `, nice ${NICE}` : ''}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (at start ${load0})`);
     log(`RSS after load             ${m(afterLoad.rss)}  (peak ${m(afterLoad.hwm)})   target < 1 GiB   ${afterLoad.rss < RSS_TARGET ? 'OK' : 'MISSED'}`);
     log(`RSS after ${QUERIES} queries   ${m(afterQueries.rss)}  (peak ${m(afterQueries.hwm)})   target < 1 GiB   ${afterQueries.rss < RSS_TARGET ? 'OK' : 'MISSED'}`);
     log(`queries                    ${ok} correct, ${bad} wrong, ${lost} unanswered in ${f(queryMs)} (${Math.round(QUERIES / (queryMs / 1000))} q/s)`);
+    if (capacity) log(`capacity (dnsperf)         ${Math.round(capacity.qps)} q/s unthrottled (${capacity.lost} lost); load during the reload: ${rate} q/s (${LOAD} of it)`);
+    else log(`load during the reload     none (${LOAD > 0 ? 'dnsperf is not installed' : 'BENCH_LOAD=0'}): the probe alone`);
     if (during === null || reloadMs === null) {
-      log(`SIGHUP reload              the new serial was never served (${exited() ? 'controller exited' : 'gave up after 180 s'})`);
+      log(`SIGHUP reload              ${swapped === null ? 'the new serial was never served' : 'the secondary never got the NOTIFY of the new serial'} (${exited() ? 'controller exited' : 'gave up after 180 s'})`);
     } else {
-      log(`SIGHUP -> new serial       ${f(reloadMs)}`);
-      log(`answers during the reload  ${during.answered} (a query about every ms, at most 32 unanswered; ${stream.lost} unanswered after 5 s)`);
-      log(`longest answer gap         ${during.maxGapMs.toFixed(1)} ms during the reload (before it: ${before.maxGapMs.toFixed(1)} ms); slowest answer ${during.maxLatencyMs.toFixed(1)} ms`);
-      log(`  main thread CPU in it    ${gapCpuMs} ms (10 ms ticks: near the gap, the thread was working; far below it, waiting for a CPU)`);
+      log(`SIGHUP -> new serial       ${f(reloadMs)}${notified !== null ? `; -> NOTIFY of it ${f(notified - hup)}` : ''}`);
+      if (perf) {
+        log(`dnsperf during the reload  ${perf.sent} sent, ${perf.completed} answered, ${perf.lost} lost (${perf.interrupted} in flight at its stop), ${perf.otherRcodes} other rcodes; ${Math.round(perf.qps)} q/s`);
+        log(`  latency                  p99 ${ms(perf.p99LatencyMs)}, max ${ms(perf.maxLatencyMs)} (whole run: 1 s before the SIGHUP to the end of the window)`);
+      }
+      log(`probe during the reload    ${during.answered} answers, ${stream.lost} unanswered after 5 s; latency p99 ${ms(probeP99)}, max ${ms(during.maxLatencyMs)}`);
+      log(`longest answer gap         ${ms(during.maxGapMs)} (SIGHUP to ${notified !== null ? 'NOTIFY' : 'new serial'} + 1 s; before it: ${ms(before.maxGapMs)})   target <= ${GAP_TARGET_MS} ms, none lost   ${reloadOk ? 'OK' : 'MISSED'}`);
+      log(`  when, main thread CPU    from +${f(during.maxGapAt - hup)} after the SIGHUP; ${gapCpuMs} ms on a CPU in it (near the gap: the thread was working; far below it: waiting for a CPU)`);
       log(`RSS after reload           ${m(afterReload.rss)}  (peak ${m(afterReload.hwm)})`);
     }
     if (badSamples.length) log(`wrong answers, first ${badSamples.length}:\n  ${badSamples.join('\n  ')}`);
     log(JSON.stringify({
-      bench: 'zone-load', ok: loadOk && rssOk && bad === 0 && lost === 0, records: zone.records, zoneFileBytes: zone.bytes,
+      bench: 'zone-load', ok: loadOk && rssOk && bad === 0 && lost === 0 && reloadOk, records: zone.records, zoneFileBytes: zone.bytes,
+      secondaries: secondary !== null, pinned: pin, nice: NICE,
       nodeArgs, readyMs: Math.round(readyMs), firstAnswerMs: Math.round(answerMs), cpuSecondsToReady: cpuAtReady,
-      cpus: cpus().length, loadAvgAtStart: load0,
+      cpus: cpus().length, loadAvgAtStart: load0, loadAvgAtEnd: loadavg().map((x) => x.toFixed(2)).join(' '),
       rssAfterLoadMB: +(afterLoad.rss / MB).toFixed(1), peakRssAfterLoadMB: +(afterLoad.hwm / MB).toFixed(1),
       rssAfterQueriesMB: +(afterQueries.rss / MB).toFixed(1), peakRssMB: +(afterQueries.hwm / MB).toFixed(1),
       queries: QUERIES, queriesCorrect: ok, queriesWrong: bad, queriesLost: lost, qps: Math.round(QUERIES / (queryMs / 1000)),
-      reloadMs: reloadMs === null ? null : Math.round(reloadMs), reloadAnswered: during?.answered ?? null, reloadLost: stream.lost,
-      reloadMaxGapMs: during ? +during.maxGapMs.toFixed(1) : null, reloadMaxGapMainCpuMs: gapCpuMs, reloadMaxLatencyMs: during ? +during.maxLatencyMs.toFixed(1) : null,
+      capacityQps: capacity ? Math.round(capacity.qps) : null, loadQps: rate || null,
+      reloadMs: reloadMs === null ? null : Math.round(reloadMs), notifyMs: notified === null ? null : Math.round(notified - hup),
+      dnsperf: perf && { sent: perf.sent, answered: perf.completed, lost: perf.lost, interrupted: perf.interrupted, otherRcodes: perf.otherRcodes, qps: Math.round(perf.qps), p99LatencyMs: +perf.p99LatencyMs.toFixed(2), maxLatencyMs: +perf.maxLatencyMs.toFixed(1) },
+      reloadAnswered: during?.answered ?? null, reloadLost: stream.lost, reloadP99LatencyMs: during ? +probeP99.toFixed(2) : null,
+      reloadMaxGapMs: during ? +during.maxGapMs.toFixed(1) : null, reloadMaxGapMainCpuMs: gapCpuMs, reloadMaxGapAtMs: during ? Math.round(during.maxGapAt - hup) : null, reloadMaxLatencyMs: during ? +during.maxLatencyMs.toFixed(1) : null,
       gapBeforeReloadMs: +before.maxGapMs.toFixed(1), rssAfterReloadMB: +(afterReload.rss / MB).toFixed(1), peakRssAfterReloadMB: +(afterReload.hwm / MB).toFixed(1),
-      targets: { loadS: LOAD_TARGET_S, rssMB: RSS_TARGET / MB }, loadOk, rssOk,
+      targets: { loadS: LOAD_TARGET_S, rssMB: RSS_TARGET / MB, reloadGapMs: GAP_TARGET_MS }, loadOk, rssOk, reloadOk,
     }));
-    if (bad || lost || reloadMs === null) return 1;
-    return opt.strict && !(loadOk && rssOk) ? 1 : 0;
+    if (bad || lost || during === null) return 1;
+    return opt.strict && !(loadOk && rssOk && reloadOk) ? 1 : 0;
   } finally {
     await cleanup();
   }

@@ -18,7 +18,9 @@
  * Order: owners in canonical order (RFC 4034 6.1), types ascending, RDATA by bytes; the
  * snapshot is packed (typed arrays and one RDATA buffer, no object per record) since zones go up
  * to 1,000,000 records. Building is a generator of slices ({@link snapshotSteps}) so a large zone
- * can be snapshotted without holding the event loop ({@link snapshotZoneAsync}).
+ * can be snapshotted without holding the event loop ({@link snapshotZoneAsync}); a zone from the
+ * parser worker walks its nodes in canonical order (sorted there), so the serving thread does not
+ * sort.
  *
  * An overlay change on the same zone object is a step ({@link nextSnapshot}): only the owners
  * whose A/AAAA records carry an address either overlay touches (found through a per-zone index
@@ -119,13 +121,38 @@ export function runSync<T>(steps: Generator<void, T>): T {
   }
 }
 
-/** Runs a step generator, giving the event loop a turn (setImmediate) between slices. */
+/** A turn of the event loop longer than this (ms) found work waiting (an idle turn takes tens of µs). */
+const BUSY_TURN_MS = 0.2;
+/** Longest a step generator waits for a busy event loop after a slice (ms): it keeps at least about a fifth of the thread. */
+const MAX_WAIT_MS = 16;
+
+/**
+ * Runs a step generator, the event loop served between slices: after each slice it gives the
+ * loop turns (setImmediate) until one finds nothing more waiting, or for at most
+ * {@link MAX_WAIT_MS}. (One turn reads at most 32 datagrams per UDP socket: one turn per slice
+ * would cap answering at 32 queries per slice while the work runs.)
+ */
 export async function runSliced<T>(steps: Generator<void, T>, signal?: AbortSignal): Promise<T> {
   for (;;) {
     signal?.throwIfAborted();
     const r = steps.next();
     if (r.done) return r.value;
+    await serveWaiting();
+  }
+}
+
+/**
+ * Gives the event loop turns (setImmediate) until one finds nothing more waiting, or for at most
+ * {@link MAX_WAIT_MS}: what long work calls between its slices so that queries waiting meanwhile
+ * are all answered, not 32 per slice.
+ */
+export async function serveWaiting(): Promise<void> {
+  const start = performance.now();
+  for (let turn = start; ;) {
     await new Promise((res) => setImmediate(res));
+    const now = performance.now();
+    if (now - turn < BUSY_TURN_MS || now - start >= MAX_WAIT_MS) break;
+    turn = now;
   }
 }
 
@@ -220,8 +247,13 @@ function* sortIndices(idx: Uint32Array, keys: string[], slicer: Slicer): Generat
 
 /** A growable byte buffer. */
 class Bytes {
-  buf = Buffer.allocUnsafe(1 << 16);
+  buf: Buffer;
   length = 0;
+
+  /** `capacity`: bytes expected (the buffer grows past it). */
+  constructor(capacity = 1 << 16) {
+    this.buf = Buffer.allocUnsafe(Math.max(capacity, 1 << 16));
+  }
 
   push(b: Uint8Array): void {
     if (this.length + b.length > this.buf.length) {
@@ -238,11 +270,19 @@ class Bytes {
 
 /** Growable typed columns of the records, in the order they were produced. */
 class Columns {
-  types = new Uint16Array(1024);
-  ttls = new Uint32Array(1024);
-  ends = new Uint32Array(1024);
+  types: Uint16Array;
+  ttls: Uint32Array;
+  ends: Uint32Array;
   count = 0;
-  readonly data = new Bytes();
+  readonly data: Bytes;
+
+  /** `capacity`: records expected, `bytes`: RDATA bytes expected (the columns grow past them). */
+  constructor(capacity = 1024, bytes?: number) {
+    this.data = new Bytes(bytes);
+    this.types = new Uint16Array(capacity);
+    this.ttls = new Uint32Array(capacity);
+    this.ends = new Uint32Array(capacity);
+  }
 
   push(type: number, ttl: number, rdata: Uint8Array): void {
     if (this.count === this.types.length) {
@@ -515,35 +555,237 @@ function* addressIndexSteps(zone: Zone, snapshot: Pick<ZoneSnapshot, 'owners' | 
     }
   }
   if (nonEmpty !== snapshot.owners.length || snapshot.origin !== zone.origin) throw mismatch();
-  const byAddress = new Map<string, number[]>();
+  const postings = new AddressPostings();
+  const firstOf = new Uint32Array(snapshot.owners.length + 1);
   let apex = -1;
   for (let k = 0; k < snapshot.owners.length; k++) {
     const owner = snapshot.owners[k];
     if (owner === zone.origin) apex = k;
     const sets = zone.nodes.get(owner);
     if (!sets || sets.length === 0) throw mismatch();
+    firstOf[k] = postings.count;
     for (const set of sets) {
       if (set.type !== RRType.A && set.type !== RRType.AAAA) continue;
-      for (const rd of set.rdata) addPosition(byAddress, rd.toString('latin1'), k);
+      for (const rd of set.rdata) postings.push(rd);
     }
     if (slicer.due()) {
       yield;
       slicer.reset();
     }
   }
+  firstOf[snapshot.owners.length] = postings.count;
   if (apex < 0) throw mismatch();
+  const byAddress = yield* postings.table(snapshot.owners.length, (k) => firstOf[k], (k) => firstOf[k + 1], slicer);
   const index = { owners: snapshot.owners.length, apex, byAddress };
   addressIndexes.set(zone, index);
   return index;
 }
 
-function addPosition(m: Map<string, number[]>, key: string, k: number): void {
-  const l = m.get(key);
-  if (!l) m.set(key, [k]);
-  else if (l[l.length - 1] !== k) l.push(k);
+/** 32-bit FNV-1a over bytes [start, end), finished with murmur3's fmix32. */
+function hashBytes(b: Uint8Array, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) {
+    h ^= b[i];
+    h = Math.imul(h, 0x01000193);
+  }
+  return fmix32(h);
+}
+
+/** {@link hashBytes} of a latin1 key's bytes. */
+function hashKey(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i) & 0xff;
+    h = Math.imul(h, 0x01000193);
+  }
+  return fmix32(h);
+}
+
+function fmix32(x: number): number {
+  let h = x;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * An address index packed in typed arrays: no object per address. (A Map of a 1,000,000-record
+ * zone's addresses holds about a million objects and rehashes for tens of milliseconds as it
+ * grows: the serving thread would stop for the rehashes and for the garbage collector to trace
+ * them at every major collection.) Read-only Map semantics; `get` returns a fresh array.
+ */
+class AddressTable implements ReadonlyMap<string, readonly number[]> {
+  constructor(
+    /** Address bytes: posting r's at [ends[r - 1], ends[r]). */
+    private readonly bytes: Buffer,
+    private readonly ends: Uint32Array,
+    /** Open addressing, linear probing: distinct address + 1, 0 when empty. */
+    private readonly table: Uint32Array,
+    /** Per distinct address: the posting holding its bytes, its hash, its first list node + 1. */
+    private readonly rep: Uint32Array,
+    private readonly hashes: Uint32Array,
+    private readonly head: Uint32Array,
+    /** Per list node: an owner position (ascending along a list) and the next node + 1 (0: the end). */
+    private readonly pos: Uint32Array,
+    private readonly next: Uint32Array,
+    readonly size: number,
+  ) {}
+
+  private find(key: string): number {
+    const mask = this.table.length - 1;
+    const h = hashKey(key);
+    for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+      const e = this.table[slot];
+      if (e === 0) return -1;
+      const d = e - 1;
+      if (this.hashes[d] !== h) continue;
+      const r = this.rep[d];
+      const start = r === 0 ? 0 : this.ends[r - 1];
+      if (this.ends[r] - start !== key.length) continue;
+      let j = 0;
+      while (j < key.length && this.bytes[start + j] === key.charCodeAt(j)) j++;
+      if (j === key.length) return d;
+    }
+  }
+
+  private list(d: number): number[] {
+    const out: number[] = [];
+    for (let n = this.head[d]; n !== 0; n = this.next[n - 1]) out.push(this.pos[n - 1]);
+    return out;
+  }
+
+  private keyOf(d: number): string {
+    const r = this.rep[d];
+    return this.bytes.toString('latin1', r === 0 ? 0 : this.ends[r - 1], this.ends[r]);
+  }
+
+  get(key: string): readonly number[] | undefined {
+    const d = this.find(key);
+    return d < 0 ? undefined : this.list(d);
+  }
+
+  has(key: string): boolean {
+    return this.find(key) >= 0;
+  }
+
+  *entries(): MapIterator<[string, readonly number[]]> {
+    for (let d = 0; d < this.size; d++) yield [this.keyOf(d), this.list(d)];
+  }
+
+  *keys(): MapIterator<string> {
+    for (let d = 0; d < this.size; d++) yield this.keyOf(d);
+  }
+
+  *values(): MapIterator<readonly number[]> {
+    for (let d = 0; d < this.size; d++) yield this.list(d);
+  }
+
+  [Symbol.iterator](): MapIterator<[string, readonly number[]]> {
+    return this.entries();
+  }
+
+  forEach(fn: (value: readonly number[], key: string, map: ReadonlyMap<string, readonly number[]>) => void, thisArg?: unknown): void {
+    for (let d = 0; d < this.size; d++) fn.call(thisArg, this.list(d), this.keyOf(d), this);
+  }
+}
+
+/**
+ * Collects (address bytes, owner) postings, then builds an {@link AddressTable} in slices: the
+ * postings are added owner by owner in canonical order (`add` with positions ascending).
+ */
+class AddressPostings {
+  readonly bytes = new Bytes();
+  ends = new Uint32Array(1024);
+  count = 0;
+
+  /** Records the address `rdata` (4 or 16 bytes) of the owner being rendered. */
+  push(rdata: Uint8Array): void {
+    if (this.count === this.ends.length) {
+      const next = new Uint32Array(this.ends.length * 2);
+      next.set(this.ends);
+      this.ends = next;
+    }
+    this.bytes.push(rdata);
+    this.ends[this.count++] = this.bytes.length;
+  }
+
+  /**
+   * The table: `owners` owners in canonical order, owner k's postings [firstOf(k), endOf(k)).
+   * Yields when `slicer` says so.
+   */
+  *table(owners: number, firstOf: (k: number) => number, endOf: (k: number) => number, slicer: Slicer): Generator<void, AddressTable> {
+    const n = this.count;
+    let tableSize = 2;
+    while (tableSize < 2 * n) tableSize *= 2;
+    const mask = tableSize - 1;
+    const bytes = this.bytes.buf;
+    const ends = this.ends;
+    const table = new Uint32Array(tableSize);
+    const rep = new Uint32Array(n);
+    const hashes = new Uint32Array(n);
+    const head = new Uint32Array(n);
+    const tail = new Uint32Array(n);
+    const pos = new Uint32Array(n);
+    const next = new Uint32Array(n);
+    let distinct = 0;
+    let nodes = 0;
+    for (let k = 0; k < owners; k++) {
+      for (let r = firstOf(k), end = endOf(k); r < end; r++) {
+        const start = r === 0 ? 0 : ends[r - 1];
+        const len = ends[r] - start;
+        const h = hashBytes(bytes, start, ends[r]);
+        let d = -1;
+        let slot = h & mask;
+        for (; ; slot = (slot + 1) & mask) {
+          const e = table[slot];
+          if (e === 0) break;
+          if (hashes[e - 1] !== h) continue;
+          const q = rep[e - 1];
+          const qs = q === 0 ? 0 : ends[q - 1];
+          if (ends[q] - qs !== len) continue;
+          let j = 0;
+          while (j < len && bytes[start + j] === bytes[qs + j]) j++;
+          if (j === len) {
+            d = e - 1;
+            break;
+          }
+        }
+        if (d < 0) {
+          d = distinct++;
+          table[slot] = d + 1;
+          rep[d] = r;
+          hashes[d] = h;
+        } else if (pos[tail[d] - 1] === k) {
+          continue; // the owner carries the address twice
+        }
+        pos[nodes] = k;
+        if (head[d] === 0) head[d] = nodes + 1;
+        else next[tail[d] - 1] = nodes + 1;
+        tail[d] = nodes + 1;
+        nodes++;
+      }
+      if (slicer.due()) {
+        yield;
+        slicer.reset();
+      }
+    }
+    return new AddressTable(bytes.subarray(0, this.bytes.length), ends.subarray(0, n), table, rep, hashes, head, pos, next, distinct);
+  }
 }
 
 // ------------------------------------------------------------------------------ full build -----
+
+/**
+ * Nodes from the parser worker (../zone/zone-transfer.ts): a walk in canonical order and the
+ * size of their RDATA, so that a snapshot neither sorts nor grows its buffers on the serving thread.
+ */
+interface WorkerNodes {
+  canonicalEntries(): Iterable<[string, RRset[]]>;
+  readonly rdataBytes: number;
+}
 
 /**
  * The snapshot as a step generator: yields whenever `slicer` says the slice is used up, returns
@@ -555,23 +797,30 @@ export function* snapshotSteps(
   opts: SnapshotOptions,
   slicer: Slicer,
 ): Generator<void, ZoneSnapshot> {
-  const cols = new Columns();
+  const fromWorker = zone.nodes as Partial<WorkerNodes>;
+  const cols = new Columns(zone.recordCount + 1, fromWorker.rdataBytes);
   const owners: string[] = [];
   /** Per owner (in zone order): its first record in `cols`; one more entry for the end. */
   const firstOf: number[] = [];
-  /** The index being built (zone-order owner numbers, mapped to canonical positions at the end). */
-  const byAddress = opts.index && !addressIndexes.has(zone) ? new Map<string, number[]>() : null;
+  /** The index being built: the base addresses of each owner, in zone order (owner i's from postingsOf[i]). */
+  const postings = opts.index && !addressIndexes.has(zone) ? new AddressPostings() : null;
+  const postingsOf: number[] = [];
+  let apex = -1;
   const push: Push = (type, ttl, rdata) => cols.push(type, ttl, rdata);
-  for (const [owner, sets] of zone.nodes) {
+  // a zone from the parser worker comes with its nodes in canonical order: no sort here
+  const canonical = fromWorker.canonicalEntries?.() ?? null;
+  for (const [owner, sets] of canonical ?? zone.nodes) {
     if (sets.length === 0) continue;
     let zoneKey: string | undefined;
     const zoneOf = () => (zoneKey ??= opts.zones ? (opts.zones.find(owner)?.origin ?? '') : zone.origin);
-    if (byAddress) {
+    if (postings) {
+      postingsOf.push(postings.count);
       for (const set of sets) {
         if (set.type !== RRType.A && set.type !== RRType.AAAA) continue;
-        for (const rd of set.rdata) addPosition(byAddress, rd.toString('latin1'), owners.length);
+        for (const rd of set.rdata) postings.push(rd);
       }
     }
+    if (owner === zone.origin) apex = owners.length;
     owners.push(owner);
     firstOf.push(cols.count);
     renderNode(sets, overlay, zoneOf, push);
@@ -581,18 +830,22 @@ export function* snapshotSteps(
     }
   }
   firstOf.push(cols.count);
+  postingsOf.push(postings?.count ?? 0);
 
-  const keys: string[] = new Array(owners.length);
-  for (let i = 0; i < owners.length; i++) {
-    keys[i] = canonicalSortKey(owners[i]);
-    if (slicer.due()) {
-      yield;
-      slicer.reset();
-    }
-  }
   const idx = new Uint32Array(owners.length);
   for (let i = 0; i < idx.length; i++) idx[i] = i;
-  const order = yield* sortIndices(idx, keys, slicer);
+  let order: Uint32Array = idx;
+  if (!canonical) {
+    const keys: string[] = new Array(owners.length);
+    for (let i = 0; i < owners.length; i++) {
+      keys[i] = canonicalSortKey(owners[i]);
+      if (slicer.due()) {
+        yield;
+        slicer.reset();
+      }
+    }
+    order = yield* sortIndices(idx, keys, slicer);
+  }
 
   const count = cols.count;
   const sortedOwners: string[] = new Array(owners.length);
@@ -639,21 +892,11 @@ export function* snapshotSteps(
   }
   if (!soa) throw new Error(`zone ${zone.origin} has no SOA record`);
   const tree = yield* treeAbove(leaves, slicer);
-  if (byAddress) {
-    const pos = new Uint32Array(order.length);
-    for (let k = 0; k < order.length; k++) pos[order[k]] = k;
-    let n = 0;
-    for (const l of byAddress.values()) {
-      for (let i = 0; i < l.length; i++) l[i] = pos[l[i]];
-      if (l.length > 1) l.sort((a, b) => a - b);
-      n += l.length;
-      if (slicer.due(1 + (n >>> 4))) {
-        yield;
-        slicer.reset();
-        n = 0;
-      }
-    }
-    addressIndexes.set(zone, { owners: order.length, apex: pos[owners.indexOf(zone.origin)], byAddress });
+  if (postings) {
+    const byAddress = yield* postings.table(order.length, (k) => postingsOf[order[k]], (k) => postingsOf[order[k] + 1], slicer);
+    let apexAt = -1;
+    for (let k = 0; k < order.length && apexAt < 0; k++) if (order[k] === apex) apexAt = k;
+    addressIndexes.set(zone, { owners: order.length, apex: apexAt, byAddress });
   }
   return sealed(zone.origin, soa, { count, owners: sortedOwners, ownerIndex, types, ttls, rdataEnds, rdata }, tree);
 }

@@ -22,7 +22,7 @@
 import { keyToLabels, type Labels } from '../name.js';
 import { RRType } from '../wire/constants.js';
 import { encodeMessage, type EdnsInput, type MessageInput, type RecordInput } from '../wire/message.js';
-import { snapshotRecord, type SnapshotRecord, type ZoneSnapshot } from '../engine/snapshot.js';
+import { serveWaiting, snapshotRecord, type SnapshotRecord, type ZoneSnapshot } from '../engine/snapshot.js';
 import type { ZoneDiff } from './journal.js';
 
 /** Largest DNS message over TCP. */
@@ -234,10 +234,10 @@ export function* ixfrMessages(
   }
 }
 
-/** The messages of a transfer with a turn of the event loop (setImmediate) after each one. */
+/** The messages of a transfer, the event loop served after each one (every query waiting meanwhile answered: {@link serveWaiting}). */
 export async function* paced(messages: Iterable<Buffer>): AsyncGenerator<Buffer, void, undefined> {
   for (const m of messages) {
     yield m;
-    await new Promise((res) => setImmediate(res));
+    await serveWaiting();
   }
 }

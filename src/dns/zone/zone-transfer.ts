@@ -8,8 +8,11 @@
  * whose buffers are transferred (moved, not copied); the serving thread wraps them as they are
  * ({@link packedZone}, O(1)) and serves from them. A lookup hashes the key, probes the table,
  * compares bytes, and decodes that node's RRsets (RDATA Buffers are views on the one transferred
- * buffer). The packed form is also several times smaller than the object form.
+ * buffer). The packed form is also several times smaller than the object form. The worker also
+ * sorts the owner names in canonical order (RFC 4034 6.1), which transfer snapshots walk the zone
+ * in (../engine/snapshot.ts): that sort is not done again on the serving thread.
  */
+import { canonicalSortKey } from '../engine/snapshot.js';
 import { RRType } from '../wire/constants.js';
 import type { RRset, Zone } from './zone.js';
 
@@ -37,6 +40,8 @@ export interface PackedZone {
   cuts: Uint8Array;
   /** Every RDATA, one after the other. */
   rdata: Uint8Array;
+  /** The node numbers in canonical order of their keys (RFC 4034 6.1). */
+  canonical: Uint32Array;
 }
 
 /** 32-bit FNV-1a of a key's character codes, finished with murmur3's fmix32. */
@@ -117,12 +122,20 @@ export function packZone(zone: Zone): PackedZone {
   return {
     origin: zone.origin, serial: zone.serial, recordCount: zone.recordCount, warnings: zone.warnings,
     nodeCount: n, cutCount: zone.cuts.size, names, nameEnds, hashes, table, nodeStarts, index, cuts, rdata,
+    canonical: canonicalOrder([...zone.nodes.keys()]),
   };
+}
+
+/** The positions of `keys` in canonical order of the names. */
+function canonicalOrder(keys: string[]): Uint32Array {
+  const sortKeys = keys.map(canonicalSortKey);
+  const order = Uint32Array.from(keys, (_, i) => i);
+  return order.sort((a, b) => (sortKeys[a] < sortKeys[b] ? -1 : sortKeys[a] > sortKeys[b] ? 1 : 0));
 }
 
 /** The buffers of a packed zone, for postMessage's transfer list. */
 export function transferList(p: PackedZone): ArrayBuffer[] {
-  return [p.names, p.nameEnds, p.hashes, p.table, p.nodeStarts, p.index, p.cuts, p.rdata].map((a) => a.buffer as ArrayBuffer);
+  return [p.names, p.nameEnds, p.hashes, p.table, p.nodeStarts, p.index, p.cuts, p.rdata, p.canonical].map((a) => a.buffer as ArrayBuffer);
 }
 
 /** The nodes of a packed zone as a read-only Map: owner key → RRsets, decoded at each lookup. */
@@ -137,6 +150,11 @@ export class PackedNodes implements ReadonlyMap<string, RRset[]> {
 
   get size(): number {
     return this.p.nodeCount;
+  }
+
+  /** Bytes of RDATA of all the nodes. */
+  get rdataBytes(): number {
+    return this.p.rdata.byteLength;
   }
 
   /** The node number of a key, -1 when absent. */
@@ -201,6 +219,12 @@ export class PackedNodes implements ReadonlyMap<string, RRset[]> {
 
   *entries(): MapIterator<[string, RRset[]]> {
     for (let i = 0; i < this.p.nodeCount; i++) yield [this.keyAt(i), this.setsAt(i)];
+  }
+
+  /** The nodes in canonical order of their keys (RFC 4034 6.1). */
+  *canonicalEntries(): IterableIterator<[string, RRset[]]> {
+    const order = this.p.canonical;
+    for (let i = 0; i < order.length; i++) yield [this.keyAt(order[i]), this.setsAt(order[i])];
   }
 
   *keys(): MapIterator<string> {
