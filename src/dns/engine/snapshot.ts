@@ -30,6 +30,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { OverlayDelta } from '../../core/overlay.js';
+import { bytesHash, keyHash } from '../hash.js';
 import { isAtOrBelow, keyToLabels } from '../name.js';
 import { RRType } from '../wire/constants.js';
 import type { RRset, Zone } from '../zone/zone.js';
@@ -581,36 +582,6 @@ function* addressIndexSteps(zone: Zone, snapshot: Pick<ZoneSnapshot, 'owners' | 
   return index;
 }
 
-/** 32-bit FNV-1a over bytes [start, end), finished with murmur3's fmix32. */
-function hashBytes(b: Uint8Array, start: number, end: number): number {
-  let h = 0x811c9dc5;
-  for (let i = start; i < end; i++) {
-    h ^= b[i];
-    h = Math.imul(h, 0x01000193);
-  }
-  return fmix32(h);
-}
-
-/** {@link hashBytes} of a latin1 key's bytes. */
-function hashKey(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i) & 0xff;
-    h = Math.imul(h, 0x01000193);
-  }
-  return fmix32(h);
-}
-
-function fmix32(x: number): number {
-  let h = x;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
 /**
  * An address index packed in typed arrays: no object per address. (A Map of a 1,000,000-record
  * zone's addresses holds about a million objects and rehashes for tens of milliseconds as it
@@ -636,7 +607,7 @@ class AddressTable implements ReadonlyMap<string, readonly number[]> {
 
   private find(key: string): number {
     const mask = this.table.length - 1;
-    const h = hashKey(key);
+    const h = keyHash(key);
     for (let slot = h & mask; ; slot = (slot + 1) & mask) {
       const e = this.table[slot];
       if (e === 0) return -1;
@@ -736,7 +707,7 @@ class AddressPostings {
       for (let r = firstOf(k), end = endOf(k); r < end; r++) {
         const start = r === 0 ? 0 : ends[r - 1];
         const len = ends[r] - start;
-        const h = hashBytes(bytes, start, ends[r]);
+        const h = bytesHash(bytes, start, ends[r]);
         let d = -1;
         let slot = h & mask;
         for (; ; slot = (slot + 1) & mask) {

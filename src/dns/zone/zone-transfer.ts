@@ -13,6 +13,7 @@
  * in (../engine/snapshot.ts): that sort is not done again on the serving thread.
  */
 import { canonicalSortKey } from '../engine/snapshot.js';
+import { keyHash } from '../hash.js';
 import { RRType } from '../wire/constants.js';
 import type { RRset, Zone } from './zone.js';
 
@@ -42,21 +43,6 @@ export interface PackedZone {
   rdata: Uint8Array;
   /** The node numbers in canonical order of their keys (RFC 4034 6.1). */
   canonical: Uint32Array;
-}
-
-/** 32-bit FNV-1a of a key's character codes, finished with murmur3's fmix32. */
-export function keyHash(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** Packs a zone (in the worker). Throws when it is too large for 32-bit offsets or a key is not printable ASCII. */
