@@ -77,16 +77,27 @@ function dnsperf(port: number, file: string, seconds: number, rate: number | nul
   });
 }
 
-/** One AXFR with dig: the records received and whether it ended with the SOA. */
+/**
+ * One AXFR with dig: the records received and whether it ended with the SOA. dig's output goes
+ * straight to awk (a pipe between the two): this process, whose probe stream measures latency,
+ * never handles the transfer's megabytes of text.
+ */
 function axfr(port: number, secret: string): Promise<{ records: number; complete: boolean; ms: number }> {
   const t0 = performance.now();
+  const [acmd, aargv] = onCpu1('awk', ['-F', '[ \t]+', '!/^;/ && NF && $4 != "TSIG" { n++ } $4 == "SOA" { s++ } END { print n + 0, s + 0 }']);
+  const counter = spawn(acmd, aargv, { stdio: ['pipe', 'pipe', 'ignore'] });
   const [cmd, argv] = onCpu1('dig', ['-p', String(port), '@127.0.0.1', '-y', `${TSIG_ALGORITHM}:${TSIG_NAME}:${secret}`, ZONE, 'AXFR', '+nostats', '+nocomments', '+nocmd', '+time=30', '+tries=1']);
+  const dig = spawn(cmd, argv, { stdio: ['ignore', counter.stdin, 'ignore'] });
+  counter.stdin.destroy(); // dig holds the pipe's write end now
+  let out = '';
+  counter.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const digDone = new Promise<number | null>((res) => dig.on('close', (code) => res(code)));
   return new Promise((resolve) => {
-    execFile(cmd, argv, { maxBuffer: 256 * 1024 * 1024 }, (err, stdout) => {
-      const lines = stdout.split('\n').filter((l) => l && !l.startsWith(';'));
-      const records = lines.filter((l) => !/\tTSIG\t|\sTSIG\s/.test(l)).length;
-      const soas = lines.filter((l) => /\sSOA\s/.test(l)).length;
-      resolve({ records, complete: !err && soas === 2, ms: performance.now() - t0 });
+    counter.on('close', () => {
+      void digDone.then((code) => {
+        const [records, soas] = out.trim().split(/\s+/).map(Number);
+        resolve({ records: records || 0, complete: code === 0 && soas === 2, ms: performance.now() - t0 });
+      });
     });
   });
 }

@@ -14,9 +14,10 @@
  * room for the TSIG record the caller appends to each message. A record too large for that goes
  * alone in a message of up to 65,535 - reserve bytes.
  *
- * The generators encode one message per `next()` (a 16 KiB message, about 500 records, takes
- * 1-2 ms; 64 KiB about 7 ms); the caller sends it and awaits before asking for the next, so a
- * transfer never holds the event loop for long ({@link paced} does the awaiting). The snapshot
+ * The generators encode one message per `next()`: whole zones straight from the snapshot's
+ * columns (a 16 KiB message, about 450 records, in about 0.3 ms), IXFR versions through the codec;
+ * the caller sends it and awaits before asking for the next, so a transfer never holds the event
+ * loop for long ({@link paced} does the awaiting). The snapshot
  * and the diffs are immutable: a transfer started on one version finishes on it.
  */
 import { keyToLabels, type Labels } from '../name.js';
@@ -131,12 +132,7 @@ function* ixfrSequence(s: ZoneSnapshot, diffs: readonly ZoneDiff[]): Generator<S
  * (the codec fills it; records it left out start the next message).
  */
 function* pack(records: Iterable<SnapshotRecord>, opts: TransferOptions): Generator<Buffer, void, undefined> {
-  const target = opts.maxMessageSize ?? DEFAULT_TRANSFER_MESSAGE_SIZE;
-  const reserve = opts.reserve ?? 0;
-  if (!Number.isInteger(target) || target < 512 || target > MAX_MESSAGE_SIZE) throw new RangeError(`maxMessageSize ${target} is not within 512..65535`);
-  if (!Number.isInteger(reserve) || reserve < 0 || target - reserve < 256) throw new RangeError(`reserve ${reserve} leaves less than 256 bytes of ${target}`);
-  const limit = target - reserve;
-  const hardLimit = MAX_MESSAGE_SIZE - reserve;
+  const { limit, hardLimit } = limits(opts);
   const header: MessageInput = {
     id: opts.id,
     opcode: 0,
@@ -188,9 +184,162 @@ function* pack(records: Iterable<SnapshotRecord>, opts: TransferOptions): Genera
   }
 }
 
+/** The target and hard limits of a message's records (the caller's reserve taken off), checked. */
+function limits(opts: TransferOptions): { limit: number; hardLimit: number } {
+  const target = opts.maxMessageSize ?? DEFAULT_TRANSFER_MESSAGE_SIZE;
+  const reserve = opts.reserve ?? 0;
+  if (!Number.isInteger(target) || target < 512 || target > MAX_MESSAGE_SIZE) throw new RangeError(`maxMessageSize ${target} is not within 512..65535`);
+  if (!Number.isInteger(reserve) || reserve < 0 || target - reserve < 256) throw new RangeError(`reserve ${reserve} leaves less than 256 bytes of ${target}`);
+  return { limit: target - reserve, hardLimit: MAX_MESSAGE_SIZE - reserve };
+}
+
+/** Largest offset a compression pointer can reach. */
+const MAX_POINTER = 0x3fff;
+
+/**
+ * Writes the owner `key` at `off` (room checked by the caller: key length + 1 bytes), compressed
+ * against the names already in the message (`dict`: name key -> offset), and returns the end.
+ */
+function writeOwner(buf: Buffer, off: number, key: string, dict: Map<string, number>): number {
+  if (key === '.') {
+    buf[off] = 0;
+    return off + 1;
+  }
+  if (key.indexOf('\\') >= 0) {
+    // escaped bytes in a label (rare): written whole, not offered for compression
+    for (const l of keyToLabels(key)) {
+      buf[off++] = l.length;
+      buf.set(l, off);
+      off += l.length;
+    }
+    buf[off] = 0;
+    return off + 1;
+  }
+  let i = 0;
+  while (i < key.length) {
+    const suffix = i === 0 ? key : key.slice(i);
+    const at = dict.get(suffix);
+    if (at !== undefined) {
+      buf.writeUInt16BE(0xc000 | at, off);
+      return off + 2;
+    }
+    if (off <= MAX_POINTER) dict.set(suffix, off);
+    const dot = key.indexOf('.', i);
+    buf[off++] = dot - i;
+    for (let k = i; k < dot; k++) buf[off++] = key.charCodeAt(k);
+    i = dot + 1;
+  }
+  buf[off] = 0;
+  return off + 1;
+}
+
+/**
+ * The AXFR sequence of a snapshot (SOA, every other record, SOA) packed into messages straight
+ * from its columns: no object per record, owner names compressed against the message's earlier
+ * owners (a record of the previous record's owner costs a 2-byte pointer), RDATA copied as
+ * stored (uncompressed, which RFC 3597 asks for unknown types and allows for all). Messages as
+ * {@link pack}: filled up to the target less the reserve, a record over it alone in a message of
+ * up to 65,535 bytes less the reserve.
+ */
+function* packSnapshot(s: ZoneSnapshot, opts: TransferOptions): Generator<Buffer, void, undefined> {
+  const { limit, hardLimit } = limits(opts);
+  const prefix = encodeMessage({ id: opts.id, opcode: 0, rcode: 0, flags: { qr: true, aa: true, rd: opts.rd ?? false }, question: [opts.question] });
+  const scratch = Buffer.allocUnsafe(hardLimit);
+  const dict = new Map<string, number>();
+  const end = s.count;
+  const origin = s.origin;
+  let pos = -1; // -1: the leading SOA; `end`: the closing SOA
+  let first = true;
+  while (pos <= end) {
+    let off: number;
+    if (first) {
+      prefix.copy(scratch, 0);
+      off = prefix.length;
+    } else {
+      prefix.copy(scratch, 0, 0, 12);
+      scratch.writeUInt16BE(0, 4); // later messages omit the question (RFC 5936 2.2.1)
+      off = 12;
+    }
+    dict.clear();
+    let n = 0;
+    let max = limit;
+    let lastOwner = -2;
+    let lastOwnerAt = 0;
+    while (pos <= end) {
+      let owner: string;
+      let ownerIdx: number;
+      let type: number;
+      let ttl: number;
+      let rdata: Buffer;
+      let start: number;
+      let stop: number;
+      if (pos < 0 || pos === end) {
+        owner = origin;
+        ownerIdx = -1;
+        type = RRType.SOA;
+        ttl = s.soa.ttl;
+        rdata = s.soa.rdata;
+        start = 0;
+        stop = rdata.length;
+      } else {
+        ownerIdx = s.ownerIndex[pos];
+        owner = s.owners[ownerIdx];
+        type = s.types[pos];
+        if (type === RRType.SOA && owner === origin) {
+          pos++;
+          continue;
+        }
+        ttl = s.ttls[pos];
+        rdata = s.rdata;
+        start = pos === 0 ? 0 : s.rdataEnds[pos - 1];
+        stop = s.rdataEnds[pos];
+      }
+      const sameOwner = ownerIdx === lastOwner && ownerIdx >= 0;
+      const need = (sameOwner ? 2 : owner.length + 1) + 10 + (stop - start);
+      if (off + need > max) {
+        if (n > 0) break;
+        if (max < hardLimit) {
+          max = hardLimit;
+          continue;
+        }
+        throw new TransferError(`a record of type ${type} (${stop - start} bytes of RDATA) does not fit in a message`);
+      }
+      if (sameOwner) {
+        scratch.writeUInt16BE(0xc000 | lastOwnerAt, off);
+        off += 2;
+      } else {
+        const at = off;
+        off = writeOwner(scratch, off, owner, dict);
+        if (at <= MAX_POINTER && off - at > 2) {
+          lastOwner = ownerIdx;
+          lastOwnerAt = at;
+        } else if (off - at === 2) {
+          lastOwner = ownerIdx;
+          lastOwnerAt = scratch.readUInt16BE(at) & MAX_POINTER;
+        } else lastOwner = -2;
+      }
+      scratch.writeUInt16BE(type, off);
+      scratch.writeUInt16BE(1, off + 2); // class IN
+      scratch.writeUInt32BE(ttl, off + 4);
+      scratch.writeUInt16BE(stop - start, off + 8);
+      off += 10;
+      rdata.copy(scratch, off, start, stop);
+      off += stop - start;
+      n++;
+      pos++;
+      if (max > limit) break; // a record over the target travels alone
+    }
+    if (n === 0) return;
+    scratch.writeUInt16BE(n, 6);
+    first = false;
+    yield Buffer.from(scratch.subarray(0, off));
+  }
+}
+
 /** AXFR response messages for `snapshot` (RFC 5936). Throws TransferError or DnsEncodeError (close the connection). */
 export function* axfrMessages(snapshot: ZoneSnapshot, opts: TransferOptions): Generator<Buffer, void, undefined> {
-  yield* pack(axfrSequence(snapshot), opts);
+  if (opts.edns) yield* pack(axfrSequence(snapshot), opts);
+  else yield* packSnapshot(snapshot, opts);
 }
 
 /**
@@ -230,7 +379,7 @@ export function* ixfrMessages(
       yield* pack(ixfrSequence(snapshot, diffs!), opts);
       return;
     case 'full':
-      yield* pack(axfrSequence(snapshot), opts);
+      yield* axfrMessages(snapshot, opts);
   }
 }
 
