@@ -31,6 +31,8 @@
  *     dns.secondaries entry with that key, dns.journal_dir in the temp dir), as the end-to-end
  *     tests do: every reload then also makes the zone's transfer snapshot and journal version on
  *     the serving thread. The secondary is a UDP socket of this bench that only records NOTIFYs.
+ *   BENCH_CACHE_ENTRIES  the controller's dns.cache_entries (default: the controller's default).
+ *   BENCH_NODE_ARGS  more node options for the controller, space-separated (e.g. --trace-gc).
  *   BENCH_LOAD  dnsperf's rate during the reload as a fraction of the measured capacity
  *     (default 0.5; 0: no dnsperf, the probe alone).
  *   BENCH_CAPACITY_SECONDS  length of the capacity run (default 5).
@@ -333,6 +335,7 @@ async function main(): Promise<number> {
     const configPath = join(dir, 'config.yaml');
     secondary = SECONDARIES ? await notifyCatcher() : null;
     const dns: Record<string, unknown> = { listen: [`127.0.0.1:${dnsPort}`], zones: zonesDir };
+    if (process.env.BENCH_CACHE_ENTRIES) dns.cache_entries = Number(process.env.BENCH_CACHE_ENTRIES);
     if (secondary) {
       // as test/support/hidden-primary-lab.ts hiddenPrimaryDns: one key, the secondary signs with it
       Object.assign(dns, {
@@ -347,7 +350,7 @@ async function main(): Promise<number> {
       log: { level: 'info' },
     }));
     const load0 = loadavg().map((x) => x.toFixed(2)).join(' ');
-    const nodeArgs = [`--max-old-space-size=${opt['max-old-space-size']}`];
+    const nodeArgs = [`--max-old-space-size=${opt['max-old-space-size']}`, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
     const pin = process.env.BENCH_PIN !== '0' && cpus().length >= 2 && hasCommand('taskset', ['-c', '0', 'true']);
     const withLoad = LOAD > 0 && spawnSync('dnsperf', ['-h'], { stdio: 'ignore' }).error === undefined;
     let output = '';
@@ -357,8 +360,11 @@ async function main(): Promise<number> {
     if (NICE !== null) setPriority(NICE); // the probe and the sampler
     const [cmd, args] = wrapped(pin ? '0' : null, [process.execPath, ...argv]);
     proc = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const logFile = createWriteStream(join(dir, 'controller.log'));
     proc.stdout!.on('data', (d) => (output = (output + d).slice(-20000)));
     proc.stderr!.on('data', (d) => (output = (output + d).slice(-20000)));
+    proc.stdout!.pipe(logFile);
+    proc.stderr!.pipe(logFile);
     const pid = proc.pid!;
     const exited = () => proc!.exitCode !== null || proc!.signalCode !== null;
 

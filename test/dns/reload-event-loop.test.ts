@@ -10,7 +10,7 @@
  *   counted) between two ticks stays under a fifth of what a synchronous snapshot of the zone
  *   costs on this machine, and under 250 ms (a slice is about 4 ms, a garbage collection pause
  *   a few tens).
- * The parser worker runs from dist/ (npm run build).
+ * The parser process runs from dist/ (npm run build).
  */
 import { afterAll, expect, test } from '@jest/globals';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';

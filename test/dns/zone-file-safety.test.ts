@@ -249,7 +249,7 @@ describe('no zone file stops the server', () => {
     }
   });
 
-  test('a zone too large for the heap fails alone: the parser worker runs out of memory, the process and the other zones do not', async () => {
+  test('a zone too large for the heap fails alone: the parser process runs out of memory, the process and the other zones do not', async () => {
     const zones = zonesDir();
     writeFileSync(join(zones, 'z.test.zone'), zoneText('z.test'));
     const parts = [zoneText('a-huge.test')];

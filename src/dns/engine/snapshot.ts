@@ -19,7 +19,7 @@
  * snapshot is packed (typed arrays and one RDATA buffer, no object per record) since zones go up
  * to 1,000,000 records. Building is a generator of slices ({@link snapshotSteps}) so a large zone
  * can be snapshotted without holding the event loop ({@link snapshotZoneAsync}); a zone from the
- * parser worker walks its nodes in canonical order (sorted there), so the serving thread does not
+ * parser process walks its nodes in canonical order (sorted there), so the serving thread does not
  * sort.
  *
  * An overlay change on the same zone object is a step ({@link nextSnapshot}): only the owners
@@ -750,7 +750,7 @@ class AddressPostings {
 // ------------------------------------------------------------------------------ full build -----
 
 /**
- * Nodes from the parser worker (../zone/zone-transfer.ts): a walk in canonical order and the
+ * Nodes from the parser process (../zone/zone-transfer.ts): a walk in canonical order and the
  * size of their RDATA, so that a snapshot neither sorts nor grows its buffers on the serving thread.
  */
 interface WorkerNodes {
@@ -778,7 +778,7 @@ export function* snapshotSteps(
   const postingsOf: number[] = [];
   let apex = -1;
   const push: Push = (type, ttl, rdata) => cols.push(type, ttl, rdata);
-  // a zone from the parser worker comes with its nodes in canonical order: no sort here
+  // a zone from the parser process comes with its nodes in canonical order: no sort here
   const canonical = fromWorker.canonicalEntries?.() ?? null;
   for (const [owner, sets] of canonical ?? zone.nodes) {
     if (sets.length === 0) continue;

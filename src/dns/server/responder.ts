@@ -39,10 +39,17 @@ function rcodeIndex(rcode: number): number {
   }
 }
 
+/** The smallest size limit a response can have (RFC 1035 UDP; EDNS sizes below it are raised to it). */
+const MIN_LIMIT = 512;
+
 interface CacheEntry {
-  answer: Answer;
   full: Buffer;
-  ctx: { opcode: number; edns: boolean; dnssecOk: boolean; question: Buffer };
+  /**
+   * What re-encodes the answer for a smaller limit: kept only when `full` is over
+   * {@link MIN_LIMIT} bytes, so that most entries are a Buffer alone (a cache of 400,000 entries
+   * is then a fraction of the heap that major garbage collections walk).
+   */
+  source?: { answer: Answer; ctx: { opcode: number; edns: boolean; dnssecOk: boolean; question: Buffer } };
   /** Truncated encodings by size limit. */
   truncated?: Map<number, Buffer>;
 }
@@ -169,7 +176,7 @@ export class Responder {
       }
       this.hot.set(key, entry);
     }
-    const limit = tcp ? 65535 : q.ednsPayload < 0 ? 512 : Math.min(Math.max(q.ednsPayload, 512), MAX_UDP_PAYLOAD);
+    const limit = tcp ? 65535 : q.ednsPayload < 0 ? MIN_LIMIT : Math.min(Math.max(q.ednsPayload, MIN_LIMIT), MAX_UDP_PAYLOAD);
     let wire = entry.full;
     if (wire.length > limit) wire = this.truncated(entry, limit);
     const out = Buffer.allocUnsafe(wire.length);
@@ -194,13 +201,14 @@ export class Responder {
     }
     const ctx = { opcode: q.opcode, edns: q.ednsPayload >= 0, dnssecOk: q.dnssecOk, question };
     const full = encodeResponse(answer, { ...ctx, queryFlags: 0, maxSize: 65535 });
-    return { answer, full, ctx };
+    return full.length > MIN_LIMIT ? { full, source: { answer, ctx } } : { full };
   }
 
   private truncated(entry: CacheEntry, limit: number): Buffer {
     let t = entry.truncated?.get(limit);
     if (!t) {
-      t = encodeResponse(entry.answer, { ...entry.ctx, queryFlags: 0, maxSize: limit });
+      const { answer, ctx } = entry.source!; // limit < full.length, so full is over MIN_LIMIT
+      t = encodeResponse(answer, { ...ctx, queryFlags: 0, maxSize: limit });
       entry.truncated ??= new Map();
       if (entry.truncated.size < 64) entry.truncated.set(limit, t);
     }

@@ -3,7 +3,7 @@
  * regular file (checked with stat before it is opened, so a FIFO is never opened for reading, and
  * again on the open descriptor); the bytes read for one zone, includes together, are bounded by
  * `dns.max_zone_file_bytes`, and a file over what is left is refused before any of it is read.
- * Synchronous: it runs in the zone parser worker (zone-parse-worker.ts), never on the thread that
+ * Synchronous: it runs in the zone parser process (zone-parse-child.ts), never on the thread that
  * answers queries.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
@@ -17,7 +17,7 @@ import { buildZone, ZoneCheckError, type Zone } from './zone.js';
  * Default of `dns.max_zone_file_bytes`: 64 MiB of master-file text for one zone with its
  * includes. A zone of the bench:zone-load mix takes about 30 bytes of text per record and its
  * parsing about 20 bytes of heap per byte of text, so this is about 2,200,000 records and 1.3 GB
- * in the parser worker: a third of V8's default heap (about 4 GiB). Served, packed, such a zone
+ * in the parser process: a third of V8's default heap (about 4 GiB). Served, packed, such a zone
  * takes about 150 MB. Larger zones need this limit and --max-old-space-size raised together.
  */
 export const DEFAULT_MAX_ZONE_FILE_BYTES = 64 * 1024 * 1024;

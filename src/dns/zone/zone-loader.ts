@@ -4,18 +4,21 @@
  * with file, line and reason and is not served; on reload, a broken new version keeps the
  * previous version served. Unchanged files are not parsed again.
  *
- * Reading, parsing and checking run in a worker thread (zone-parse-worker.ts); each finished zone
- * arrives packed in transferred buffers and is served from them as it is (zone-transfer.ts), so
- * this thread only swaps finished structures and a reload of any size never stops answering.
+ * Reading, parsing and checking run in a parser process (zone-parse-child.ts, at nice 10 during a
+ * reload): its heap and garbage collection are its own, and its memory goes back to the system
+ * when it exits. Each finished zone arrives packed, read from the pipe in chunks, and is served
+ * from those buffers as it is (zone-transfer.ts), so this thread only swaps finished structures
+ * and a reload of any size never stops answering.
  * Reading is bounded: `maxZoneBytes` per zone with its includes, non-regular files refused unread.
  */
 import { existsSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { DEFAULT_MAX_ZONE_FILE_BYTES, fileKind, fingerprintPart, fsErrorText } from './zone-file.js';
-import type { ParseReply, ParseRequest } from './zone-parse-worker.js';
+import { FrameReader, readZoneData, type FramedReply, type ParseRequest } from './zone-parse-child.js';
 import { packedZone } from './zone-transfer.js';
 import type { Zone } from './zone.js';
 
@@ -158,15 +161,15 @@ export class ZoneDirectory {
   }
 
   /**
-   * Parses the files in a worker; each finished zone arrives packed and is served as it is. A
-   * worker that dies (out of memory on a zone too large for the heap) fails the file it was on;
-   * a new worker goes on with the files after it.
+   * Parses the files in a parser process; each finished zone arrives packed and is served as it
+   * is. A parser that dies (out of memory on a zone too large for the heap) fails the file it was
+   * on; a new one goes on with the files after it.
    */
   private async parse(jobs: { file: string; originText: string }[]): Promise<Map<string, Outcome>> {
     const outcomes = new Map<string, Outcome>();
     let rest = jobs;
     while (rest.length > 0) {
-      const stopped = await this.runWorker(rest, outcomes);
+      const stopped = await this.runParser(rest, outcomes);
       const unanswered = rest.filter((j) => !outcomes.has(j.file));
       if (stopped === null || unanswered.length === 0) break;
       if (stopped.startFailed) {
@@ -179,47 +182,98 @@ export class ZoneDirectory {
     return outcomes;
   }
 
-  /** One worker over `jobs`, in order; null when it answered every file, else why it stopped. */
-  private runWorker(jobs: { file: string; originText: string }[], outcomes: Map<string, Outcome>): Promise<{ reason: string; startFailed?: boolean } | null> {
+  /** One parser process over `jobs`, in order; null when it answered every file, else why it stopped. */
+  private async runParser(jobs: { file: string; originText: string }[], outcomes: Map<string, Outcome>): Promise<{ reason: string; startFailed?: boolean } | null> {
+    let outDir: string;
+    try {
+      outDir = await mkdtemp(join(tmpdir(), 'failover-zones-'));
+    } catch (err) {
+      return { reason: `cannot make a directory for it in ${tmpdir()}: ${fsErrorText(err)}`, startFailed: true };
+    }
+    try {
+      return await this.runParserIn(outDir, jobs, outcomes);
+    } finally {
+      await rm(outDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private runParserIn(outDir: string, jobs: { file: string; originText: string }[], outcomes: Map<string, Outcome>): Promise<{ reason: string; startFailed?: boolean } | null> {
     return new Promise((settle) => {
-      let worker: Worker;
+      let child: ChildProcess;
       try {
-        worker = new Worker(workerUrl());
+        child = spawn(process.execPath, [...heapOptions(), fileURLToPath(parserUrl())], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+          env: { ...process.env, FAILOVER_ZONE_PARSER: '1' },
+        });
       } catch (err) {
         settle({ reason: (err as Error).message, startFailed: true });
         return;
       }
       let answered = 0;
       let done = false;
-      const finish = (stopped: { reason: string } | null) => {
+      let stderr = '';
+      /** Replies are taken in order; the arrays of each are read before the next. */
+      let taking: Promise<void> = Promise.resolve();
+      const finish = (stopped: { reason: string; startFailed?: boolean } | null) => {
         if (done) return;
         done = true;
-        void worker.terminate();
-        settle(stopped);
+        if (stopped) child.kill('SIGKILL');
+        // settled once every reply already framed is taken in
+        void taking.then(() => settle(stopped));
       };
-      worker.on('message', (reply: ParseReply) => {
-        if (done) return;
+      const take = async (reply: FramedReply): Promise<void> => {
         if (!reply.ok) {
           outcomes.set(reply.file, { ok: false, line: reply.line, reason: reply.reason });
         } else {
           try {
-            outcomes.set(reply.file, { ok: true, zone: packedZone(reply.zone), includes: reply.includes, fingerprint: reply.fingerprint });
+            const full = await readZoneData(reply);
+            outcomes.set(reply.file, { ok: true, zone: packedZone(full.zone), includes: full.includes, fingerprint: full.fingerprint });
           } catch (err) {
             outcomes.set(reply.file, { ok: false, reason: (err as Error).message });
           }
         }
         if (++answered === jobs.length) finish(null);
+      };
+      const reader = new FrameReader((reply) => {
+        taking = taking.then(() => take(reply));
       });
-      worker.on('error', (err) => finish({ reason: err.message }));
-      worker.on('exit', (code) => finish({ reason: `it exited with code ${code}` }));
+      child.stdout!.on('data', (chunk: Buffer) => {
+        try {
+          reader.push(chunk);
+        } catch (err) {
+          finish({ reason: `it sent a malformed reply (${(err as Error).message})` });
+        }
+      });
+      child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
+      child.stdin!.on('error', () => undefined); // a parser that died before reading: reported by 'close'
+      child.on('error', (err) => finish({ reason: err.message, startFailed: answered === 0 && (err as NodeJS.ErrnoException).code === 'ENOENT' }));
+      child.on('close', (code, signal) => {
+        // every frame it wrote is in: once they are taken, a missing answer is a stop
+        void taking.then(() => {
+          if (answered < jobs.length) finish({ reason: exitReason(code, signal, stderr) });
+        });
+      });
       const req: ParseRequest = {
         jobs: jobs.map(({ file, originText }) => ({ file, originText })),
         maxBytes: this.maxZoneBytes,
         background: this.loaded.size > 0,
+        outDir,
       };
-      worker.postMessage(req);
+      child.stdin!.end(JSON.stringify(req));
     });
   }
+}
+
+/** Why a parser process ended before answering every file, from its exit and the end of its stderr. */
+function exitReason(code: number | null, signal: NodeJS.Signals | null, stderr: string): string {
+  if (/out of memory/i.test(stderr)) return `it ran out of memory (${stderr.match(/[^\n]*out of memory[^\n]*/i)![0].trim()})`;
+  if (signal) return `it was killed by ${signal}`;
+  return `it exited with code ${code}`;
+}
+
+/** The heap size options of this process, handed to the parser (a heap limit set for the controller applies to it too). */
+function heapOptions(): string[] {
+  return process.execArgv.filter((a) => /^--max-old-space-size=\d+$/.test(a));
 }
 
 type Outcome =
@@ -227,13 +281,13 @@ type Outcome =
   | { ok: false; line?: number; reason: string };
 
 /**
- * The compiled worker module next to this one; when this module runs from the TypeScript sources
+ * The compiled parser module next to this one; when this module runs from the TypeScript sources
  * (Jest), the one compiled into dist/ by `npm run build`.
  */
-function workerUrl(): URL {
-  const sibling = new URL('./zone-parse-worker.js', import.meta.url);
+function parserUrl(): URL {
+  const sibling = new URL('./zone-parse-child.js', import.meta.url);
   if (existsSync(fileURLToPath(sibling))) return sibling;
-  const compiled = new URL('../../../dist/src/dns/zone/zone-parse-worker.js', import.meta.url);
+  const compiled = new URL('../../../dist/src/dns/zone/zone-parse-child.js', import.meta.url);
   if (import.meta.url.endsWith('.ts') && existsSync(fileURLToPath(compiled))) return compiled;
   throw new Error(`${fileURLToPath(sibling)} is missing (run "npm run build")`);
 }

@@ -1,14 +1,13 @@
 /**
- * Moving a built {@link Zone} from the parser worker to the serving thread without stopping it.
+ * Moving a built {@link Zone} from the parser process to the serving thread without stopping it.
  *
- * Structured clone of the zone itself (a Map of arrays of objects holding Buffers) would rebuild
- * every object on the serving thread while the message is received, and rebuilding it there in
- * slices still costs seconds of garbage collection for a 1,000,000-record zone. Instead the
- * worker packs the zone into typed arrays, with an open-addressing hash table of the owner keys,
- * whose buffers are transferred (moved, not copied); the serving thread wraps them as they are
- * ({@link packedZone}, O(1)) and serves from them. A lookup hashes the key, probes the table,
- * compares bytes, and decodes that node's RRsets (RDATA Buffers are views on the one transferred
- * buffer). The packed form is also several times smaller than the object form. The worker also
+ * Rebuilding the zone's objects (a Map of arrays of objects holding Buffers) on the serving
+ * thread would cost seconds of garbage collection for a 1,000,000-record zone, even in slices.
+ * Instead the parser packs the zone into typed arrays, with an open-addressing hash table of the
+ * owner keys; their bytes cross the pipe (zone-parse-child.ts) and the serving thread wraps them
+ * as they are ({@link packedZone}, O(1)) and serves from them. A lookup hashes the key, probes the
+ * table, compares bytes, and decodes that node's RRsets (RDATA Buffers are views on the one
+ * buffer). The packed form is also several times smaller than the object form. The parser also
  * sorts the owner names in canonical order (RFC 4034 6.1), which transfer snapshots walk the zone
  * in (../engine/snapshot.ts): that sort is not done again on the serving thread.
  */
@@ -17,7 +16,7 @@ import { keyHash } from '../hash.js';
 import { RRType } from '../wire/constants.js';
 import type { RRset, Zone } from './zone.js';
 
-/** A zone packed for transfer; every typed array goes in the transfer list ({@link transferList}). */
+/** A zone packed for the hand-over: metadata and typed arrays (zone-parse-child.ts frames them). */
 export interface PackedZone {
   origin: string;
   serial: number;
@@ -117,11 +116,6 @@ function canonicalOrder(keys: string[]): Uint32Array {
   const sortKeys = keys.map(canonicalSortKey);
   const order = Uint32Array.from(keys, (_, i) => i);
   return order.sort((a, b) => (sortKeys[a] < sortKeys[b] ? -1 : sortKeys[a] > sortKeys[b] ? 1 : 0));
-}
-
-/** The buffers of a packed zone, for postMessage's transfer list. */
-export function transferList(p: PackedZone): ArrayBuffer[] {
-  return [p.names, p.nameEnds, p.hashes, p.table, p.nodeStarts, p.index, p.cuts, p.rdata, p.canonical].map((a) => a.buffer as ArrayBuffer);
 }
 
 /** The nodes of a packed zone as a read-only Map: owner key → RRsets, decoded at each lookup. */

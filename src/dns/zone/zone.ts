@@ -20,7 +20,7 @@ export interface Zone {
   readonly origin: string;
   /**
    * Owner key → its RRsets; empty non-terminals map to an empty array. A Map when built here; a
-   * packed form when it came from the parser worker (zone-transfer.ts), whose get() returns
+   * packed form when it came from the parser process (zone-transfer.ts), whose get() returns
    * fresh arrays each time (same content).
    */
   readonly nodes: ReadonlyMap<string, RRset[]>;

@@ -1,7 +1,7 @@
 /**
  * Reading zone files safely (regular files only, a byte limit per zone with its includes, refused
  * before reading), the zone directory's reports (a directory named x.zone, a missing directory),
- * and the packed zone handed over by the parser worker: it answers exactly as the zone built here.
+ * and the packed zone handed over by the parser process: it answers exactly as the zone built here.
  * (The same faults against the running server: test/dns/zone-file-safety.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
@@ -14,7 +14,8 @@ import { nameKey } from '../../../src/dns/name.js';
 import { RRType } from '../../../src/dns/wire/constants.js';
 import { loadZoneFile, readZoneText, ReadBudget, ZoneFileError } from '../../../src/dns/zone/zone-file.js';
 import { ZoneDirectory, ZoneDirectoryError } from '../../../src/dns/zone/zone-loader.js';
-import { packedZone, packZone, transferList } from '../../../src/dns/zone/zone-transfer.js';
+import { encodeFrame, FrameReader, readZoneData, writeZoneData, type FramedReply, type ParseReply } from '../../../src/dns/zone/zone-parse-child.js';
+import { packedZone, packZone, type PackedZone } from '../../../src/dns/zone/zone-transfer.js';
 import type { Zone } from '../../../src/dns/zone/zone.js';
 import { REPO_ROOT } from '../../support/controller.js';
 
@@ -143,19 +144,21 @@ describe('ZoneDirectory', () => {
   });
 });
 
-describe('the packed zone from the worker', () => {
+describe('the packed zone from the parser process', () => {
   const fixtures = [join(REPO_ROOT, 'test', 'fixtures', 'differential'), join(REPO_ROOT, 'test', 'fixtures', 'zones')];
   const zones: { built: Zone; packed: Zone }[] = [];
-  beforeAll(() => {
-    for (const d of fixtures) {
-      for (const name of readdirSync(d).filter((n) => n.endsWith('.zone'))) {
-        const built = loadZoneFile(join(d, name), name.slice(0, -5)).zone;
-        const p = packZone(built);
-        // as postMessage does: the buffers move to the other side
-        const moved = structuredClone(p, { transfer: transferList(p) });
-        expect(p.rdata.byteLength).toBe(0);
-        zones.push({ built, packed: packedZone(moved) });
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fc-packed-'));
+    try {
+      for (const d of fixtures) {
+        for (const name of readdirSync(d).filter((n) => n.endsWith('.zone'))) {
+          const built = loadZoneFile(join(d, name), name.slice(0, -5)).zone;
+          // as from the parser process: the arrays in a file, the frame's bytes in chunks of any size
+          zones.push({ built, packed: packedZone((await throughFrame(dir, name, packZone(built))).zone) });
+        }
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
     expect(zones.length).toBeGreaterThanOrEqual(8);
   });
@@ -200,3 +203,58 @@ describe('the packed zone from the worker', () => {
     expect(n).toBeGreaterThan(1000);
   });
 });
+
+describe('parser frames', () => {
+  test('several frames in one chunk, failures among them; the arrays read back and their file deleted; malformed frames are errors', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fc-frames-'));
+    try {
+      const zone = packZone(loadZoneFile(join(REPO_ROOT, 'test', 'fixtures', 'zones', readdirSync(join(REPO_ROOT, 'test', 'fixtures', 'zones')).find((n) => n.endsWith('.zone'))!), 'example.test').zone);
+      const rdata = Buffer.from(zone.rdata);
+      const data = join(dir, 'b.bin');
+      const lengths = writeZoneData(data, zone);
+      const frames = Buffer.concat([
+        encodeFrame({ file: 'a', ok: false, line: 3, reason: 'bad' }),
+        encodeFrame({ file: 'b', ok: true, zone: { ...zone }, includes: ['i'], fingerprint: 'f', data, lengths }),
+        encodeFrame({ file: 'c', ok: false, reason: 'worse' }),
+      ]);
+      const got: FramedReply[] = [];
+      new FrameReader((r) => got.push(r)).push(frames);
+      expect(got.map((r) => [r.file, r.ok])).toEqual([['a', false], ['b', true], ['c', false]]);
+      expect(got[0]).toEqual({ file: 'a', ok: false, line: 3, reason: 'bad' });
+      const b = await readZoneData(got[1] as Extract<FramedReply, { ok: true }>);
+      expect(Buffer.from(b.zone.rdata).equals(rdata)).toBe(true);
+      expect(b.zone.table).toBeInstanceOf(Uint32Array);
+      expect(b.zone.table.length).toBe(zone.table.length);
+      expect(b).not.toHaveProperty('data');
+      expect(readdirSync(dir)).toEqual([]);
+      // a file shorter than its lengths say
+      const short = join(dir, 's.bin');
+      writeFileSync(short, Buffer.alloc(3));
+      await expect(readZoneData({ file: 's', ok: true, zone: { ...zone }, includes: [], fingerprint: 'f', data: short, lengths })).rejects.toThrow(/ends at 3 bytes/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const huge = Buffer.alloc(8);
+    huge.writeUInt32LE(0xffffffff);
+    expect(() => new FrameReader(() => undefined).push(huge)).toThrow('a reply header of 4294967295 bytes');
+    const notJson = Buffer.concat([Buffer.from([3, 0, 0, 0]), Buffer.from('{x}')]);
+    expect(() => new FrameReader(() => undefined).push(notJson)).toThrow(SyntaxError);
+    const noArrays = encodeFrame({ file: 'x', ok: true, zone: {}, includes: [], fingerprint: 'f' } as unknown as FramedReply);
+    expect(() => new FrameReader(() => undefined).push(noArrays)).toThrow('a reply without its arrays');
+  });
+});
+
+/** A packed zone through the parser's hand-over: arrays to a file, the frame in odd-sized chunks, the arrays read back. */
+async function throughFrame(dir: string, name: string, zone: PackedZone): Promise<Extract<ParseReply, { ok: true }>> {
+  const data = join(dir, name + '.bin');
+  const lengths = writeZoneData(data, zone);
+  const bytes = encodeFrame({ file: name, ok: true, zone: { ...zone }, includes: [], fingerprint: 'f', data, lengths });
+  const replies: FramedReply[] = [];
+  const reader = new FrameReader((r) => replies.push(r));
+  for (let at = 0, size = 1; at < bytes.length; at += size, size = (size * 7) % 61 + 1) reader.push(bytes.subarray(at, at + size));
+  expect(reader.midFrame).toBe(false);
+  expect(replies).toHaveLength(1);
+  const reply = replies[0];
+  if (!reply.ok) throw new Error(reply.reason);
+  return readZoneData(reply);
+}
