@@ -267,6 +267,20 @@ class Bytes {
     this.buf.set(b, this.length);
     this.length += b.length;
   }
+
+  /** Appends `src[start, end)` (no view made). */
+  pushRange(src: Buffer, start: number, end: number): void {
+    const n = end - start;
+    if (this.length + n > this.buf.length) {
+      let size = this.buf.length * 2;
+      while (size < this.length + n) size *= 2;
+      const next = Buffer.allocUnsafe(size);
+      this.buf.copy(next, 0, 0, this.length);
+      this.buf = next;
+    }
+    src.copy(this.buf, this.length, start, end);
+    this.length += n;
+  }
 }
 
 /** Growable typed columns of the records, in the order they were produced. */
@@ -286,6 +300,26 @@ class Columns {
   }
 
   push(type: number, ttl: number, rdata: Uint8Array): void {
+    this.grow();
+    this.data.push(rdata);
+    this.end(type, ttl);
+  }
+
+  /** Appends a record whose RDATA is `src[start, end)`. */
+  pushRange(type: number, ttl: number, src: Buffer, start: number, end: number): void {
+    this.grow();
+    this.data.pushRange(src, start, end);
+    this.end(type, ttl);
+  }
+
+  private end(type: number, ttl: number): void {
+    this.types[this.count] = type;
+    this.ttls[this.count] = ttl;
+    this.ends[this.count] = this.data.length;
+    this.count++;
+  }
+
+  private grow(): void {
     if (this.count === this.types.length) {
       const grow = <A extends Uint16Array | Uint32Array>(a: A): A => {
         const next = new (a.constructor as new (n: number) => A)(a.length * 2);
@@ -296,11 +330,6 @@ class Columns {
       this.ttls = grow(this.ttls);
       this.ends = grow(this.ends);
     }
-    this.data.push(rdata);
-    this.types[this.count] = type;
-    this.ttls[this.count] = ttl;
-    this.ends[this.count] = this.data.length;
-    this.count++;
   }
 }
 
@@ -683,6 +712,17 @@ class AddressPostings {
     this.ends[this.count++] = this.bytes.length;
   }
 
+  /** As {@link push}, the address being `src[start, end)`. */
+  pushRange(src: Buffer, start: number, end: number): void {
+    if (this.count === this.ends.length) {
+      const next = new Uint32Array(this.ends.length * 2);
+      next.set(this.ends);
+      this.ends = next;
+    }
+    this.bytes.pushRange(src, start, end);
+    this.ends[this.count++] = this.bytes.length;
+  }
+
   /**
    * The table: `owners` owners in canonical order, owner k's postings [firstOf(k), endOf(k)).
    * Yields when `slicer` says so.
@@ -756,6 +796,74 @@ class AddressPostings {
 interface WorkerNodes {
   canonicalEntries(): Iterable<[string, RRset[]]>;
   readonly rdataBytes: number;
+  readonly raw: PackedLayout;
+  keyAt(node: number): string;
+  setsAt(node: number): RRset[];
+}
+
+/** The packed layout of a zone from the parser (../zone/zone-transfer.ts PackedNodes.raw). */
+interface PackedLayout {
+  readonly canonical: Uint32Array;
+  readonly nodeStarts: Uint32Array;
+  readonly index: Uint32Array;
+  readonly rdata: Buffer;
+}
+
+/** Scratch addresses handed to an overlay's lookups (they read the address during the call only). */
+const SCRATCH = { 4: Buffer.alloc(4), 16: Buffer.alloc(16) } as Record<number, Buffer>;
+
+/**
+ * {@link renderNode} for a packed node, straight from its arrays, when its served form is its
+ * stored form: RRsets in ascending type order, RDATA of each in strictly ascending byte order
+ * (sorted, no duplicate), and nothing the overlay changes (no serial bump on its SOA, no
+ * replacement or TTL cap on its addresses). Returns false, having pushed nothing, otherwise.
+ */
+function renderPacked(raw: PackedLayout, node: number, overlay: AddressOverlay | null | undefined, zoneOf: () => string, cols: Columns): boolean {
+  const { index, rdata } = raw;
+  const first = raw.nodeStarts[node] + 1;
+  const sets = index[first - 1];
+  let prevType = -1;
+  for (let s = 0, p = first; s < sets; s++) {
+    const type = index[p];
+    const ttl = index[p + 1];
+    const n = index[p + 2];
+    if (type <= prevType) return false;
+    prevType = type;
+    if (overlay && type === RRType.SOA) {
+      if ((overlay.serialBump?.(zoneOf()) ?? 0) !== 0) return false;
+    } else if (overlay && (type === RRType.A || type === RRType.AAAA)) {
+      for (let k = 0, start = index[p + 3]; k < n; k++) {
+        const end = index[p + 4 + k];
+        const addr = SCRATCH[end - start];
+        if (addr) {
+          rdata.copy(addr, 0, start, end);
+          if (overlay.replacement(addr, zoneOf())) return false;
+          const cap = overlay.ttlCapFor?.(addr);
+          if (cap !== undefined && cap < ttl) return false;
+        }
+        start = end;
+      }
+    }
+    // served RDATA are sorted and without duplicates (serveSet and renderNode alike)
+    for (let k = 1, prevStart = index[p + 3]; k < n; k++) {
+      const prevEnd = index[p + 3 + k];
+      if (rdata.compare(rdata, prevEnd, index[p + 4 + k], prevStart, prevEnd) >= 0) return false;
+      prevStart = prevEnd;
+    }
+    p += 4 + n;
+  }
+  for (let s = 0, p = first; s < sets; s++) {
+    const type = index[p];
+    const ttl = index[p + 1];
+    const n = index[p + 2];
+    for (let k = 0, start = index[p + 3]; k < n; k++) {
+      const end = index[p + 4 + k];
+      cols.pushRange(type, ttl, rdata, start, end);
+      start = end;
+    }
+    p += 4 + n;
+  }
+  return true;
 }
 
 /**
@@ -778,9 +886,47 @@ export function* snapshotSteps(
   const postingsOf: number[] = [];
   let apex = -1;
   const push: Push = (type, ttl, rdata) => cols.push(type, ttl, rdata);
-  // a zone from the parser process comes with its nodes in canonical order: no sort here
-  const canonical = fromWorker.canonicalEntries?.() ?? null;
-  for (const [owner, sets] of canonical ?? zone.nodes) {
+  // a zone from the parser process comes with its nodes in canonical order: no sort here, and
+  // most nodes are copied from its arrays as they are (no RRset objects)
+  const raw = fromWorker.raw;
+  if (raw) {
+    const packed = fromWorker as WorkerNodes;
+    const order = raw.canonical;
+    for (let i = 0; i < order.length; i++) {
+      const node = order[i];
+      const first = raw.nodeStarts[node] + 1;
+      const sets = raw.index[first - 1];
+      if (sets === 0) continue;
+      const owner = packed.keyAt(node);
+      let zoneKey: string | undefined;
+      const zoneOf = () => (zoneKey ??= opts.zones ? (opts.zones.find(owner)?.origin ?? '') : zone.origin);
+      if (postings) {
+        postingsOf.push(postings.count);
+        for (let s = 0, p = first; s < sets; s++) {
+          const type = raw.index[p];
+          const n = raw.index[p + 2];
+          if (type === RRType.A || type === RRType.AAAA) {
+            for (let k = 0, start = raw.index[p + 3]; k < n; k++) {
+              const end = raw.index[p + 4 + k];
+              postings.pushRange(raw.rdata, start, end);
+              start = end;
+            }
+          }
+          p += 4 + n;
+        }
+      }
+      if (owner === zone.origin) apex = owners.length;
+      owners.push(owner);
+      firstOf.push(cols.count);
+      if (!renderPacked(raw, node, overlay, zoneOf, cols)) renderNode(packed.setsAt(node), overlay, zoneOf, push);
+      if (slicer.due()) {
+        yield;
+        slicer.reset();
+      }
+    }
+  }
+  const canonical = raw ? null : (fromWorker.canonicalEntries?.() ?? null);
+  for (const [owner, sets] of raw ? [] : (canonical ?? zone.nodes)) {
     if (sets.length === 0) continue;
     let zoneKey: string | undefined;
     const zoneOf = () => (zoneKey ??= opts.zones ? (opts.zones.find(owner)?.origin ?? '') : zone.origin);
@@ -806,7 +952,7 @@ export function* snapshotSteps(
   const idx = new Uint32Array(owners.length);
   for (let i = 0; i < idx.length; i++) idx[i] = i;
   let order: Uint32Array = idx;
-  if (!canonical) {
+  if (!canonical && !raw) {
     const keys: string[] = new Array(owners.length);
     for (let i = 0; i < owners.length; i++) {
       keys[i] = canonicalSortKey(owners[i]);

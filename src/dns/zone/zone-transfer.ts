@@ -123,8 +123,11 @@ export class PackedNodes implements ReadonlyMap<string, RRset[]> {
   private readonly rdata: Buffer;
   private readonly mask: number;
 
+  private readonly names: Buffer;
+
   constructor(private readonly p: PackedZone) {
     this.rdata = Buffer.from(p.rdata.buffer, p.rdata.byteOffset, p.rdata.byteLength);
+    this.names = Buffer.from(p.names.buffer, p.names.byteOffset, p.names.byteLength);
     this.mask = p.table.length - 1;
   }
 
@@ -167,7 +170,16 @@ export class PackedNodes implements ReadonlyMap<string, RRset[]> {
   /** The key of node `node`. */
   keyAt(node: number): string {
     const start = node === 0 ? 0 : this.p.nameEnds[node - 1];
-    return Buffer.from(this.p.names.buffer, this.p.names.byteOffset + start, this.p.nameEnds[node] - start).toString('latin1');
+    return this.names.toString('latin1', start, this.p.nameEnds[node]);
+  }
+
+  /**
+   * The packed layout, for walks that read records without decoding RRsets: node numbers in
+   * canonical order, per node its entry in `index` (RRset count; per RRset type, TTL, RDATA
+   * count, start of its first RDATA, end of each), and the RDATA buffer.
+   */
+  get raw(): { readonly canonical: Uint32Array; readonly nodeStarts: Uint32Array; readonly index: Uint32Array; readonly rdata: Buffer } {
+    return { canonical: this.p.canonical, nodeStarts: this.p.nodeStarts, index: this.p.index, rdata: this.rdata };
   }
 
   /** The RRsets of node `node` (fresh arrays; the RDATA are views on the packed buffer). */

@@ -5,7 +5,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { lookup, type AddressOverlay, type ZoneSet } from '../../../src/dns/engine/engine.js';
 import {
-  canonicalSortKey, compareOwners, snapshotRecords, snapshotZone, snapshotZoneAsync, type SnapshotRecord, type ZoneSnapshot,
+  cachedAddressIndex, canonicalSortKey, compareOwners, snapshotRecords, snapshotZone, snapshotZoneAsync, type SnapshotRecord, type ZoneSnapshot,
 } from '../../../src/dns/engine/snapshot.js';
 import { ancestorKeys, isAtOrBelow, nameKey } from '../../../src/dns/name.js';
 import { RRType, typeName } from '../../../src/dns/wire/constants.js';
@@ -194,5 +194,50 @@ describe('snapshotZone', () => {
     const ac = new AbortController();
     ac.abort(new Error('stop'));
     await expect(snapshotZoneAsync(z, overlay(), { signal: ac.signal })).rejects.toThrow('stop');
+  });
+});
+
+describe('snapshots of packed zones (from the parser process)', () => {
+  /** Record order out of canonical order in the file, duplicates, RRsets of one owner spread out. */
+  const MIXED = `${EXAMPLE}
+mix TXT "b"
+mix A 192.0.2.9
+mix TXT "a"
+mix A 192.0.2.1
+mix A 192.0.2.1
+mix MX 10 mail
+one A 192.0.2.80
+six AAAA 2001:db8::1
+six AAAA 2001:db8::1:0
+`;
+  const cases: { name: string; text: string; overlay: () => AddressOverlay | null }[] = [
+    { name: 'no overlay', text: MIXED, overlay: () => null },
+    { name: 'the fixture overlay (rewrites, TTL caps, lowered TTLs, serial bump)', text: MIXED, overlay: () => overlay() },
+    { name: 'an overlay with no serial bump', text: MIXED, overlay: () => overlay({ serialBump: 0 }) },
+    { name: 'an empty overlay', text: MIXED, overlay: () => overlay({ servers: [], accounts: [], lowered: [], serialBump: 0 }) },
+    {
+      name: 'an overlay that touches no address of this zone',
+      text: MIXED,
+      overlay: () => overlay({
+        servers: [{ server: 's9', transit: 't', operationId: 'op9', since: 0, pairs: [{ address: '192.0.2.222', transitAddress: '198.51.100.222', family: 4 }] }],
+        accounts: [], lowered: [], serialBump: 0,
+      }),
+    },
+    { name: '20,000 records with the fixture overlay', text: bigZoneText('example.test.', 20_000), overlay: () => overlay() },
+  ];
+  test.each(cases)('$name: the same records, digest and address index as the built zone', ({ text, overlay: ov }) => {
+    const built = zoneOf(text, 'example.test.');
+    const packed = zoneOf(text, 'example.test.', true);
+    const a = snapshotZone(built, ov(), { index: true });
+    const b = snapshotZone(packed, ov(), { index: true });
+    expect(b.digest).toBe(a.digest);
+    expect([...snapshotRecords(b)]).toEqual([...snapshotRecords(a)]);
+    const ia = cachedAddressIndex(built)!;
+    const ib = cachedAddressIndex(packed)!;
+    expect({ owners: ib.owners, apex: ib.apex }).toEqual({ owners: ia.owners, apex: ia.apex });
+    const addresses = new Set<string>();
+    for (const sets of built.nodes.values()) for (const s of sets) if (s.type === RRType.A || s.type === RRType.AAAA) for (const r of s.rdata) addresses.add(r.toString('latin1'));
+    expect(addresses.size).toBeGreaterThan(3);
+    for (const k of addresses) expect(ib.byAddress.get(k)).toEqual(ia.byAddress.get(k));
   });
 });
