@@ -79,6 +79,12 @@ export interface SnapshotOptions {
    * the rest); built alone, {@link addressIndex} takes about 0.1 s and 1 s.
    */
   index?: boolean;
+  /**
+   * A snapshot of an earlier version of the zone (a reload): the owner names it shares with this
+   * one are taken from it instead of being made again, so a reload of a large zone whose names
+   * stay adds almost nothing to the heap (zones from the parser process).
+   */
+  previous?: ZoneSnapshot;
 }
 
 export interface SliceOptions {
@@ -803,10 +809,20 @@ interface WorkerNodes {
 
 /** The packed layout of a zone from the parser (../zone/zone-transfer.ts PackedNodes.raw). */
 interface PackedLayout {
+  readonly names: Uint8Array;
+  readonly nameEnds: Uint32Array;
   readonly canonical: Uint32Array;
   readonly nodeStarts: Uint32Array;
   readonly index: Uint32Array;
   readonly rdata: Buffer;
+}
+
+/** Whether node `node`'s key in `raw` is `key` (compared in place). */
+function keyIs(raw: PackedLayout, node: number, key: string): boolean {
+  const start = node === 0 ? 0 : raw.nameEnds[node - 1];
+  if (raw.nameEnds[node] - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (raw.names[start + i] !== key.charCodeAt(i)) return false;
+  return true;
 }
 
 /** Scratch addresses handed to an overlay's lookups (they read the address during the call only). */
@@ -892,12 +908,21 @@ export function* snapshotSteps(
   if (raw) {
     const packed = fromWorker as WorkerNodes;
     const order = raw.canonical;
+    // the previous version's owners, in the same canonical order: walked along
+    const before = opts.previous && opts.previous.origin === zone.origin ? opts.previous.owners : null;
+    let j = 0;
     for (let i = 0; i < order.length; i++) {
       const node = order[i];
       const first = raw.nodeStarts[node] + 1;
       const sets = raw.index[first - 1];
       if (sets === 0) continue;
-      const owner = packed.keyAt(node);
+      let owner: string;
+      if (before && j < before.length && keyIs(raw, node, before[j])) {
+        owner = before[j++];
+      } else {
+        owner = packed.keyAt(node);
+        if (before) while (j < before.length && compareOwners(before[j], owner) <= 0) j++;
+      }
       let zoneKey: string | undefined;
       const zoneOf = () => (zoneKey ??= opts.zones ? (opts.zones.find(owner)?.origin ?? '') : zone.origin);
       if (postings) {

@@ -174,12 +174,16 @@ export class PackedNodes implements ReadonlyMap<string, RRset[]> {
   }
 
   /**
-   * The packed layout, for walks that read records without decoding RRsets: node numbers in
-   * canonical order, per node its entry in `index` (RRset count; per RRset type, TTL, RDATA
+   * The packed layout, for walks that read records without decoding RRsets: the keys (`names`,
+   * `nameEnds`), node numbers in canonical order, per node its entry in `index` (RRset count; per RRset type, TTL, RDATA
    * count, start of its first RDATA, end of each), and the RDATA buffer.
    */
-  get raw(): { readonly canonical: Uint32Array; readonly nodeStarts: Uint32Array; readonly index: Uint32Array; readonly rdata: Buffer } {
-    return { canonical: this.p.canonical, nodeStarts: this.p.nodeStarts, index: this.p.index, rdata: this.rdata };
+  get raw(): {
+    readonly names: Uint8Array; readonly nameEnds: Uint32Array; readonly canonical: Uint32Array;
+    readonly nodeStarts: Uint32Array; readonly index: Uint32Array; readonly rdata: Buffer;
+  } {
+    const p = this.p;
+    return { names: p.names, nameEnds: p.nameEnds, canonical: p.canonical, nodeStarts: p.nodeStarts, index: p.index, rdata: this.rdata };
   }
 
   /** The RRsets of node `node` (fresh arrays; the RDATA are views on the packed buffer). */
