@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
     case 'secondaries-config':
       return secondariesConfig(rest);
     case 'mx-audit':
-      return runMxAuditCommand(rest, (file) => (file ? loadConfig(file).mxAudit : mxAuditSettings()));
+      return runMxAuditCommand(rest, (file) => (file ? loadConfig(file, process.env, { secrets: false }).mxAudit : mxAuditSettings()));
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }

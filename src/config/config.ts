@@ -98,8 +98,8 @@ function docLocator(doc: Document, lines: LineCounter): Locate {
 export interface ConfigLoadOptions {
   /**
    * Whether the TSIG secrets' environment variables must be set (default true). False only for
-   * commands that use no secret (`failoverctl secondaries-config`); the rest is validated all
-   * the same. A configuration loaded so cannot serve: the DNS setup reads the secrets and fails.
+   * commands that use no secret (`failoverctl secondaries-config`, `failoverctl mx-audit`); the
+   * rest is validated all the same. A configuration loaded so cannot serve: the DNS setup reads the secrets and fails.
    */
   secrets?: boolean;
 }

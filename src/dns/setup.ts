@@ -14,7 +14,6 @@ import { zonesChangedBy } from './engine/snapshot.js';
 import { createDnsMetrics, type DnsMetrics, type DnsSource } from './metrics.js';
 import { createDnsServer, type DnsServer } from './server/dns-server.js';
 import { DROP_REASONS, RCODE_LABELS, Responder, TRANSPORTS } from './server/responder.js';
-import { lowerHelperThreads } from './server/thread-priority.js';
 import { ZoneDirectory, type LoadResult, type ZoneLoadError } from './zone/zone-loader.js';
 import type { Zone } from './zone/zone.js';
 import { catalogZone } from './xfr/catalog.js';
@@ -159,7 +158,6 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
       live = true;
       void transfers?.changed(); // transfers asked meanwhile wait for it
       await server.start();
-      dnsLog.debug({ threads: lowerHelperThreads() }, 'helper threads lowered below the answering thread');
       await transfers?.startNotifying();
     },
     async stop() {

@@ -85,6 +85,26 @@ describe('failoverctl', () => {
     expect(r.stdout).toContain(`error ${zones}/nosoa.test.zone: no SOA record at the zone apex nosoa.test.`);
   });
 
+  test('mx-audit --config needs no TSIG secret (it uses none); serve with the same file does', async () => {
+    const zones = join(tmp, 'mx-zones');
+    mkdirSync(zones);
+    writeFileSync(join(zones, 'a.test.zone'), ZONE(1, '192.0.2.2').replace(/reload/g, 'a'));
+    const cfg = join(tmp, 'mx-tsig.yaml');
+    writeFileSync(cfg, [
+      'dns:', '  listen: ["127.0.0.1:5398"]', `  zones: ${zones}`,
+      '  tsig_keys: [{name: xfr-key, algorithm: hmac-sha256, secret_env: FC_TEST_UNSET_TSIG_SECRET}]',
+      '  secondaries: [{name: ns1, address: "127.0.0.1:5397", tsig: xfr-key}]',
+      'api:', '  listen: "127.0.0.1:1"', '',
+    ].join('\n'));
+    const env = { FC_TEST_UNSET_TSIG_SECRET: '' };
+    // no domain: the usage error is about the domains, not about the configuration
+    const audit = await cli(['mx-audit', '--config', cfg], env);
+    expect(audit.stderr).not.toMatch(/cannot load the configuration|FC_TEST_UNSET_TSIG_SECRET/);
+    const serve = await cli(['serve', '--config', cfg], env);
+    expect(serve.code).not.toBe(0);
+    expect(serve.stderr).toMatch(/environment variable FC_TEST_UNSET_TSIG_SECRET is not set/);
+  });
+
   test('secondaries-config nsd prints a zone: entry per served zone; another kind is a usage error', async () => {
     const zones = join(tmp, 'sec-zones');
     mkdirSync(zones);
