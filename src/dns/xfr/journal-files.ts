@@ -13,16 +13,15 @@
  * - Encoding holds the event loop in slices of a few ms (`sliceMs`), whatever the journal's size;
  *   the writes themselves are asynchronous.
  */
-import { readFileSync } from 'node:fs';
-import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runSliced, Slicer } from '../engine/snapshot.js';
 import { journalStart, versionFrameSteps, type Journal, type JournalView, type ZoneDiff } from './journal.js';
 
 /** Where journals are kept, by zone (canonical key). */
 export interface JournalStore {
-  /** The stored bytes (Journal.read them), or null. */
-  load(zone: string): Buffer | null;
+  /** The stored bytes (Journal.readAsync them), or null; read off the serving thread. */
+  load(zone: string): Promise<Buffer | null>;
   /**
    * Stores `journal` as it is at the call (later changes are for a later save); resolves once it
    * is durable. Saves of one zone are done in call order.
@@ -161,9 +160,9 @@ export function createJournalFiles(dir: string, opts: JournalFilesOptions = {}):
   };
 
   return {
-    load(zone) {
+    async load(zone) {
       try {
-        return readFileSync(join(dir, journalFileName(zone)));
+        return await readFile(join(dir, journalFileName(zone)));
       } catch {
         return null;
       }

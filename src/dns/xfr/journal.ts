@@ -338,13 +338,22 @@ export class Journal {
    * Throws {@link JournalFormatError} when the start itself is not whole; never another error.
    */
   static read(buf: Buffer, opts: JournalOptions = {}): { journal: Journal; ignored: number } {
+    return runSync(Journal.readSteps(buf, opts, new Slicer(Infinity)));
+  }
+
+  /** {@link read} in slices of about `sliceMs` (default 4), the event loop served between them (a format-2 journal: between versions). */
+  static readAsync(buf: Buffer, opts: JournalOptions & SliceOptions = {}): Promise<{ journal: Journal; ignored: number }> {
+    return runSliced(Journal.readSteps(buf, opts, new Slicer(opts.sliceMs ?? 4)), opts.signal);
+  }
+
+  private static *readSteps(buf: Buffer, opts: JournalOptions, slicer: Slicer): Generator<void, { journal: Journal; ignored: number }> {
     if (buf.length >= MAGIC.length + 1 && buf.subarray(0, MAGIC.length).equals(MAGIC) && buf[MAGIC.length] === FORMAT_LOG) {
-      return Journal.readLog(buf, opts);
+      return yield* Journal.readLog(buf, opts, slicer);
     }
     return { journal: Journal.readWhole(buf, opts), ignored: 0 };
   }
 
-  private static readLog(buf: Buffer, opts: JournalOptions): { journal: Journal; ignored: number } {
+  private static *readLog(buf: Buffer, opts: JournalOptions, slicer: Slicer): Generator<void, { journal: Journal; ignored: number }> {
     const start = frameAt(buf, MAGIC.length + 1);
     if (!start || start.kind !== FRAME_START) throw new JournalFormatError('journal start truncated or corrupt');
     const r = new Reader(start.payload);
@@ -373,6 +382,10 @@ export class Journal {
       j.add(d);
       from = d.toSerial;
       o = f.end;
+      if (slicer.due(2 + d.deleted.length + d.added.length)) {
+        yield;
+        slicer.reset();
+      }
     }
     return { journal: j, ignored: buf.length - o };
   }

@@ -188,7 +188,7 @@ export class TransferService implements TransferHandler {
     } else if (prev) {
       await journal!.recordAsync(prev.snapshot, next);
     } else {
-      journal = this.restored(zone.origin, next);
+      journal = await this.restored(zone.origin, next);
     }
     this.versions.set(zone.origin, { snapshot: next, journal: journal!, zone, overlay });
     if (prev || journal!.length === 0) this.saveJournal(zone.origin, journal!);
@@ -238,11 +238,11 @@ export class TransferService implements TransferHandler {
    * The zone's journal as stored before a restart, when it ends at exactly what is served now
    * (same serial and content); else a new one starting here.
    */
-  private restored(zone: string, now: ZoneSnapshot): Journal {
-    const bytes = this.opts.journals?.load(zone);
+  private async restored(zone: string, now: ZoneSnapshot): Promise<Journal> {
+    const bytes = this.opts.journals ? await this.opts.journals.load(zone) : null;
     if (bytes) {
       try {
-        const j = Journal.fromBuffer(bytes);
+        const { journal: j } = await Journal.readAsync(bytes);
         if (j.origin === zone && j.serial === now.serial && j.digest === now.digest) {
           this.log.info({ zone, versions: j.length, oldest: j.oldestSerial }, 'transfer journal restored');
           return j;

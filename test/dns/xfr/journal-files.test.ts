@@ -159,7 +159,7 @@ describe('journal files', () => {
       expect(back.toBuffer().equals(good)).toBe(true);
       // after the restart: the journal as read, continued; a new process knows nothing of the file
       const again = createJournalFiles(join(file, '..'));
-      const restored = Journal.fromBuffer(again.load(ZONE)!);
+      const restored = Journal.fromBuffer((await again.load(ZONE))!);
       restored.add(version(103));
       await again.save(ZONE, restored);
       expectStored(file, restored);

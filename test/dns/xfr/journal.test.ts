@@ -113,6 +113,26 @@ describe('Journal', () => {
   });
 
   /** A chain of snapshots s[0..n] with serials start, start+1, ... (mod 2^32). */
+  /**
+   * A journal of the versions between `s`, stored as a store does: the journal's bytes once, then
+   * each new version's frame appended; `check` sees the file after each append (a journal it
+   * returns must equal the one written).
+   */
+  function appended(s: ZoneSnapshot[], opts: { maxVersions?: number }, check: (parts: Buffer[]) => Journal | void): Journal {
+    const j = new Journal(ORIGIN, opts);
+    j.record(s[0], s[1]);
+    const parts = [j.toBuffer()];
+    for (let k = 2; k < s.length; k++) {
+      j.record(s[k - 1], s[k]);
+      // a store appends the new version's frame only; older ones stay in the file
+      const { diffs } = j.view();
+      parts.push(Buffer.concat(versionFrame(diffs[diffs.length - 1])));
+      const read = check(parts);
+      if (read) same(read, j);
+    }
+    return j;
+  }
+
   function chain(n: number, start = 100): ZoneSnapshot[] {
     const out: ZoneSnapshot[] = [];
     for (let i = 0; i <= n; i++) {
@@ -259,21 +279,37 @@ describe('Journal', () => {
   });
 
   test('persistence: versions appended to a stored journal read back as the journal, its bounds applied as they were', () => {
-    const s = chain(7);
     const opts = { maxVersions: 3 };
-    const j = new Journal(ORIGIN, opts);
-    j.record(s[0], s[1]);
-    const parts = [j.toBuffer()];
-    for (let k = 2; k < s.length; k++) {
-      j.record(s[k - 1], s[k]);
-      // a store appends the new version's frame only; older ones stay in the file
-      const { diffs } = j.view();
-      parts.push(Buffer.concat(versionFrame(diffs[diffs.length - 1])));
+    const j = appended(chain(7), opts, (parts) => {
       const { journal, ignored } = Journal.read(Buffer.concat(parts), opts);
       expect(ignored).toBe(0);
-      same(journal, j);
-    }
+      return journal;
+    });
     expect(j.oldestSerial).toBe(104);
+  });
+
+  test('persistence: readAsync reads what read does, in slices with the event loop served between them; torn and refused alike', async () => {
+    // 40 versions of 100 new records each
+    const s = Array.from({ length: 41 }, (_, i) => snap(100 + i, (t) => t.replace('mail A 192.0.2.25', ['mail A 192.0.2.25', ...Array.from({ length: 100 * i }, (_, k) => `v${k} TXT "record ${k}"`)].join('\n'))));
+    let bytes = Buffer.alloc(0);
+    const j = appended(s, {}, (parts) => void (bytes = Buffer.concat(parts)));
+    let turns = 0;
+    const timer = setInterval(() => turns++, 0);
+    try {
+      const got = await Journal.readAsync(bytes, { sliceMs: 0 });
+      expect(got.ignored).toBe(0);
+      same(got.journal, Journal.read(bytes).journal);
+      same(got.journal, j);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(turns).toBeGreaterThan(5); // a slice of 0 ms: a turn after every version
+    const torn = bytes.subarray(0, bytes.length - 7);
+    const a = await Journal.readAsync(torn);
+    const b = Journal.read(torn);
+    expect(a.ignored).toBe(b.ignored);
+    same(a.journal, b.journal);
+    await expect(Journal.readAsync(bytes.subarray(0, 12))).rejects.toThrow(JournalFormatError);
   });
 
   test('persistence: a torn or corrupt file reads as a journal that was current once, or is refused; never another one', () => {

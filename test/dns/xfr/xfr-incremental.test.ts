@@ -50,7 +50,7 @@ const opaque = (o: CompiledOverlay | null): AddressOverlay | undefined =>
 
 function service(served: () => { zones: ZoneSet; overlay: AddressOverlay | undefined }) {
   const stored = new Map<string, Buffer>();
-  const journals: JournalStore = { load: () => null, save: async (z, j) => void stored.set(z, j.toBuffer()) };
+  const journals: JournalStore = { load: async () => null, save: async (z, j) => void stored.set(z, j.toBuffer()) };
   const svc = new TransferService({ secondaries: [], keys: new Map(), responder: {} as Responder, served, journals, logger: pino({ level: 'silent' }) });
   return { svc, stored };
 }
