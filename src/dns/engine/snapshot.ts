@@ -990,12 +990,14 @@ export function* snapshotSteps(
   }
 
   const count = cols.count;
-  const sortedOwners: string[] = new Array(owners.length);
+  // already in canonical order (a zone from the parser process): the columns are the snapshot's
+  const identity = !!(canonical || raw);
+  const sortedOwners: string[] = identity ? owners : new Array(owners.length);
   const ownerIndex = new Uint32Array(count);
-  const types = new Uint16Array(count);
-  const ttls = new Uint32Array(count);
-  const rdataEnds = new Uint32Array(count);
-  const rdata = Buffer.allocUnsafe(cols.data.length);
+  const types = identity ? cols.types.subarray(0, count) : new Uint16Array(count);
+  const ttls = identity ? cols.ttls.subarray(0, count) : new Uint32Array(count);
+  const rdataEnds = identity ? cols.ends.subarray(0, count) : new Uint32Array(count);
+  const rdata = identity ? cols.data.buf.subarray(0, cols.data.length) : Buffer.allocUnsafe(cols.data.length);
   const packed: Packed = { owners: sortedOwners, ownerIndex, types, ttls, rdataEnds, rdata };
   const leaves = Buffer.allocUnsafe(32 * Math.ceil(owners.length / DIGEST_LEAF));
   let o = 0;
@@ -1005,17 +1007,21 @@ export function* snapshotSteps(
   for (let k = 0; k < order.length; k++) {
     const src = order[k];
     const owner = owners[src];
-    sortedOwners[k] = owner;
     const from = firstOf[src];
     const to = firstOf[src + 1];
     const start = from === 0 ? 0 : cols.ends[from - 1];
     const end = cols.ends[to - 1];
-    cols.data.buf.copy(rdata, ro, start, end);
+    if (!identity) {
+      sortedOwners[k] = owner;
+      cols.data.buf.copy(rdata, ro, start, end);
+    }
     for (let r = from; r < to; r++) {
       ownerIndex[o] = k;
-      types[o] = cols.types[r];
-      ttls[o] = cols.ttls[r];
-      rdataEnds[o] = ro + (cols.ends[r] - start);
+      if (!identity) {
+        types[o] = cols.types[r];
+        ttls[o] = cols.ttls[r];
+        rdataEnds[o] = ro + (cols.ends[r] - start);
+      }
       if (types[o] === RRType.SOA && owner === zone.origin) {
         const rs = o === 0 ? 0 : rdataEnds[o - 1];
         soa = { owner, type: RRType.SOA, ttl: ttls[o], rdata: Buffer.from(rdata.subarray(rs, rdataEnds[o])) };
