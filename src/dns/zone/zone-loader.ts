@@ -184,9 +184,13 @@ export class ZoneDirectory {
 
   /** One parser process over `jobs`, in order; null when it answered every file, else why it stopped. */
   private async runParser(jobs: { file: string; originText: string }[], outcomes: Map<string, Outcome>): Promise<{ reason: string; startFailed?: boolean } | null> {
+    if (!sweptParserDirs) {
+      sweptParserDirs = true;
+      await sweepParserDirs(tmpdir());
+    }
     let outDir: string;
     try {
-      outDir = await mkdtemp(join(tmpdir(), 'failover-zones-'));
+      outDir = await mkdtemp(join(tmpdir(), `${PARSER_DIR_PREFIX}${process.pid}-`));
     } catch (err) {
       return { reason: `cannot make a directory for it in ${tmpdir()}: ${fsErrorText(err)}`, startFailed: true };
     }
@@ -261,6 +265,42 @@ export class ZoneDirectory {
       };
       child.stdin!.end(JSON.stringify(req));
     });
+  }
+}
+
+/** Prefix of the parser's directories in the temporary directory; the owning process's pid follows. */
+const PARSER_DIR_PREFIX = 'failover-zones-';
+
+let sweptParserDirs = false;
+
+/**
+ * Removes the parser directories in `dir` left by processes that no longer run (a controller
+ * killed while a zone was handed over leaves its arrays there); those of running processes stay.
+ */
+export async function sweepParserDirs(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${PARSER_DIR_PREFIX}(\\d+)-`).exec(name);
+    if (!m || pidRuns(Number(m[1]))) continue;
+    await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);
+    removed.push(name);
+  }
+  return removed;
+}
+
+/** Whether process `pid` runs (EPERM: it runs under another user). */
+function pidRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

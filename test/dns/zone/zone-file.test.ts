@@ -5,7 +5,7 @@
  * (The same faults against the running server: test/dns/zone-file-safety.test.ts.)
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { lookup, ZoneSet } from '../../../src/dns/engine/engine.js';
 import { nameKey } from '../../../src/dns/name.js';
 import { RRType } from '../../../src/dns/wire/constants.js';
 import { loadZoneFile, readZoneText, ReadBudget, ZoneFileError } from '../../../src/dns/zone/zone-file.js';
-import { ZoneDirectory, ZoneDirectoryError } from '../../../src/dns/zone/zone-loader.js';
+import { sweepParserDirs, ZoneDirectory, ZoneDirectoryError } from '../../../src/dns/zone/zone-loader.js';
 import { encodeFrame, FrameReader, readZoneData, writeZoneData, type FramedReply, type ParseReply } from '../../../src/dns/zone/zone-parse-child.js';
 import { packedZone, packZone, type PackedZone } from '../../../src/dns/zone/zone-transfer.js';
 import type { Zone } from '../../../src/dns/zone/zone.js';
@@ -258,3 +258,21 @@ async function throughFrame(dir: string, name: string, zone: PackedZone): Promis
   if (!reply.ok) throw new Error(reply.reason);
   return readZoneData(reply);
 }
+
+describe('parser directories', () => {
+  test('those left by processes that no longer run are removed; those of running processes and other names stay', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fc-sweep-'));
+    try {
+      const dead = spawnSync('true').pid!; // exited: its pid names no process (reuse within the test is unlikely)
+      mkdirSync(join(dir, `failover-zones-${dead}-abc`));
+      writeFileSync(join(dir, `failover-zones-${dead}-abc`, '0.bin'), 'x');
+      mkdirSync(join(dir, `failover-zones-${process.pid}-def`));
+      mkdirSync(join(dir, 'failover-zones-notapid'));
+      mkdirSync(join(dir, 'other'));
+      expect(await sweepParserDirs(dir)).toEqual([`failover-zones-${dead}-abc`]);
+      expect(readdirSync(dir).sort()).toEqual([`failover-zones-${process.pid}-def`, 'failover-zones-notapid', 'other']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
