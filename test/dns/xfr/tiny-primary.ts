@@ -87,20 +87,27 @@ export async function startPrimary(state: Partial<PrimaryState> = {}): Promise<P
       if (!sock.write(framed)) await new Promise((res) => sock.once('drain', res));
     }
   }
-  await new Promise<void>((res) => tcp.listen(0, '127.0.0.1', () => res()));
-  const port = (tcp.address() as { port: number }).port;
-
-  const udp: UdpSocket = createSocket('udp4');
+  // a TCP port from the kernel, then UDP on the same number; another process may hold that UDP
+  // port (an ephemeral one of some client): then both are tried again elsewhere
+  let port = 0;
+  let udp: UdpSocket | undefined;
+  for (let attempt = 0; !udp; attempt++) {
+    await new Promise<void>((res) => tcp.listen(0, '127.0.0.1', () => res()));
+    port = (tcp.address() as { port: number }).port;
+    const u = createSocket('udp4');
+    const bound = await new Promise<boolean>((res, rej) => {
+      u.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' && attempt < 20 ? res(false) : rej(err)));
+      u.bind(port, '127.0.0.1', () => res(true));
+    });
+    if (bound) udp = u;
+    else await new Promise((res) => tcp.close(res));
+  }
   udp.on('message', (raw, rinfo) => {
     try {
-      for (const m of messages(decodeMessage(raw), false)) udp.send(m, rinfo.port, rinfo.address);
+      for (const m of messages(decodeMessage(raw), false)) udp!.send(m, rinfo.port, rinfo.address);
     } catch {
       // malformed: dropped
     }
-  });
-  await new Promise<void>((res, rej) => {
-    udp.once('error', rej);
-    udp.bind(port, '127.0.0.1', () => res());
   });
 
   return {
@@ -109,7 +116,7 @@ export async function startPrimary(state: Partial<PrimaryState> = {}): Promise<P
     close: async () => {
       for (const s of open) s.destroy();
       await new Promise((res) => tcp.close(res));
-      await new Promise<void>((res) => udp.close(() => res()));
+      await new Promise<void>((res) => udp!.close(() => res()));
     },
   };
 }
