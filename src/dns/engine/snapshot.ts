@@ -20,7 +20,7 @@
  * to 1,000,000 records. Building is a generator of slices ({@link snapshotSteps}) so a large zone
  * can be snapshotted without holding the event loop ({@link snapshotZoneAsync}); a zone from the
  * parser process walks its nodes in canonical order (sorted there), so the serving thread does not
- * sort.
+ * sort, and keeps the columns it built as the snapshot's.
  *
  * An overlay change on the same zone object is a step ({@link nextSnapshot}): only the owners
  * whose A/AAAA records carry an address either overlay touches (found through a per-zone index
@@ -263,29 +263,26 @@ class Bytes {
   }
 
   push(b: Uint8Array): void {
-    if (this.length + b.length > this.buf.length) {
-      let size = this.buf.length * 2;
-      while (size < this.length + b.length) size *= 2;
-      const next = Buffer.allocUnsafe(size);
-      this.buf.copy(next, 0, 0, this.length);
-      this.buf = next;
-    }
+    this.room(b.length);
     this.buf.set(b, this.length);
     this.length += b.length;
   }
 
   /** Appends `src[start, end)` (no view made). */
   pushRange(src: Buffer, start: number, end: number): void {
-    const n = end - start;
-    if (this.length + n > this.buf.length) {
-      let size = this.buf.length * 2;
-      while (size < this.length + n) size *= 2;
-      const next = Buffer.allocUnsafe(size);
-      this.buf.copy(next, 0, 0, this.length);
-      this.buf = next;
-    }
+    this.room(end - start);
     src.copy(this.buf, this.length, start, end);
-    this.length += n;
+    this.length += end - start;
+  }
+
+  /** Grows the buffer (doubling) to take `n` more bytes. */
+  private room(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.length);
+    this.buf = next;
   }
 }
 
@@ -709,23 +706,22 @@ class AddressPostings {
 
   /** Records the address `rdata` (4 or 16 bytes) of the owner being rendered. */
   push(rdata: Uint8Array): void {
-    if (this.count === this.ends.length) {
-      const next = new Uint32Array(this.ends.length * 2);
-      next.set(this.ends);
-      this.ends = next;
-    }
     this.bytes.push(rdata);
-    this.ends[this.count++] = this.bytes.length;
+    this.end();
   }
 
   /** As {@link push}, the address being `src[start, end)`. */
   pushRange(src: Buffer, start: number, end: number): void {
+    this.bytes.pushRange(src, start, end);
+    this.end();
+  }
+
+  private end(): void {
     if (this.count === this.ends.length) {
       const next = new Uint32Array(this.ends.length * 2);
       next.set(this.ends);
       this.ends = next;
     }
-    this.bytes.pushRange(src, start, end);
     this.ends[this.count++] = this.bytes.length;
   }
 
@@ -796,11 +792,11 @@ class AddressPostings {
 // ------------------------------------------------------------------------------ full build -----
 
 /**
- * Nodes from the parser process (../zone/zone-transfer.ts): a walk in canonical order and the
- * size of their RDATA, so that a snapshot neither sorts nor grows its buffers on the serving thread.
+ * Nodes from the parser process (../zone/zone-transfer.ts): their packed layout (nodes in
+ * canonical order, records read in place) and the size of their RDATA, so that a snapshot neither
+ * sorts, nor decodes most nodes, nor grows its buffers on the serving thread.
  */
 interface WorkerNodes {
-  canonicalEntries(): Iterable<[string, RRset[]]>;
   readonly rdataBytes: number;
   readonly raw: PackedLayout;
   keyAt(node: number): string;
@@ -950,8 +946,7 @@ export function* snapshotSteps(
       }
     }
   }
-  const canonical = raw ? null : (fromWorker.canonicalEntries?.() ?? null);
-  for (const [owner, sets] of raw ? [] : (canonical ?? zone.nodes)) {
+  for (const [owner, sets] of raw ? [] : zone.nodes) {
     if (sets.length === 0) continue;
     let zoneKey: string | undefined;
     const zoneOf = () => (zoneKey ??= opts.zones ? (opts.zones.find(owner)?.origin ?? '') : zone.origin);
@@ -977,7 +972,7 @@ export function* snapshotSteps(
   const idx = new Uint32Array(owners.length);
   for (let i = 0; i < idx.length; i++) idx[i] = i;
   let order: Uint32Array = idx;
-  if (!canonical && !raw) {
+  if (!raw) {
     const keys: string[] = new Array(owners.length);
     for (let i = 0; i < owners.length; i++) {
       keys[i] = canonicalSortKey(owners[i]);
@@ -991,7 +986,7 @@ export function* snapshotSteps(
 
   const count = cols.count;
   // already in canonical order (a zone from the parser process): the columns are the snapshot's
-  const identity = !!(canonical || raw);
+  const identity = !!raw;
   const sortedOwners: string[] = identity ? owners : new Array(owners.length);
   const ownerIndex = new Uint32Array(count);
   const types = identity ? cols.types.subarray(0, count) : new Uint16Array(count);

@@ -217,12 +217,6 @@ export class PackedNodes implements ReadonlyMap<string, RRset[]> {
     for (let i = 0; i < this.p.nodeCount; i++) yield [this.keyAt(i), this.setsAt(i)];
   }
 
-  /** The nodes in canonical order of their keys (RFC 4034 6.1). */
-  *canonicalEntries(): IterableIterator<[string, RRset[]]> {
-    const order = this.p.canonical;
-    for (let i = 0; i < order.length; i++) yield [this.keyAt(order[i]), this.setsAt(order[i])];
-  }
-
   *keys(): MapIterator<string> {
     for (let i = 0; i < this.p.nodeCount; i++) yield this.keyAt(i);
   }
