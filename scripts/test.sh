@@ -30,6 +30,8 @@ declare -A NEED=(
   [knotd]=knot                     # secondaries: Knot as a secondary (and reference primary)
   [knotc]=knot                     # secondaries: reloading the reference primary
   [named]=bind9                    # secondaries: BIND as a secondary
+  [etcd]=etcd-server               # state on etcd: a real cluster for the etcd StateStore
+  [etcdctl]=etcd-client            # state on etcd: reading what the store wrote
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

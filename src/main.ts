@@ -3,11 +3,13 @@
  * Each capability builds itself from its config section and the ports it needs (its setup.ts).
  *
  *   dns         zones loaded; listeners open last, once any stored overlay is restored
- *   store       the state file (only with servers in the inventory)
+ *   store       the state: the SQLite file, or etcd shared by replicas (who leads, in sync) (only
+ *               with servers in the inventory)
  *   routing     the backend, retried; rebuilt when an inventory edit changes a host's settings
  *   health      the downtime meter and account probes
  *   controller  inventory, overlays, migrations, cutovers; restores overlays, resumes operations;
- *               the routing reconcile loop's first pass runs once DNS listens, before the API
+ *               acts while this replica leads (the reconcile loop's first pass once DNS listens,
+ *               before the API), else follows the leader's commits
  *   audit       the MX audit
  *   api         /v1, /metrics, /healthz, /readyz
  */
@@ -16,13 +18,12 @@ import { setupApi } from './api/setup.js';
 import { setupAudit } from './audit/setup.js';
 import type { Config } from './config/config.js';
 import { setupController, type ControllerCapability } from './controller/setup.js';
-import type { StateStore } from './core/ports.js';
 import { setupDns } from './dns/setup.js';
 import type { LoadResult } from './dns/zone/zone-loader.js';
 import { setupHealth } from './health/setup.js';
 import { createRegistry } from './metrics/registry.js';
 import { setupRouting } from './routing/setup.js';
-import { setupStore } from './store/setup.js';
+import { setupStore, type StateCapability } from './store/setup.js';
 
 /** A running controller. */
 export interface Controller {
@@ -42,22 +43,31 @@ export async function startController(config: Config, logger?: Logger): Promise<
   let ready = false;
 
   const dns = await setupDns({ config: config.dns, registry, logger: log });
-  let store: StateStore | undefined;
+  let state: StateCapability | undefined;
   let controller: ControllerCapability | undefined;
   if (config.servers.length > 0) {
-    store = setupStore(config.state);
+    state = await setupStore({ config, registry, logger: log, clock }).catch(async (err: unknown) => {
+      await dns.stop();
+      throw err;
+    });
+    const { store, leadership } = state;
     try {
       const routing = setupRouting({ config: config.routing, registry, logger: log });
       const health = setupHealth({ config: config.health, registry, resolve: dns.resolve });
       controller = setupController({
-        config, store, registry, logger: log, clock,
+        config, store, leadership, registry, logger: log, clock,
         dns: { ...dns.overlay, largestTtl: dns.largestTtl },
         routing: { ...routing, routingError: (b) => routing.metrics.routingErrors.inc({ backend: b }) },
         health: { meter: health.meter, accountProber: health.accountProber, operationMeasured: health.metrics.operationMeasured },
       });
-      mainLog.info({ servers: config.servers.length, transits: config.transits.length, backend: routing.backend.name, state: config.state.path, measured: config.health.probe?.type ?? 'no' }, 'cutover service ready');
+      mainLog.info({
+        servers: config.servers.length, transits: config.transits.length, backend: routing.backend.name, measured: config.health.probe?.type ?? 'no',
+        state: config.state.backend === 'etcd' ? `etcd ${config.state.etcd?.endpoints.join(',')}` : config.state.path,
+        replica: leadership.self.name, leading: leadership.isLeader(),
+      }, 'cutover service ready');
     } catch (err) {
-      store.close();
+      await state.close();
+      await dns.stop();
       throw err;
     }
   }
@@ -65,10 +75,10 @@ export async function startController(config: Config, logger?: Logger): Promise<
   const undo = async () => {
     await dns.stop();
     await controller?.stop();
-    store?.close();
+    await state?.close();
   };
   const audit = setupAudit({ config: config.mxAudit, registry });
-  const api = await dns.listen().then(() => controller?.reconciler.start()).then(() => setupApi({
+  const api = await dns.listen().then(() => controller?.start()).then(() => setupApi({
     config: config.api, registry, logger: log,
     ready: () => ready,
     zones: dns.zones,
@@ -78,6 +88,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
     inventory: controller?.inventory,
     dnsAnswers: controller ? () => controller!.composer.answers() : undefined,
     routing: controller?.reconciler,
+    cluster: state && config.state.backend === 'etcd' ? { leadership: state.leadership, inSync: state.inSync, revision: state.revision } : undefined,
     mxAuditor: audit.auditor,
     onMxVerdict: audit.audited,
   })).catch(async (err: unknown) => {

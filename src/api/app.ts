@@ -7,7 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { CutoverService } from '../controller/cutover-service.js';
-import { StateUnavailableError } from '../core/ports.js';
+import { StateFencedError, StateUnavailableError } from '../core/ports.js';
 import { ApiError, errorBody, ERROR_STATUS } from './errors.js';
 import { jsonBody } from './json-body.js';
 import { cutoverRoutes } from './routes/cutover-routes.js';
@@ -20,6 +20,7 @@ import type { MxAuditor } from '../audit/mx-audit.js';
 import type { DnsAnswerLookup } from '../controller/overlay-composer.js';
 import type { RouteReconciler } from '../controller/route-reconciler.js';
 import { routingRoutes } from './routes/routing-routes.js';
+import { clusterRoutes, forwardToLeader, readyJson, type ClusterView } from './routes/cluster-routes.js';
 
 /** What the API reads from the running controller. */
 export interface ApiDeps {
@@ -44,6 +45,8 @@ export interface ApiDeps {
   dnsAnswers?: () => DnsAnswerLookup;
   /** The routing reconcile loop (GET /v1/routing, POST /v1/routing/reconcile, and each server's addresses). */
   routing?: RouteReconciler;
+  /** Replicas sharing state on etcd: GET /v1/cluster, /readyz in sync, mutating calls handed to the leader. */
+  cluster?: ClusterView;
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -72,8 +75,8 @@ export function createApiApp(deps: ApiDeps): express.Express {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', (_req, res) => {
-    const ready = deps.ready();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'starting' });
+    const body = readyJson(deps.ready(), deps.cluster);
+    res.status(body.status === 'ready' ? 200 : 503).json(body);
   });
   app.get('/metrics', async (_req, res, next) => {
     try {
@@ -90,6 +93,10 @@ export function createApiApp(deps: ApiDeps): express.Express {
   const jsonSmall = jsonBody('1mb');
   const jsonLarge = jsonBody('4mb');
   v1.use((req, res, next) => (req.path === '/mx-audit' ? jsonLarge : jsonSmall)(req, res, next));
+  if (deps.cluster) {
+    v1.use(forwardToLeader(deps.cluster, deps.logger.child({ component: 'api' })));
+    v1.use(clusterRoutes(deps.cluster, deps.ready));
+  }
   v1.get('/zones', (_req, res) => {
     res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
   });
@@ -121,6 +128,11 @@ export function createApiApp(deps: ApiDeps): express.Express {
       code = err.code;
       message = err.message;
       details = err.details;
+    } else if (err instanceof StateFencedError) {
+      // a replica that lost its leadership while taking the request: nothing was written
+      status = ERROR_STATUS.STATE_UNAVAILABLE;
+      code = 'STATE_UNAVAILABLE';
+      message = `this replica is no longer the leader; nothing was changed, send the request again: ${err.message}`;
     } else if (err instanceof StateUnavailableError) {
       // storage full or failing: the change was not committed, so nothing changed; the same request can be sent again
       status = ERROR_STATUS.STATE_UNAVAILABLE;

@@ -12,7 +12,7 @@ import { oneOf, section } from '../core/config-fields.js';
 import { dnsConfigSchema } from '../dns/config-schema.js';
 import { healthConfigSchema } from '../health/config-schema.js';
 import { routingConfigSchema } from '../routing/config-schema.js';
-import { stateConfigSchema } from '../store/config-schema.js';
+import { clusterConfigSchema, stateConfigSchema } from '../store/config-schema.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -29,6 +29,7 @@ export const configSchema = section({
   accounts: inventorySchemas.accounts,
   billing: billingConfigSchema,
   state: stateConfigSchema,
+  cluster: clusterConfigSchema,
   routing: routingConfigSchema.optional(),
   health: healthConfigSchema,
   mx_audit: mxAuditConfigSchema,

@@ -20,7 +20,7 @@ import { dnsSecretProblems, type DnsSection } from '../dns/config-schema.js';
 import type { HealthConfig } from '../health/config-schema.js';
 import { accountViews, hostViews, type InventoryKind } from '../controller/inventory-schema.js';
 import { checkHostRouting, routingConfig, type RoutingConfig } from '../routing/config-rules.js';
-import type { StateSection } from '../store/config-schema.js';
+import type { ClusterSection, StateSection } from '../store/config-schema.js';
 import { configSchema, type LogLevel } from './config-schema.js';
 
 export { parseHostPort, type HostPort, type LogLevel, type RoutingConfig, type HealthConfig, type InventoryKind };
@@ -49,7 +49,10 @@ export interface Config {
   readonly ttlMarginS: number;
   /** dns.cutover_ttl: cap on the TTL of records rewritten by a cutover overlay. */
   readonly cutoverTtl: number;
+  /** state.*: where durable state lives (TLS paths resolved against the config file's directory). */
   readonly state: Readonly<StateSection>;
+  /** cluster.*: this replica (with state on etcd), else null. */
+  readonly cluster: Readonly<NonNullable<ClusterSection>> | null;
   readonly routing: RoutingConfig;
   /** health.*: how downtime is measured during operations (probe null: not measured). */
   readonly health: Readonly<HealthConfig>;
@@ -136,6 +139,14 @@ function hostNames(root: Record<string, unknown>): Set<string> {
   return out;
 }
 
+/** Cluster and state backend go together: replicas share state on etcd, and only there. */
+function clusterProblems(data: Record<string, unknown>): FieldProblem[] {
+  const backend = isMapping(data.state) ? data.state.backend : undefined;
+  if (backend === 'etcd' && data.cluster === undefined) return [{ path: ['cluster'], message: 'is required with state.backend etcd (name and advertise_api of this replica)' }];
+  if (backend !== 'etcd' && data.cluster !== undefined) return [{ path: ['cluster'], message: 'is only for replicas sharing state on etcd (state.backend: etcd)' }];
+  return [];
+}
+
 /** The data with every key whose value is empty (`key:` in YAML, null) left out: absent. */
 function withoutNulls(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(withoutNulls);
@@ -164,6 +175,7 @@ function validate(args: { root: Record<string, unknown>; locate: Locate; file: s
     ...accountProblems(accountViews(data.accounts), new Set(servers.map((s) => s.name))),
     ...routes.problems,
     ...(args.env ? dnsSecretProblems(data.dns, args.env) : []),
+    ...clusterProblems(data),
   ];
   if (problems.length > 0 || !parsed.success) {
     throw new ConfigError(file, inKeyOrder(problems).map((p) => ({ path: formatPath(p.path), message: p.message, ...locate(p.path) })));
@@ -184,7 +196,12 @@ function validate(args: { root: Record<string, unknown>; locate: Locate; file: s
     billing: d.billing,
     ttlMarginS,
     cutoverTtl,
-    state: { path: resolve(base, d.state.path) },
+    state: {
+      ...d.state,
+      path: resolve(base, d.state.path),
+      ...(d.state.etcd ? { etcd: { ...d.state.etcd, tls: d.state.etcd.tls && { ca: resolve(base, d.state.etcd.tls.ca), cert: d.state.etcd.tls.cert && resolve(base, d.state.etcd.tls.cert), key: d.state.etcd.tls.key && resolve(base, d.state.etcd.tls.key) } } } : {}),
+    },
+    cluster: d.cluster ?? null,
     routing: routingConfig(d.routing, routes.settings),
     health: d.health,
     mxAudit: d.mx_audit,

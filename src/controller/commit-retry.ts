@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { StateUnavailableError, type StagedChange, type StateStore } from '../core/ports.js';
+import type { CommitLane } from './commit-lane.js';
 
 /** Backoff between attempts while the store is unavailable. */
 export interface CommitRetryOptions {
@@ -15,12 +16,13 @@ export interface CommitRetryOptions {
 export const DEFAULT_COMMIT_RETRY: CommitRetryOptions = { minMs: 200, maxMs: 5000 };
 
 /**
- * Stages with `build`, commits, applies. While the store throws StateUnavailableError, waits and
- * tries again (the first attempt is synchronous). `build` returning null: nothing to do any more.
- * Any other error rejects.
+ * Stages with `build`, commits, applies, in `lane`. While the store rejects with
+ * StateUnavailableError, waits (outside the lane) and tries again. `build` returning null:
+ * nothing to do any more. Any other error rejects.
  */
 export async function commitWhenPossible(
   store: StateStore,
+  lane: CommitLane,
   build: () => StagedChange | null,
   opts: { logger: Logger; what: string; context?: Record<string, unknown>; retry?: CommitRetryOptions },
 ): Promise<void> {
@@ -28,10 +30,15 @@ export async function commitWhenPossible(
   let delay = retry.minMs;
   let failures = 0;
   for (;;) {
-    const staged = build();
-    if (!staged) return;
+    let stored: boolean;
     try {
-      store.commit(staged.change);
+      stored = await lane.run(async () => {
+        const staged = build();
+        if (!staged) return false;
+        await store.commit(staged.change);
+        staged.apply();
+        return true;
+      });
     } catch (err) {
       if (!(err instanceof StateUnavailableError)) throw err;
       failures++;
@@ -43,8 +50,7 @@ export async function commitWhenPossible(
       delay = Math.min(retry.maxMs, delay * 2);
       continue;
     }
-    if (failures > 0) opts.logger.info({ ...opts.context, attempts: failures + 1 }, `${opts.what}: stored after the state store came back`);
-    staged.apply();
+    if (stored && failures > 0) opts.logger.info({ ...opts.context, attempts: failures + 1 }, `${opts.what}: stored after the state store came back`);
     return;
   }
 }

@@ -20,6 +20,7 @@ import {
 } from '../core/operation.js';
 import type { ServerOverlay } from '../core/overlay.js';
 import { mergeStaged, type Clock, type DowntimeMeter, type MeterRun, type Propagated, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
+import { CommitLane, commitStaged } from './commit-lane.js';
 import { commitWhenPossible, type CommitRetryOptions } from './commit-retry.js';
 import { RouteError, type RouteBackend } from '../core/ports.js';
 import { RoutingLane } from './routing-lane.js';
@@ -63,6 +64,8 @@ export interface CutoverServiceDeps {
   commitRetry?: CommitRetryOptions;
   /** Serialises routing changes with the reconcile loop's repairs (default: a lane of its own). */
   lane?: RoutingLane;
+  /** Serialises stage → commit → apply with the other services' (default: a lane of its own). */
+  commits?: CommitLane;
 }
 
 /**
@@ -101,6 +104,7 @@ export class CutoverService {
   private readonly events = new EventEmitter();
   private readonly log: Logger;
   private readonly lane: RoutingLane;
+  private readonly commits: CommitLane;
   /** When the secondaries served each operation's DNS change, as soon as known (stored with the operation). */
   private readonly propagated = new Map<string, Propagated>();
   /** Operations whose DNS change had no secondary to reach. */
@@ -109,6 +113,7 @@ export class CutoverService {
   constructor(private readonly deps: CutoverServiceDeps) {
     this.log = deps.logger;
     this.lane = deps.lane ?? new RoutingLane();
+    this.commits = deps.commits ?? new CommitLane();
     this.events.setMaxListeners(0);
   }
 
@@ -119,20 +124,41 @@ export class CutoverService {
 
   /** Activates stored overlays and resumes unfinished operations. Call once at start, before serving DNS. */
   resume(): void {
-    const { overlays, operations } = this.deps.store.load();
-    for (const o of overlays) this.overlays.set(o.server, o);
-    this.deps.overlays.restoreServers([...this.overlays.values()]);
-    this.observeOverlays();
+    this.restore();
+    this.resumeOperations();
+  }
+
+  /** Activates stored overlays (publishes them to DNS without a serial bump). */
+  restore(): void {
+    const overlays = this.reload();
+    this.deps.overlays.restoreServers(overlays);
     if (overlays.length > 0) this.log.info({ servers: overlays.map((o) => o.server) }, 'cutover overlays restored');
-    for (let op of operations) {
+  }
+
+  /** Takes the overlays as stored (a replica that does not lead, following the leader); returns them. */
+  reload(): ServerOverlay[] {
+    this.overlays.clear();
+    for (const o of this.deps.store.load().overlays) this.overlays.set(o.server, o);
+    this.observeOverlays();
+    return [...this.overlays.values()];
+  }
+
+  /** Resumes the stored operations not finished (pending, running) that this process does not run yet: at start, or when this replica starts leading. */
+  resumeOperations(): void {
+    for (let op of this.deps.store.load().operations) {
+      if (this.running.has(op.id)) continue;
       this.log.warn({ operation: op.id, server: op.server, direction: op.direction, state: op.state, phase: op.phase }, 'resuming an unfinished operation');
       op = this.startMeasurement(op, true);
       this.launch(op);
     }
   }
 
-  /** Cuts a server over to a transit: DNS now, routing in the background. */
-  cutover(serverName: string, transitName: string, opts: { force?: boolean } = {}): Accepted {
+  /** Cuts a server over to a transit: DNS now (switched when this resolves), routing in the background. */
+  cutover(serverName: string, transitName: string, opts: { force?: boolean } = {}): Promise<Accepted> {
+    return this.commits.run(() => this.cutoverNow(serverName, transitName, opts));
+  }
+
+  private async cutoverNow(serverName: string, transitName: string, opts: { force?: boolean }): Promise<Accepted> {
     const t0 = this.deps.clock.monotonic();
     const server = this.server(serverName);
     const transit = this.deps.inventory.transits.get(transitName);
@@ -144,7 +170,7 @@ export class CutoverService {
         throw new ServiceError('ALREADY_CUT_OVER', `${serverName} is cut over to ${active.transit}; cut back first`);
       }
       if (last && last.direction === 'cutover' && last.transit === transitName) {
-        if (last.state === 'failed') return { operation: this.retry(last.id), created: true };
+        if (last.state === 'failed') return { operation: await this.retryNow(last.id), created: true };
         return { operation: last, created: false };
       }
       if (last && last.direction === 'cutback' && !isFinished(last)) {
@@ -169,7 +195,7 @@ export class CutoverService {
     op = { ...op, state: 'running', times: { ...op.times, dnsSwitched: now } };
     op = this.startMeasurement(op, false); // probes start before anything changes
     const accepted = op;
-    this.commitOrUndo(op.id, () => {
+    await this.commitOrUndo(op.id, () => {
       const next = new Map(this.overlays).set(serverName, overlay);
       return mergeStaged(
         { change: { operation: accepted, overlay: { server: serverName, value: overlay } }, apply: () => this.overlays.set(serverName, overlay) },
@@ -188,7 +214,11 @@ export class CutoverService {
   }
 
   /** Routes a server's addresses back, then lifts the overlay. */
-  cutback(serverName: string): Accepted {
+  cutback(serverName: string): Promise<Accepted> {
+    return this.commits.run(() => this.cutbackNow(serverName));
+  }
+
+  private async cutbackNow(serverName: string): Promise<Accepted> {
     const t0 = this.deps.clock.monotonic();
     this.server(serverName);
     const active = this.overlays.get(serverName);
@@ -200,13 +230,13 @@ export class CutoverService {
     if (!active) {
       throw new ServiceError('NOT_CUT_OVER', `${serverName} is not cut over`);
     }
-    if (last && last.direction === 'cutback' && last.state === 'failed') return { operation: this.retry(last.id), created: true };
+    if (last && last.direction === 'cutback' && last.state === 'failed') return { operation: await this.retryNow(last.id), created: true };
     const now = this.deps.clock.now();
     let op = newOperation({ id: this.newId(), server: serverName, transit: active.transit, direction: 'cutback', backend: this.deps.backend.name, pairs: active.pairs, now });
     op = { ...op, state: 'running', phase: 'routing' };
     op = this.startMeasurement(op, false);
     const accepted = op;
-    this.commitOrUndo(op.id, () => ({ change: { operation: accepted }, apply() {} }));
+    await this.commitOrUndo(op.id, () => ({ change: { operation: accepted }, apply() {} }));
     this.startedAt.set(op.id, t0);
     this.log.info({ operation: op.id, server: serverName, transit: active.transit }, 'cutback accepted');
     this.launch(op);
@@ -214,7 +244,11 @@ export class CutoverService {
   }
 
   /** Runs a failed operation again (it must be the server's latest). */
-  retry(id: string): Operation {
+  retry(id: string): Promise<Operation> {
+    return this.commits.run(() => this.retryNow(id));
+  }
+
+  private async retryNow(id: string): Promise<Operation> {
     const op = this.getOperation(id);
     const latest = this.deps.store.listOperations(op.server, 1)[0];
     if (op.state !== 'failed') throw new ServiceError('NOT_RETRYABLE', `operation ${id} is ${op.state}; only a failed operation can be retried`);
@@ -225,7 +259,7 @@ export class CutoverService {
     let again: Operation = { ...op, state: 'running', error: null, times: { ...op.times, finished: null } };
     again = this.startMeasurement(again, false);
     const accepted = again;
-    this.commitOrUndo(id, () => ({ change: { operation: accepted }, apply() {} }));
+    await this.commitOrUndo(id, () => ({ change: { operation: accepted }, apply() {} }));
     this.startedAt.set(id, this.deps.clock.monotonic());
     this.launch(again);
     return again;
@@ -353,20 +387,18 @@ export class CutoverService {
   }
 
   /**
-   * Commits a request's change and applies it. When staging or the commit throws, nothing was
-   * changed: the measurement started for it is stopped, and the error goes to the caller.
+   * Commits a request's change and applies it (in the commit lane). When staging or the commit
+   * throws, nothing was changed: the measurement started for it is stopped, and the error goes to
+   * the caller.
    */
-  private commitOrUndo(opId: string, build: () => StagedChange): void {
-    let staged: StagedChange;
+  private async commitOrUndo(opId: string, build: () => StagedChange): Promise<void> {
     try {
-      staged = build();
-      this.deps.store.commit(staged.change);
+      await commitStaged(this.deps.store, build);
     } catch (err) {
       this.meters.get(opId)?.stop().catch(() => undefined);
       this.meters.delete(opId);
       throw err;
     }
-    staged.apply();
   }
 
   /** Commits a background step and applies it; while the store is unavailable it waits and tries again. */
@@ -377,7 +409,7 @@ export class CutoverService {
       if (!staged || !known) return staged;
       return { change: { ...staged.change, operation: { ...staged.change.operation!, dnsPropagated: known } }, apply: () => staged.apply() };
     };
-    return commitWhenPossible(this.deps.store, withPropagation, {
+    return commitWhenPossible(this.deps.store, this.commits, withPropagation, {
       logger: this.log, what: `${op.direction} ${what}`, context: { operation: op.id, server: op.server }, retry: this.deps.commitRetry,
     });
   }

@@ -6,6 +6,7 @@
 import { ConfigError, INVENTORY_KEYS, withInventoryEdits, type Config, type InventoryEdit, type InventoryKind } from '../config/config.js';
 import type { Inventory } from '../core/inventory.js';
 import type { StateStore } from '../core/ports.js';
+import { CommitLane } from './commit-lane.js';
 
 /** A refused edit: code, HTTP status, message, and the problems found (path: reason). */
 export class InventoryError extends Error {
@@ -36,9 +37,12 @@ export class InventoryService {
   private current: Inventory;
   /** An Inventory whose maps always reflect the latest edit (hand it to the other services). */
   readonly live: Inventory;
+  private readonly commits: CommitLane;
 
   constructor(private readonly deps: {
     config: Config;
+    /** The config file as read, before stored edits (reload() applies them to it again; default: config). */
+    base?: Config;
     store: StateStore;
     /** Why an entry cannot change now (active cutover, migration...), or null. */
     inUse: (kind: InventoryKind, name: string) => string | null;
@@ -48,8 +52,11 @@ export class InventoryService {
      * current once the edit is stored.
      */
     prepare?: (next: Config) => () => void;
+    /** Serialises stage → commit → apply with the other services' (default: a lane of its own). */
+    commits?: CommitLane;
   }) {
     this.config = deps.config;
+    this.commits = deps.commits ?? new CommitLane();
     this.current = inventoryOf(deps.config);
     const self = this;
     this.live = {
@@ -59,14 +66,36 @@ export class InventoryService {
     };
   }
 
+  /**
+   * Takes the inventory edits as stored (a replica that does not lead, following the leader):
+   * the file's inventory with them applied; what depends on it (routing settings) follows.
+   */
+  reload(): void {
+    let next: Config;
+    try {
+      next = applyStoredEdits(this.deps.base ?? this.deps.config, this.deps.store);
+    } catch (err) {
+      // the leader validated every edit it stored against the same file: only a different file gets here
+      throw new Error(`the inventory edits stored by the leader do not apply to this replica's config file: ${(err as Error).message}`);
+    }
+    const activate = this.deps.prepare?.(next);
+    this.config = next;
+    this.current = inventoryOf(next);
+    activate?.();
+  }
+
   /** The entries in the config's form. */
   list(): Record<InventoryKind, unknown[]> {
     const raw = (k: InventoryKind) => (Array.isArray(this.config.raw[k]) ? (this.config.raw[k] as unknown[]) : []);
     return { servers: raw('servers'), transits: raw('transits'), accounts: raw('accounts') };
   }
 
-  /** Creates or replaces an entry; returns whether it was created. */
-  put(kind: InventoryKind, name: string, value: unknown): boolean {
+  /** Creates or replaces an entry; resolves with whether it was created. */
+  put(kind: InventoryKind, name: string, value: unknown): Promise<boolean> {
+    return this.commits.run(() => this.putNow(kind, name, value));
+  }
+
+  private async putNow(kind: InventoryKind, name: string, value: unknown): Promise<boolean> {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InventoryError('BAD_REQUEST', 400, 'the body must be a JSON object');
     const body = { ...(value as Record<string, unknown>) };
     if (body.name !== undefined && body.name !== name) throw new InventoryError('BAD_REQUEST', 400, `name: ${JSON.stringify(body.name)} differs from the name in the path (${name})`);
@@ -78,12 +107,16 @@ export class InventoryService {
       const why = this.deps.inUse(kind, name);
       if (why) throw new InventoryError('IN_USE', 409, `${name} cannot change now: ${why}`);
     }
-    this.apply({ kind, name, value: body });
+    await this.apply({ kind, name, value: body });
     return !exists;
   }
 
   /** Removes an entry. */
-  remove(kind: InventoryKind, name: string): void {
+  remove(kind: InventoryKind, name: string): Promise<void> {
+    return this.commits.run(() => this.removeNow(kind, name));
+  }
+
+  private async removeNow(kind: InventoryKind, name: string): Promise<void> {
     if (!this.exists(kind, name)) throw new InventoryError(`${kind.slice(0, -1).toUpperCase()}_NOT_FOUND`, 404, `no ${kind.slice(0, -1)} named "${name}"`);
     const why = this.deps.inUse(kind, name);
     if (why) throw new InventoryError('IN_USE', 409, `${name} cannot be removed now: ${why}`);
@@ -91,14 +124,14 @@ export class InventoryService {
       const owners = this.config.accounts.filter((a) => a.server === name).map((a) => a.name);
       if (owners.length > 0) throw new InventoryError('IN_USE', 409, `${name} is the home of account(s) ${owners.join(', ')}; move or remove them first`);
     }
-    this.apply({ kind, name, value: null });
+    await this.apply({ kind, name, value: null });
   }
 
   private exists(kind: InventoryKind, name: string): boolean {
     return kind === 'servers' ? this.current.servers.has(name) : kind === 'transits' ? this.current.transits.has(name) : !!this.current.accounts?.has(name);
   }
 
-  private apply(edit: InventoryEdit): void {
+  private async apply(edit: InventoryEdit): Promise<void> {
     let next: Config;
     let activate: (() => void) | undefined;
     try {
@@ -113,7 +146,7 @@ export class InventoryService {
       const message = `routing: ${(err as Error).message}`;
       throw new InventoryError('INVALID_INVENTORY', 400, message, [message]);
     }
-    this.deps.store.commit({ inventory: edit });
+    await this.deps.store.commit({ inventory: edit });
     this.config = next;
     this.current = inventoryOf(next);
     activate?.();

@@ -22,6 +22,7 @@ import { mergeStaged, StateUnavailableError, type Clock, type StagedChange, type
 import { assign as poolAssign, queuePosition, summary, type Pool, type Queue } from '../core/transit-pool.js';
 import { staleness, ttlPlan } from '../core/ttl-plan.js';
 import type { OverlayComposer } from './overlay-composer.js';
+import { CommitLane, commitStaged } from './commit-lane.js';
 import { commitWhenPossible, DEFAULT_COMMIT_RETRY, type CommitRetryOptions } from './commit-retry.js';
 import type { AccountProber, AccountProbeRun } from '../core/ports.js';
 
@@ -63,6 +64,8 @@ export interface MigrationServiceDeps {
   accountProber?: AccountProber;
   /** Backoff of background commits (TTL lowering, probe results) while the store is unavailable. */
   commitRetry?: CommitRetryOptions;
+  /** Serialises stage → commit → apply with the other services' (default: a lane of its own). */
+  commits?: CommitLane;
 }
 
 /** What GET /v1/servers/{server}/migration shows. */
@@ -80,10 +83,15 @@ export class MigrationService {
   private readonly migrations = new Map<string, Migration>();
   private readonly probes = new Map<string, AccountProbeRun>();
   private timer: NodeJS.Timeout | undefined;
+  /** When the next TTL lowering is due (Infinity: none). */
+  private nextLowering = Infinity;
+  private acting = true;
   private readonly log: Logger;
+  private readonly commits: CommitLane;
 
   constructor(private readonly deps: MigrationServiceDeps) {
     this.log = deps.logger;
+    this.commits = deps.commits ?? new CommitLane();
     for (const m of deps.store.migrations() as Migration[]) this.migrations.set(m.server, m);
   }
 
@@ -104,9 +112,9 @@ export class MigrationService {
    * Re-evaluates time-driven changes (TTL lowering) now; the internal timer calls it when due.
    * When the change cannot be stored it is not applied, and is tried again later.
    */
-  tick(): void {
+  async tick(): Promise<void> {
     try {
-      this.save([]);
+      await this.commits.run(() => this.save([]));
     } catch (err) {
       if (!(err instanceof StateUnavailableError)) throw err;
       const retry = this.deps.commitRetry ?? DEFAULT_COMMIT_RETRY;
@@ -148,7 +156,11 @@ export class MigrationService {
   }
 
   /** Requests a migration: assigns a free transit of the server's profile, or queues the server. */
-  request(serverName: string, reinstallAt: number | null): { migration: Migration; created: boolean } {
+  request(serverName: string, reinstallAt: number | null): Promise<{ migration: Migration; created: boolean }> {
+    return this.commits.run(() => this.requestNow(serverName, reinstallAt));
+  }
+
+  private async requestNow(serverName: string, reinstallAt: number | null): Promise<{ migration: Migration; created: boolean }> {
     const server = this.server(serverName);
     const existing = this.active(serverName);
     if (existing) return { migration: existing, created: false };
@@ -172,13 +184,17 @@ export class MigrationService {
       const res = poolAssign(this.pool(), this.queue(), { server: serverName, profile, at: now });
       if (res.ok && res.outcome.kind === 'assigned') migration = this.apply(migration, { type: 'transit_assigned', transit: res.outcome.transit }, now);
     }
-    this.save([migration]);
+    await this.save([migration]);
     this.log.info({ server: serverName, state: migration.state, transit: migration.transit, reinstallAt }, 'migration requested');
     return { migration, created: true };
   }
 
   /** An account's move: phase started, then completed (its zones follow it in DNS now). */
-  move(accountName: string, to: MoveTarget, phase: 'started' | 'completed' | 'failed', extra: { downtimeMs?: number | null; error?: string } = {}): Migration {
+  move(accountName: string, to: MoveTarget, phase: 'started' | 'completed' | 'failed', extra: { downtimeMs?: number | null; error?: string } = {}): Promise<Migration> {
+    return this.commits.run(() => this.moveNow(accountName, to, phase, extra));
+  }
+
+  private async moveNow(accountName: string, to: MoveTarget, phase: 'started' | 'completed' | 'failed', extra: { downtimeMs?: number | null; error?: string }): Promise<Migration> {
     const account = this.account(accountName);
     const m = this.active(account.server);
     if (!m) throw new MigrationError('NO_MIGRATION', `${account.server}, the server of ${accountName}, has no active migration`, 409);
@@ -190,7 +206,7 @@ export class MigrationService {
         : { type: 'move_failed', account: accountName, to, error: extra.error };
     const next = this.apply(m, event, now);
     const handedOver = this.handOver(m, next, now);
-    this.save([next, ...handedOver]);
+    await this.save([next, ...handedOver]);
     this.probeMove(account, m, to, phase);
     if (phase === 'completed') {
       const mv = next.accounts.find((a) => a.name === accountName)?.moves.at(-1);
@@ -227,12 +243,16 @@ export class MigrationService {
   }
 
   /** The reinstall job says the server is reinstalled. */
-  reinstalled(server: string): Migration {
+  reinstalled(server: string): Promise<Migration> {
+    return this.commits.run(() => this.reinstalledNow(server));
+  }
+
+  private async reinstalledNow(server: string): Promise<Migration> {
     this.server(server);
     const m = this.active(server);
     if (!m) throw new MigrationError('NO_MIGRATION', `${server} has no active migration`, 409);
     const next = this.apply(m, { type: 'reinstalled' }, this.deps.clock.now());
-    this.save([next]);
+    await this.save([next]);
     return next;
   }
 
@@ -251,14 +271,18 @@ export class MigrationService {
   }
 
   /** Cancels a migration while nothing is in the way; the transit goes to the next server waiting. */
-  cancel(server: string): Migration {
+  cancel(server: string): Promise<Migration> {
+    return this.commits.run(() => this.cancelNow(server));
+  }
+
+  private async cancelNow(server: string): Promise<Migration> {
     this.server(server);
     const m = this.active(server);
     if (!m) throw new MigrationError('NO_MIGRATION', `${server} has no active migration`, 409);
     const now = this.deps.clock.now();
     const next = this.apply(m, { type: 'cancel' }, now);
     const handedOver = this.handOver(m, next, now);
-    this.save([next, ...handedOver]);
+    await this.save([next, ...handedOver]);
     this.logFinish(m, next, handedOver);
     return next;
   }
@@ -309,7 +333,7 @@ export class MigrationService {
       run.stop().catch(() => undefined);
       return;
     }
-    run.done().then((probe) => commitWhenPossible(this.deps.store, () => {
+    run.done().then((probe) => commitWhenPossible(this.deps.store, this.commits, () => {
       // staged from the record as it is at each attempt
       const cur = this.migrations.get(m.server);
       const acc = cur?.accounts.find((a) => a.name === account.name);
@@ -375,11 +399,9 @@ export class MigrationService {
     );
   }
 
-  /** Stages, commits (throws StateUnavailableError having changed nothing), applies. */
-  private save(updates: Migration[]): void {
-    const staged = this.stage(updates);
-    this.deps.store.commit(staged.change);
-    staged.apply();
+  /** Stages, commits (rejects with StateUnavailableError having changed nothing), applies: inside the commit lane. */
+  private save(updates: Migration[]): Promise<void> {
+    return commitStaged(this.deps.store, () => this.stage(updates));
   }
 
   /** When a migration finishes, its transit goes to the next server waiting for that profile: that server's updated record (not stored yet). */
@@ -397,14 +419,34 @@ export class MigrationService {
     for (const m of handedOver) this.log.info({ server: m.server, transit: m.transit }, 'transit assigned to the next server waiting');
   }
 
+  /**
+   * Whether this process acts on time-driven changes (TTL lowering): a replica that does not lead
+   * keeps the timer off and follows the leader's commits (reload()).
+   */
+  setActing(acting: boolean): void {
+    this.acting = acting;
+    this.arm(this.nextLowering);
+  }
+
+  /** Takes the migrations as stored (a replica that does not lead, following the leader); returns what they make DNS answer. */
+  reload(): { accounts: AccountOverlay[]; lowered: LoweredTtl[] } {
+    this.migrations.clear();
+    for (const m of this.deps.store.migrations() as Migration[]) this.migrations.set(m.server, m);
+    const composed = this.compose(this.migrations);
+    this.arm(composed.nextLowering);
+    this.deps.observer?.changed?.(this.all());
+    return { accounts: composed.accounts, lowered: composed.lowered };
+  }
+
   /** Arms the timer for the next TTL lowering (Infinity: none). */
   private arm(at: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (at === Infinity) return;
+    this.nextLowering = at;
+    if (at === Infinity || !this.acting) return;
     this.timer = setTimeout(() => {
       this.log.info('lowering TTLs ahead of a scheduled reinstall');
-      this.tick();
+      this.tick().catch((err) => this.log.error({ err: (err as Error).message }, 'TTL lowering failed'));
     }, Math.min(MAX_TIMER_MS, Math.max(0, at - this.deps.clock.now())));
     this.timer.unref();
   }

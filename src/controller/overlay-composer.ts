@@ -56,8 +56,34 @@ export class OverlayComposer implements ServerOverlaySink {
   }
 
   constructor(private readonly deps: { dns: DnsOverlayPort; store: StateStore; ttlCap: number }) {
-    this.bump = Number(deps.store.getMeta(BUMP_KEY) ?? 0) || 0;
-    for (const [key, value] of deps.store.metaEntries(ZONE_BUMP_PREFIX)) this.zoneBumps.set(key.slice(ZONE_BUMP_PREFIX.length), Number(value) || 0);
+    this.bump = 0;
+    this.readBumps();
+  }
+
+  /** Takes the serial bumps as stored; returns whether any changed. */
+  private readBumps(): boolean {
+    const bump = Number(this.deps.store.getMeta(BUMP_KEY) ?? 0) || 0;
+    const zones = new Map([...this.deps.store.metaEntries(ZONE_BUMP_PREFIX)].map(([key, value]) => [key.slice(ZONE_BUMP_PREFIX.length), Number(value) || 0]));
+    const changed = bump !== this.bump || zones.size !== this.zoneBumps.size || [...zones].some(([z, v]) => this.zoneBumps.get(z) !== v);
+    this.bump = bump;
+    this.zoneBumps.clear();
+    for (const [z, v] of zones) this.zoneBumps.set(z, v);
+    return changed;
+  }
+
+  /**
+   * Follows the stored state (a replica that does not lead, after the leader's commits): the
+   * sources and serial bumps as stored; publishes only when what DNS answers changed.
+   */
+  follow(sources: Required<OverlaySources>): void {
+    const bumps = this.readBumps();
+    this.servers = [...sources.servers];
+    this.accounts = [...sources.accounts];
+    this.lowered = [...sources.lowered];
+    const signature = signatureOf(this.servers, this.accounts, this.lowered);
+    if (signature === this.signature && !bumps) return;
+    this.signature = signature;
+    this.publish();
   }
 
   /**

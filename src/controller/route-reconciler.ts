@@ -20,6 +20,7 @@ import {
   afterFailedRepair, desiredRouting, judge, repairRoute,
   type DesiredAddress, type ReconcileMode, type ReconcileObserver, type ReconcilePass, type RepairBackoff, type RouteVerdict,
 } from '../core/routing-plan.js';
+import { CommitLane } from './commit-lane.js';
 import type { RoutingLane } from './routing-lane.js';
 
 export type { ReconcileMode, ReconcileObserver, ReconcilePass };
@@ -34,6 +35,8 @@ export interface ReconcilerDeps {
   /** Applies repairs (retried, with a deadline of at most one interval). */
   repairer: RouteBackend;
   lane: RoutingLane;
+  /** Serialises its commits with the other services' stage → commit → apply (default: a lane of its own). */
+  commits?: CommitLane;
   clock: Clock;
   logger: Logger;
   intervalMs: number;
@@ -88,9 +91,11 @@ export class RouteReconciler {
   /** Set after a read failed with a final error: reads wait (one interval, doubling). */
   private readPause: { error: string; backoff: RepairBackoff } | null = null;
   private readonly log: Logger;
+  private readonly commits: CommitLane;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.log = deps.logger;
+    this.commits = deps.commits ?? new CommitLane();
   }
 
   get mode(): ReconcileMode {
@@ -110,8 +115,9 @@ export class RouteReconciler {
     return this.last;
   }
 
-  /** Runs the first pass (resolves once it ended, whatever it found), then one every interval. */
+  /** Runs the first pass (resolves once it ended, whatever it found), then one every interval; again after stop(). */
   async start(): Promise<ReconcilePass> {
+    this.stopped = false;
     const pass = await this.reconcile('start');
     this.schedule();
     return pass;
@@ -290,7 +296,7 @@ export class RouteReconciler {
       }
 
       // 4. Record what was confirmed in sync (durably; only what changed).
-      this.confirm(wants);
+      await this.confirm(wants);
 
       for (const w of wants) {
         const s = this.tracks.get(w.address)!.verdict!.state;
@@ -390,14 +396,15 @@ export class RouteReconciler {
   }
 
   /** Stores where addresses were seen in sync, when that differs from what is stored. */
-  private confirm(wants: DesiredAddress[]): void {
-    const stored = this.readConfirmed();
-    const routes = wants
-      .filter((w) => this.tracks.get(w.address)?.verdict?.state === 'in_sync' && stored.get(w.address) !== w.desired)
-      .map((w) => ({ address: w.address, host: w.desired }));
-    if (routes.length === 0) return;
+  private async confirm(wants: DesiredAddress[]): Promise<void> {
     try {
-      this.deps.store.commit({ routes });
+      await this.commits.run(async () => {
+        const stored = this.readConfirmed();
+        const routes = wants
+          .filter((w) => this.tracks.get(w.address)?.verdict?.state === 'in_sync' && stored.get(w.address) !== w.desired)
+          .map((w) => ({ address: w.address, host: w.desired }));
+        if (routes.length > 0) await this.deps.store.commit({ routes });
+      });
     } catch (err) {
       this.log.warn({ err: message(err) }, 'reconcile: confirmed routes not stored; the next pass tries again');
     }

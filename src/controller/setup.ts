@@ -10,7 +10,7 @@ import type { Config, InventoryKind, RoutingConfig } from '../config/config.js';
 import { billableDays } from '../core/billing.js';
 import { profileOf, type Host, type Inventory } from '../core/inventory.js';
 import { isFinished as migrationFinished, MIGRATION_STATES } from '../core/migration.js';
-import type { AccountProber, Clock, DnsOverlayPort, DowntimeMeter, RouteBackend, StateStore } from '../core/ports.js';
+import { RouteError, type AccountProber, type Clock, type DnsOverlayPort, type DowntimeMeter, type Leadership, type RouteBackend, type StateStore } from '../core/ports.js';
 import type { Operation } from '../core/operation.js';
 import { CutoverService } from './cutover-service.js';
 import { applyStoredEdits, InventoryService } from './inventory-service.js';
@@ -18,6 +18,7 @@ import { createControllerMetrics, type MigrationSource } from './metrics.js';
 import { MigrationService } from './migration-service.js';
 import { OverlayComposer } from './overlay-composer.js';
 import { RouteReconciler } from './route-reconciler.js';
+import { CommitLane } from './commit-lane.js';
 import { RoutingLane } from './routing-lane.js';
 import type { ReconcileObserver } from '../core/routing-plan.js';
 
@@ -26,8 +27,14 @@ export interface ControllerCapability {
   readonly migrations: MigrationService;
   readonly inventory: InventoryService;
   readonly composer: OverlayComposer;
-  /** The routing reconcile loop; `start()` runs its first pass (before the API accepts cutovers). */
+  /** The routing reconcile loop (runs only while this replica leads). */
   readonly reconciler: RouteReconciler;
+  /**
+   * Starts acting once DNS listens: while this replica leads, the reconcile loop (its first pass
+   * before this resolves) and the timers; when it stops leading, they stop. A replica that does
+   * not lead follows the leader's commits.
+   */
+  start(): Promise<void>;
   /** Lets routing in flight finish briefly, stops the timers; what does not finish resumes at the next start. */
   stop(): Promise<void>;
 }
@@ -35,6 +42,8 @@ export interface ControllerCapability {
 export function setupController(deps: {
   config: Config;
   store: StateStore;
+  /** Who acts (with one process: this one, always). */
+  leadership: Leadership;
   registry: Registry;
   logger: Logger;
   clock: Clock;
@@ -54,9 +63,13 @@ export function setupController(deps: {
   const effective = applyStoredEdits(deps.config, store);
   let migrations: MigrationService | undefined;
   let cutover: CutoverService | undefined;
+  // one lane for every stage → commit → apply of the services below
+  const commits = new CommitLane();
   const inventoryService: InventoryService = new InventoryService({
     config: effective,
+    base: deps.config,
     store,
+    commits,
     prepare: (next) => deps.routing.prepare(next.routing),
     inUse: (kind, name): string | null => inUse(kind, name, inventoryService.live, cutover!, migrations!),
   });
@@ -67,6 +80,7 @@ export function setupController(deps: {
   migrations = new MigrationService({
     inventory: () => inventory,
     store,
+    commits,
     overlays: composer,
     clock,
     logger: deps.logger.child({ component: 'migration' }),
@@ -85,11 +99,13 @@ export function setupController(deps: {
   });
   const mig = migrations;
   const lane = new RoutingLane();
+  const leadership = deps.leadership;
   cutover = new CutoverService({
     lane,
+    commits,
     inventory,
     store,
-    backend: deps.routing.backend,
+    backend: leaderOnly(deps.routing.backend, leadership),
     overlays: composer,
     ttlCap: effective.cutoverTtl,
     clock,
@@ -124,8 +140,11 @@ export function setupController(deps: {
   });
   migrationSource = migrationMetrics(mig, inventory, effective.billing.freeDays, clock);
   metrics.overlayMaxAge.set(effective.health.overlayMaxDays * 86400);
-  cutover.resume();
+  // a replica that does not lead publishes what is stored and follows the leader's commits
+  mig.setActing(leadership.isLeader());
+  cutover.restore();
   mig.resume();
+  if (leadership.isLeader()) cutover.resumeOperations();
   const cut = cutover;
   const reconciler = new RouteReconciler({
     servers: () => inventory.servers.values(),
@@ -133,8 +152,9 @@ export function setupController(deps: {
     overlays: () => cut.activeOverlays(),
     store,
     reader: deps.routing.reader,
-    repairer: deps.routing.repairer,
+    repairer: leaderOnly(deps.routing.repairer, leadership),
     lane,
+    commits,
     clock,
     logger: deps.logger.child({ component: 'reconcile' }),
     intervalMs: deps.routing.reconcile.intervalMs,
@@ -142,16 +162,62 @@ export function setupController(deps: {
     maxBackoffMs: deps.routing.reconcile.maxBackoffMs,
     observer: deps.routing.reconcileObserver,
   });
+  const log = deps.logger.child({ component: 'replica' });
+  /** Takes everything as stored (inventory edits, overlays, migrations, serial bumps) and publishes what DNS answers, when it changed. */
+  const follow = () => commits.run(() => {
+    inventoryService.reload();
+    const servers = cut.reload();
+    const { accounts, lowered } = mig.reload();
+    composer.follow({ servers, accounts, lowered });
+  }).catch((err: unknown) => log.error({ err: (err as Error).message }, 'the stored state could not be followed'));
+  let started = false;
+  let unsubscribe: (() => void)[] = [];
+  /** Starts or stops acting as leadership comes and goes. */
+  const lead = async (leading: boolean) => {
+    if (!started) return;
+    if (leading) {
+      await follow();
+      mig.setActing(true);
+      cut.resumeOperations();
+      await reconciler.start();
+    } else {
+      mig.setActing(false);
+      await reconciler.stop();
+    }
+  };
   return {
     cutover: cut,
     migrations: mig,
     inventory: inventoryService,
     composer,
     reconciler,
+    async start() {
+      started = true;
+      unsubscribe = [
+        leadership.onChange((leading) => void lead(leading)),
+        ...(store.onChange ? [store.onChange(() => {
+          if (!leadership.isLeader()) void follow();
+        })] : []),
+      ];
+      if (leadership.isLeader()) await reconciler.start();
+    },
     async stop() {
+      for (const u of unsubscribe) u();
       await Promise.race([Promise.all([cut.idle(), reconciler.stop()]), new Promise((r) => setTimeout(r, 5000).unref())]);
       mig.stop();
     },
+  };
+}
+
+/** The backend, refusing to act on a replica that does not lead (checked right before every change). */
+function leaderOnly(backend: RouteBackend, leadership: Leadership): RouteBackend {
+  return {
+    name: backend.name,
+    apply(desired) {
+      if (!leadership.isLeader()) return Promise.reject(new RouteError(`${leadership.self.name} does not lead the replicas any more: routing left to the leader`, false));
+      return backend.apply(desired);
+    },
+    current: (addresses) => backend.current(addresses),
   };
 }
 

@@ -38,6 +38,14 @@ export class StateUnavailableError extends Error {
 }
 
 /**
+ * This replica is no longer the leader (a replicated store fences every commit on the leader's
+ * election): the commit wrote nothing, and must not be tried again by this replica.
+ */
+export class StateFencedError extends Error {
+  override name = 'StateFencedError';
+}
+
+/**
  * A change prepared but not made: commit `change` (one transaction), then call `apply()`, which
  * makes it visible in memory and in DNS. Nothing is changed before the commit, so when the commit
  * throws nothing is left behind; `apply()` must not be called then.
@@ -79,8 +87,9 @@ export function mergeStaged(...parts: (StagedChange | null | undefined | void)[]
 }
 
 /**
- * Durable state. Every method commits before it returns (or throws). Reads and commits throw
- * StateUnavailableError when the storage fails (full disk, I/O error). What a read returns is the
+ * Durable state. Reads are synchronous, from storage or from the store's own up-to-date copy; a
+ * commit is durable when its promise resolves. Reads throw and commits reject with
+ * StateUnavailableError when the storage fails (full disk, I/O error, lost cluster). What a read returns is the
  * caller's own copy, and a commit keeps no reference to the change. After close() every method throws.
  */
 export interface StateStore {
@@ -92,11 +101,13 @@ export interface StateStore {
   /** Where each address was last confirmed delivered: address → host. */
   routes(): Map<string, string>;
   /**
-   * Commits a change atomically (all of it or nothing). Throws StateUnavailableError when the
-   * storage is full or failing; nothing was changed then. A change with a value that cannot be
-   * stored (not JSON-serialisable) throws another error and changes nothing.
+   * Commits a change atomically (all of it or nothing): resolves once it is durable. Rejects with
+   * StateUnavailableError when the storage is full, failing or unreachable; nothing was changed
+   * then. A change with a value that cannot be stored (not JSON-serialisable) rejects with another
+   * error and changes nothing. Callers serialise their stage, commit, apply sequences (CommitLane):
+   * a store takes one commit at a time in the order called.
    */
-  commit(change: StateChange): void;
+  commit(change: StateChange): Promise<void>;
   getMeta(key: string): string | undefined;
   /** Every meta value whose key starts with `prefix`, by key. */
   metaEntries(prefix: string): Map<string, string>;
@@ -104,7 +115,38 @@ export interface StateStore {
   migrations(): unknown[];
   /** Inventory edits made through the API, the latest per kind and name, oldest first, with when each was stored (ms since the epoch). */
   inventoryEdits(): { kind: string; name: string; value: Record<string, unknown> | null; at: number }[];
+  /**
+   * A store shared by several processes: calls `listener` after changes made by another process
+   * reached what this store reads; returns the unsubscribe function. Absent: only this process writes.
+   */
+  onChange?(listener: () => void): () => void;
   close(): void;
+}
+
+/** A controller replica, as it announces itself to the others. */
+export interface ReplicaInfo {
+  name: string;
+  /** Where its API is reached (cluster.advertise_api). */
+  api: string;
+}
+
+/**
+ * Which replica acts. Exactly one leads at a time; the others serve DNS and reads and hand
+ * mutations to the leader. With one process (state in SQLite) that process always leads.
+ */
+export interface Leadership {
+  /** This replica. */
+  readonly self: ReplicaInfo;
+  /** Whether this replica may act now: elected, with its lease renewed recently enough (within half its TTL). */
+  isLeader(): boolean;
+  /** The leading replica as last seen (null: none now). */
+  leader(): ReplicaInfo | null;
+  /** Every replica taking part, leader first, then in the order they joined. */
+  replicas(): ReplicaInfo[];
+  /** Calls `listener` with true when this replica starts leading, false when it stops; returns the unsubscribe function. */
+  onChange(listener: (leading: boolean) => void): () => void;
+  /** Leaves: another replica takes over at once. */
+  stop(): Promise<void>;
 }
 
 /** When each secondary served a change (ms since the epoch; null: not within the wait). */

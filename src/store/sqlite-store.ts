@@ -160,7 +160,8 @@ export function openSqliteStore(path: string): StateStore {
     routes() {
       return guard('be read', () => new Map((allRoutes.all() as { address: string; host: string }[]).map((r) => [r.address, r.host])));
     },
-    commit(change) {
+    // the transaction runs (and is durable) before this returns; the promise only reports it
+    async commit(change) {
       guard('be written', () => commit(change));
     },
     metaEntries(prefix) {

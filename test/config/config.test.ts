@@ -349,3 +349,46 @@ describe('config: the hidden primary (dns.tsig_keys, dns.secondaries, dns.catalo
     expect(parse(XFR, {})).toEqual(['/etc/fc/config.yaml:5: dns.tsig_keys[0].secret_env: environment variable FAILOVER_TSIG_XFR is not set']);
   });
 });
+
+const ETCD = `${GOOD}state:
+  backend: etcd
+  etcd:
+    endpoints: ["http://127.0.0.1:2379", "https://192.0.2.2:2379"]
+    tls: {ca: tls/ca.pem, cert: tls/client.pem, key: tls/client-key.pem}
+cluster:
+  name: r1
+  advertise_api: "http://127.0.0.1:8080"
+`;
+
+describe('config: state on etcd, this replica', () => {
+  test('defaults; TLS files resolved against the config file; the replica named', () => {
+    const c = parseConfig(ETCD, '/etc/fc/config.yaml');
+    expect(c.state).toEqual({
+      backend: 'etcd', path: '/etc/fc/var/state.db',
+      etcd: {
+        endpoints: ['http://127.0.0.1:2379', 'https://192.0.2.2:2379'], prefix: '/failover/', lease_ttl_s: 5, call_timeout_ms: 2000,
+        tls: { ca: '/etc/fc/tls/ca.pem', cert: '/etc/fc/tls/client.pem', key: '/etc/fc/tls/client-key.pem' },
+      },
+    });
+    expect(c.cluster).toEqual({ name: 'r1', advertise_api: 'http://127.0.0.1:8080' });
+    expect(parseConfig(GOOD, '/etc/fc/config.yaml').state).toEqual({ backend: 'sqlite', path: '/etc/fc/var/state.db' });
+    expect(parseConfig(GOOD, '/etc/fc/config.yaml').cluster).toBeNull();
+  });
+
+  test.each([
+    ['etcd without its settings and without cluster', `${GOOD}state:\n  backend: etcd\n`,
+      ['/etc/fc/config.yaml:8: state.etcd: is required with backend etcd (endpoints, prefix, lease_ttl_s)', '/etc/fc/config.yaml:1: cluster: is required with state.backend etcd (name and advertise_api of this replica)']],
+    ['cluster with the SQLite store', `${GOOD}cluster:\n  name: r1\n  advertise_api: "http://127.0.0.1:8080"\n`,
+      ['/etc/fc/config.yaml:8: cluster: is only for replicas sharing state on etcd (state.backend: etcd)']],
+    ['etcd settings with the SQLite store', ETCD.replace('backend: etcd', 'backend: sqlite').replace(/cluster:[\s\S]*$/, ''),
+      ['/etc/fc/config.yaml:8: state.backend: is sqlite while state.etcd is set: say backend: etcd to use it, or remove state.etcd']],
+    ['bad values', ETCD.replace('"https://192.0.2.2:2379"', '"192.0.2.2:2379"').replace('name: r1', 'name: R_1').replace('tls: {ca: tls/ca.pem, cert: tls/client.pem, key: tls/client-key.pem}', 'lease_ttl_s: 1\n    prefix: failover\n    tls: {ca: tls/ca.pem, cert: tls/client.pem}'),
+      ['/etc/fc/config.yaml:10: state.etcd.endpoints[1]: "192.0.2.2:2379" is not an http(s) URL',
+        '/etc/fc/config.yaml:12: state.etcd.prefix: "failover" must start and end with "/" (e.g. "/failover/")',
+        '/etc/fc/config.yaml:11: state.etcd.lease_ttl_s: must be an integer from 2 to 60, not 1',
+        '/etc/fc/config.yaml:13: state.etcd.tls: cert and key go together (both or neither)',
+        '/etc/fc/config.yaml:15: cluster.name: "R_1" is not a replica name (lowercase letters, digits and "-", at most 63)']],
+  ])('%s', (_n, text, expected) => {
+    expect(problems(text)).toEqual(expected);
+  });
+});

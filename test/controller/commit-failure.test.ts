@@ -39,10 +39,10 @@ class FlakyStore implements StateStore {
   /** Commits refused as StateUnavailableError. */
   refused = 0;
   constructor(readonly inner: StateStore) {}
-  commit(change: StateChange) {
+  async commit(change: StateChange) {
     if (this.commits.length >= this.killAfter) throw new Error('test: the process is dead');
     if (this.full && ++this.refused) throw new StateUnavailableError('the state store cannot be written: database or disk is full (SQLITE_FULL)');
-    this.inner.commit(change);
+    await this.inner.commit(change);
     this.commits.push(change);
   }
   load() { return this.inner.load(); }
@@ -160,28 +160,28 @@ function expectAgreement(c: Ctl) {
 }
 
 /** A migration of srv-42 with acme on the transit: ready for its reinstall. */
-function readyForReinstall(c: Ctl) {
-  c.migrations.request('srv-42', null);
-  c.migrations.move('acme', 'transit', 'started');
-  c.migrations.move('acme', 'transit', 'completed');
+async function readyForReinstall(c: Ctl) {
+  await c.migrations.request('srv-42', null);
+  await c.migrations.move('acme', 'transit', 'started');
+  await c.migrations.move('acme', 'transit', 'completed');
   expect(c.migrations.get('srv-42')?.state).toBe('ready_for_reinstall');
 }
 
-const unavailable = (fn: () => unknown) => expect(fn).toThrow(StateUnavailableError);
+const unavailable = (fn: () => Promise<unknown>) => expect(fn()).rejects.toThrow(StateUnavailableError);
 
 describe('a failed commit leaves nothing behind', () => {
   test('cutover with a migration: refused as a whole while the store is full; the same call then succeeds, overlay and reinstalling together', async () => {
     const c = controller();
-    readyForReinstall(c);
+    await readyForReinstall(c);
     const before = expectAgreement(c);
     const published = c.served.length;
     c.store.full = true;
-    unavailable(() => c.cutover.cutover('srv-42', 'transit-3'));
+    await unavailable(() => c.cutover.cutover('srv-42', 'transit-3'));
     expect(expectAgreement(c)).toEqual(before);
     expect(c.served.length).toBe(published); // DNS was not touched
     expect(c.store.listOperations('srv-42', 5)).toEqual([]);
     c.store.full = false;
-    const { operation, created } = c.cutover.cutover('srv-42', 'transit-3');
+    const { operation, created } = await c.cutover.cutover('srv-42', 'transit-3');
     expect(created).toBe(true);
     const after = expectAgreement(c);
     expect(after.stored).toMatchObject({ overlays: ['srv-42>transit-3'], migration: 'reinstalling' });
@@ -196,38 +196,38 @@ describe('a failed commit leaves nothing behind', () => {
 
   test('cutback, retry, migration requests, moves, reinstalled, cancel: each refused while full, nothing changes, then succeeds', async () => {
     const c = controller();
-    const attempt = <T>(fn: () => T): T => {
+    const attempt = async <T>(fn: () => Promise<T>): Promise<T> => {
       const before = expectAgreement(c);
       const published = c.served.length;
       c.store.full = true;
-      unavailable(fn);
+      await unavailable(fn);
       c.store.full = false;
       expect(expectAgreement(c)).toEqual(before);
       expect(c.served.length).toBe(published);
-      const r = fn();
+      const r = await fn();
       expectAgreement(c);
       return r;
     };
-    attempt(() => c.migrations.request('srv-43', null));
-    attempt(() => c.migrations.cancel('srv-43'));
-    attempt(() => c.migrations.request('srv-42', null));
-    attempt(() => c.migrations.move('acme', 'transit', 'started'));
-    attempt(() => c.migrations.move('acme', 'transit', 'completed'));
-    attempt(() => c.cutover.cutover('srv-42', 'transit-3'));
+    await attempt(() => c.migrations.request('srv-43', null));
+    await attempt(() => c.migrations.cancel('srv-43'));
+    await attempt(() => c.migrations.request('srv-42', null));
+    await attempt(() => c.migrations.move('acme', 'transit', 'started'));
+    await attempt(() => c.migrations.move('acme', 'transit', 'completed'));
+    await attempt(() => c.cutover.cutover('srv-42', 'transit-3'));
     await c.cutover.idle();
-    attempt(() => c.migrations.reinstalled('srv-42'));
-    const { operation } = attempt(() => c.cutover.cutback('srv-42'));
+    await attempt(() => c.migrations.reinstalled('srv-42'));
+    const { operation } = await attempt(() => c.cutover.cutback('srv-42'));
     await c.cutover.idle();
     expect(c.cutover.getOperation(operation.id).state).toBe('succeeded');
     expect(c.migrations.get('srv-42')?.state).toBe('accounts_back');
-    attempt(() => c.migrations.move('acme', 'home', 'started'));
-    attempt(() => c.migrations.move('acme', 'home', 'completed'));
+    await attempt(() => c.migrations.move('acme', 'home', 'started'));
+    await attempt(() => c.migrations.move('acme', 'home', 'completed'));
     expect(c.migrations.get('srv-42')?.state).toBe('completed');
     // retry of a failed operation
-    const op = c.cutover.cutover('srv-43', 'transit-3').operation;
+    const op = (await c.cutover.cutover('srv-43', 'transit-3')).operation;
     await c.cutover.idle();
-    c.store.inner.commit({ operation: { ...c.store.getOperation(op.id)!, state: 'failed', error: { code: 'ROUTING_FAILED', message: 'scripted' } } });
-    const again = attempt(() => c.cutover.retry(op.id));
+    await c.store.inner.commit({ operation: { ...c.store.getOperation(op.id)!, state: 'failed', error: { code: 'ROUTING_FAILED', message: 'scripted' } } });
+    const again = await attempt(() => c.cutover.retry(op.id));
     expect(again.state).toBe('running');
     await c.cutover.idle();
     expect(c.cutover.getOperation(op.id).state).toBe('succeeded');
@@ -235,11 +235,11 @@ describe('a failed commit leaves nothing behind', () => {
 
   test('background routing that cannot store its progress neither applies nor reports it, and goes on once the store is back', async () => {
     const c = controller();
-    readyForReinstall(c);
-    c.cutover.cutover('srv-42', 'transit-3');
+    await readyForReinstall(c);
+    await c.cutover.cutover('srv-42', 'transit-3');
     await c.cutover.idle();
     c.backend.hold = true;
-    const { operation } = c.cutover.cutback('srv-42');
+    const { operation } = await c.cutover.cutback('srv-42');
     c.store.full = true;
     c.backend.release(); // routes are back; the commit that lifts the overlay fails, and is tried again
     while (c.store.refused < 2) await new Promise((r) => setTimeout(r, 5));
@@ -257,12 +257,12 @@ describe('a failed commit leaves nothing behind', () => {
     const c = controller();
     let n = 0;
     const commit = c.store.commit.bind(c.store);
-    c.store.commit = (ch) => {
+    c.store.commit = async (ch) => {
       // the request's commit goes through; the next few (background) do not
       if (ch.operation?.phase === 'routing' && n++ < 3) throw new StateUnavailableError('full');
-      commit(ch);
+      await commit(ch);
     };
-    const { operation } = c.cutover.cutover('srv-42', 'transit-3');
+    const { operation } = await c.cutover.cutover('srv-42', 'transit-3');
     expect(c.store.getOperation(operation.id)?.phase).toBe('dns_switched');
     expectAgreement(c);
     await c.cutover.idle();
@@ -274,14 +274,14 @@ describe('a failed commit leaves nothing behind', () => {
   test('TTL lowering that cannot be stored is not served, and is served once the store takes it', async () => {
     const c = controller();
     const reinstallAt = c.clock.t + 10 * 3600_000;
-    const m = c.migrations.request('srv-42', reinstallAt).migration;
+    const m = (await c.migrations.request('srv-42', reinstallAt)).migration;
     const lowerFrom = m.ttlPlan!.lowerFrom;
     const bytes = Buffer.from([203, 0, 113, 10]);
     expect(c.served.at(-1)?.ttlCapFor(bytes)).toBeUndefined();
     c.clock.t = lowerFrom;
     c.store.full = true;
     const before = { served: c.served.length, bump: c.store.getMeta('soa_serial_bump') ?? '0' };
-    c.migrations.tick();
+    await c.migrations.tick();
     expect(c.served.length).toBe(before.served);
     expect(c.served.at(-1)?.ttlCapFor(bytes)).toBeUndefined();
     c.store.full = false;
@@ -323,9 +323,9 @@ describe('a kill between commits (restart on the same file) never splits overlay
 
   test('cutover of a server ready for its reinstall', async () => {
     const commits = await killAfterEachCommit(
-      async (c) => readyForReinstall(c),
+      (c) => readyForReinstall(c),
       async (c) => {
-        c.cutover.cutover('srv-42', 'transit-3');
+        await c.cutover.cutover('srv-42', 'transit-3');
         await c.cutover.idle();
       },
       (c) => {
@@ -339,13 +339,13 @@ describe('a kill between commits (restart on the same file) never splits overlay
   test('cutback of a server being reinstalled', async () => {
     await killAfterEachCommit(
       async (c) => {
-        readyForReinstall(c);
-        c.cutover.cutover('srv-42', 'transit-3');
+        await readyForReinstall(c);
+        await c.cutover.cutover('srv-42', 'transit-3');
         await c.cutover.idle();
-        c.migrations.reinstalled('srv-42');
+        await c.migrations.reinstalled('srv-42');
       },
       async (c) => {
-        c.cutover.cutback('srv-42');
+        await c.cutover.cutback('srv-42');
         await c.cutover.idle();
       },
       (c) => {

@@ -64,11 +64,20 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function setup(path?: string) {
+/** `commitDelayMs`: every commit resolves that much later (a store across the network, as etcd). */
+function setup(path?: string, opts: { commitDelayMs?: number } = {}) {
   const file = path ?? join(mkdtempSync(join(tmpdir(), 'fc-svc-')), 'state.db');
   if (!path) dirs.push(join(file, '..'));
-  const store = openSqliteStore(file);
-  stores.push(store);
+  const sqlite = openSqliteStore(file);
+  stores.push(sqlite);
+  const delay = opts.commitDelayMs;
+  const store: StateStore = delay === undefined ? sqlite : {
+    ...sqlite,
+    async commit(change) {
+      await new Promise((r) => setTimeout(r, delay));
+      await sqlite.commit(change);
+    },
+  };
   const backend = new ScriptedBackend();
   const overlays: (CompiledOverlay | null)[] = [];
   let t = 1_000_000;
@@ -89,9 +98,9 @@ function setup(path?: string) {
   return { file, store, backend, svc, overlays, dnsAnswer };
 }
 
-const codeOf = (fn: () => unknown) => {
+const codeOf = async (fn: () => unknown) => {
   try {
-    fn();
+    await fn();
   } catch (err) {
     if (err instanceof ServiceError) return err.code;
     throw err;
@@ -102,7 +111,7 @@ const codeOf = (fn: () => unknown) => {
 describe('cutover service', () => {
   test('cutover: the overlay is durable and active before the call returns; routing follows', async () => {
     const { svc, store, backend, dnsAnswer } = setup();
-    const { operation, created } = svc.cutover('srv-42', 'transit-3');
+    const { operation, created } = await svc.cutover('srv-42', 'transit-3');
     expect(created).toBe(true);
     expect(operation.state).toBe('running');
     expect(operation.times.dnsSwitched).not.toBeNull();
@@ -120,7 +129,7 @@ describe('cutover service', () => {
   });
 
   test.each([
-    ['the same cutover again returns the same operation', (s: CutoverService) => s.cutover('srv-42', 'transit-3').created, false],
+    ['the same cutover again returns the same operation', async (s: CutoverService) => (await s.cutover('srv-42', 'transit-3')).created, false],
     ['a cutover to another transit', (s: CutoverService) => codeOf(() => s.cutover('srv-42', 'transit-4')), 'ALREADY_CUT_OVER'],
     ['another server onto the same transit', (s: CutoverService) => codeOf(() => s.cutover('srv-43', 'transit-3')), 'TRANSIT_IN_USE'],
     ['an unknown server', (s: CutoverService) => codeOf(() => s.cutover('srv-99', 'transit-3')), 'SERVER_NOT_FOUND'],
@@ -130,22 +139,22 @@ describe('cutover service', () => {
     ['an unknown operation', (s: CutoverService) => codeOf(() => s.getOperation('op-nope')), 'OPERATION_NOT_FOUND'],
   ])('after a cutover of srv-42 to transit-3: %s', async (_n, act, expected) => {
     const { svc } = setup();
-    svc.cutover('srv-42', 'transit-3');
+    await svc.cutover('srv-42', 'transit-3');
     await svc.idle();
-    expect(act(svc)).toBe(expected);
+    expect(await act(svc)).toBe(expected);
   });
 
-  test('a transit that cannot take all addresses is refused before anything changes', () => {
+  test('a transit that cannot take all addresses is refused before anything changes', async () => {
     const { svc, overlays } = setup();
-    expect(codeOf(() => svc.cutover('srv-42', 'transit-s'))).toBe('TRANSIT_TOO_SMALL');
+    expect(await codeOf(() => svc.cutover('srv-42', 'transit-s'))).toBe('TRANSIT_TOO_SMALL');
     expect(overlays).toEqual([]);
   });
 
   test('every overlay change bumps the served SOA serial, durably; a restart restores it without a bump', async () => {
     const first = setup();
-    first.svc.cutover('srv-42', 'transit-3');
+    await first.svc.cutover('srv-42', 'transit-3');
     await first.svc.idle();
-    first.svc.cutback('srv-42');
+    await first.svc.cutback('srv-42');
     await first.svc.idle();
     const bumps = first.overlays.map((o) => o?.serialBump('example.test.') ?? 0);
     expect(bumps).toEqual([1, 2]);
@@ -160,31 +169,31 @@ describe('cutover service', () => {
   test('routing that fails for good: operation failed with the reason, overlay stays; retry succeeds', async () => {
     const { svc, backend, dnsAnswer } = setup();
     backend.steps = ['final'];
-    const { operation } = svc.cutover('srv-42', 'transit-3');
+    const { operation } = await svc.cutover('srv-42', 'transit-3');
     await svc.idle();
     const failed = svc.getOperation(operation.id);
     expect(failed.state).toBe('failed');
     expect(failed.error).toEqual({ code: 'ROUTING_FAILED', message: 'scripted final failure' });
     expect(failed.addresses.find((a) => a.address === '203.0.113.11')?.result).toBe('failed');
     expect(dnsAnswer('203.0.113.10')).not.toBeNull();
-    const again = svc.retry(operation.id);
+    const again = await svc.retry(operation.id);
     expect(again.state).toBe('running');
     await svc.idle();
     expect(svc.getOperation(operation.id).state).toBe('succeeded');
     expect(svc.getOperation(operation.id).attempts).toBe(2);
-    expect(codeOf(() => svc.retry(operation.id))).toBe('NOT_RETRYABLE');
+    expect(await codeOf(() => svc.retry(operation.id))).toBe('NOT_RETRYABLE');
   });
 
   test('cutback: routes go back first, the overlay is lifted only when they are', async () => {
     const { svc, backend, dnsAnswer, store } = setup();
-    svc.cutover('srv-42', 'transit-3');
+    await svc.cutover('srv-42', 'transit-3');
     await svc.idle();
     backend.steps = ['hang'];
-    const { operation } = svc.cutback('srv-42');
+    const { operation } = await svc.cutback('srv-42');
     await waitFor('the cutback to reach the backend', () => backend.calls.length === 2);
     expect(dnsAnswer('203.0.113.10')).not.toBeNull(); // still on the transit while routing runs
-    expect(svc.cutback('srv-42')).toEqual({ operation: expect.objectContaining({ id: operation.id }), created: false });
-    expect(codeOf(() => svc.cutover('srv-42', 'transit-3'))).toBe('OPERATION_IN_PROGRESS');
+    expect(await svc.cutback('srv-42')).toEqual({ operation: expect.objectContaining({ id: operation.id }), created: false });
+    expect(await codeOf(() => svc.cutover('srv-42', 'transit-3'))).toBe('OPERATION_IN_PROGRESS');
     backend.unblock();
     await svc.idle();
     expect(svc.getOperation(operation.id).state).toBe('succeeded');
@@ -196,14 +205,14 @@ describe('cutover service', () => {
 
   test('a failed cutback keeps the overlay; cutback again retries it', async () => {
     const { svc, backend, dnsAnswer } = setup();
-    svc.cutover('srv-42', 'transit-3');
+    await svc.cutover('srv-42', 'transit-3');
     await svc.idle();
     backend.steps = ['final'];
-    const first = svc.cutback('srv-42').operation;
+    const first = (await svc.cutback('srv-42')).operation;
     await svc.idle();
     expect(svc.getOperation(first.id).state).toBe('failed');
     expect(dnsAnswer('203.0.113.10')).not.toBeNull();
-    const second = svc.cutback('srv-42');
+    const second = await svc.cutback('srv-42');
     expect(second.operation.id).toBe(first.id);
     await svc.idle();
     expect(svc.getOperation(first.id).state).toBe('succeeded');
@@ -213,7 +222,7 @@ describe('cutover service', () => {
   test('waitFor resolves when the operation finishes, or returns it as it is at the deadline', async () => {
     const { svc, backend } = setup();
     backend.steps = ['hang'];
-    const { operation } = svc.cutover('srv-42', 'transit-3');
+    const { operation } = await svc.cutover('srv-42', 'transit-3');
     expect((await svc.waitFor(operation.id, 30)).state).toBe('running');
     const waiting = svc.waitFor(operation.id, 5000);
     backend.unblock();
@@ -223,7 +232,7 @@ describe('cutover service', () => {
   test('after a restart the overlay is active again and an unfinished operation is resumed', async () => {
     const first = setup();
     first.backend.steps = ['hang'];
-    const { operation } = first.svc.cutover('srv-42', 'transit-3');
+    const { operation } = await first.svc.cutover('srv-42', 'transit-3');
     first.store.close(); // the process dies here: routing never finished
     const second = setup(first.file);
     second.svc.resume();
@@ -238,5 +247,22 @@ describe('cutover service', () => {
   test('a second store on the same file is refused', () => {
     const { file } = setup();
     expect(() => openSqliteStore(file)).toThrow(StateLockedError);
+  });
+});
+
+describe('a store whose commits take time (across the network, as etcd)', () => {
+  test('requests asked at the same time are taken one after the other: one operation per server, one server per transit', async () => {
+    const { svc, store } = setup(undefined, { commitDelayMs: 5 });
+    const [a, b] = await Promise.all([svc.cutover('srv-42', 'transit-3'), svc.cutover('srv-42', 'transit-3')]);
+    expect([a.created, b.created]).toEqual([true, false]);
+    expect(b.operation.id).toBe(a.operation.id);
+    await svc.idle();
+    const other = await Promise.allSettled([svc.cutover('srv-43', 'transit-3'), svc.cutback('srv-42')]);
+    expect(other[0]).toMatchObject({ status: 'rejected', reason: { code: 'TRANSIT_IN_USE' } });
+    expect(other[1]).toMatchObject({ status: 'fulfilled', value: { created: true } });
+    await svc.idle();
+    expect(store.listOperations('srv-42', 10).map((o) => [o.direction, o.state])).toEqual([['cutback', 'succeeded'], ['cutover', 'succeeded']]);
+    expect(store.listOperations('srv-43', 10)).toEqual([]);
+    expect(store.load().overlays).toEqual([]);
   });
 });

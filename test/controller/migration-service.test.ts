@@ -51,9 +51,9 @@ function setup(file?: string, start = Date.UTC(2026, 10, 28, 12)) {
   return { svc, store, published, clock, path };
 }
 
-const code = (fn: () => unknown) => {
+const code = async (fn: () => unknown) => {
   try {
-    fn();
+    await fn();
     return 'ok';
   } catch (err) {
     if (err instanceof MigrationError) return err.code;
@@ -62,9 +62,10 @@ const code = (fn: () => unknown) => {
 };
 
 describe('migration service', () => {
-  test('first come, first served per profile; a freed transit goes to the next of its profile at once', () => {
+  test('first come, first served per profile; a freed transit goes to the next of its profile at once', async () => {
     const { svc } = setup();
-    const results = ['a1', 'a2', 'b1', 'a3'].map((s) => svc.request(s, null).migration);
+    const results = [];
+    for (const s of ['a1', 'a2', 'b1', 'a3']) results.push((await svc.request(s, null)).migration);
     expect(results.map((m) => [m.server, m.state, m.transit])).toEqual([
       // b1 has no accounts: it is ready for its reinstall as soon as it has a transit
       ['a1', 'transit_assigned', 'ts'], ['a2', 'waiting_for_transit', null], ['b1', 'ready_for_reinstall', 'tb'], ['a3', 'waiting_for_transit', null],
@@ -72,19 +73,19 @@ describe('migration service', () => {
     expect(svc.view('a2').queuePosition).toBe(1);
     expect(svc.view('a3').queuePosition).toBe(2);
     expect(svc.transits().queue.map((q) => q.server)).toEqual(['a2', 'a3']);
-    svc.cancel('a1');
+    await svc.cancel('a1');
     expect(svc.get('a2')).toMatchObject({ state: 'ready_for_reinstall', transit: 'ts' });
     expect(svc.view('a3').queuePosition).toBe(1);
     expect(svc.get('b1')?.transit).toBe('tb');
   });
 
-  test('cancel is refused while an account is on the transit, saying what is in the way', () => {
+  test('cancel is refused while an account is on the transit, saying what is in the way', async () => {
     const { svc } = setup();
-    svc.request('a1', null);
-    svc.move('acme', 'transit', 'started');
-    svc.move('acme', 'transit', 'completed');
+    await svc.request('a1', null);
+    await svc.move('acme', 'transit', 'started');
+    await svc.move('acme', 'transit', 'completed');
     try {
-      svc.cancel('a1');
+      await svc.cancel('a1');
       throw new Error('not refused');
     } catch (err) {
       expect(err).toBeInstanceOf(MigrationError);
@@ -93,48 +94,48 @@ describe('migration service', () => {
     }
   });
 
-  test("an account's zones follow it at the completion of its move, and only its zones", () => {
+  test("an account's zones follow it at the completion of its move, and only its zones", async () => {
     const { svc, published } = setup();
-    svc.request('a1', null);
-    svc.move('acme', 'transit', 'started');
+    await svc.request('a1', null);
+    await svc.move('acme', 'transit', 'started');
     expect(published.accounts).toEqual([]);
-    svc.move('acme', 'transit', 'completed');
+    await svc.move('acme', 'transit', 'completed');
     expect(published.accounts).toEqual([expect.objectContaining({ account: 'acme', zones: ['acme.test.'], transit: 'ts', pairs: [{ address: '203.0.113.1', transitAddress: '198.51.100.1', family: 4 }] })]);
-    expect(code(() => svc.move('acme', 'transit', 'started'))).toBe('MOVE_NOT_ALLOWED');
-    expect(code(() => svc.move('nobody', 'transit', 'started'))).toBe('ACCOUNT_NOT_FOUND');
+    expect(await code(() => svc.move('acme', 'transit', 'started'))).toBe('MOVE_NOT_ALLOWED');
+    expect(await code(() => svc.move('nobody', 'transit', 'started'))).toBe('ACCOUNT_NOT_FOUND');
   });
 
-  test('TTLs are lowered from reinstall_at − (largest TTL + margin), driven by the clock', () => {
+  test('TTLs are lowered from reinstall_at − (largest TTL + margin), driven by the clock', async () => {
     const { svc, published, clock } = setup();
     const reinstallAt = clock.t + 10 * 3600_000;
-    const m = svc.request('a1', reinstallAt).migration;
+    const m = (await svc.request('a1', reinstallAt)).migration;
     expect(m.ttlPlan).toMatchObject({ lowerFrom: reinstallAt - (3600 + 300) * 1000, loweredTtl: 60 });
-    svc.tick();
+    await svc.tick();
     expect(published.lowered).toEqual([]);
     clock.t = m.ttlPlan!.lowerFrom - 1;
-    svc.tick();
+    await svc.tick();
     expect(published.lowered).toEqual([]);
     clock.t = m.ttlPlan!.lowerFrom;
-    svc.tick();
+    await svc.tick();
     expect(published.lowered).toEqual([{ server: 'a1', addresses: [{ address: '203.0.113.1', family: 4 }], ttl: 60 }]);
     // a cutover later than cacheSafeAt is cache-safe
     expect(svc.view('a1').migration.ttlPlan!.cacheSafeAt).toBe(m.ttlPlan!.lowerFrom + (3600 - 60) * 1000);
   });
 
-  test('billing: free for 14 days from assignment, then prorated by the days of the month', () => {
+  test('billing: free for 14 days from assignment, then prorated by the days of the month', async () => {
     const { svc, clock } = setup(undefined, Date.UTC(2026, 1, 1, 0)); // 1 Feb 2026 (28 days)
-    svc.request('a1', null);
+    await svc.request('a1', null);
     clock.t += 14 * 86_400_000;
     expect(svc.view('a1').billing).toMatchObject({ billableDays: 0, amount: '0.00' });
     clock.t += 1;
     expect(svc.view('a1').billing).toMatchObject({ billableDays: 1, amount: '1.07', currency: 'EUR' }); // 30.00 / 28
   });
 
-  test('after a restart, migrations and account overlays come back', () => {
+  test('after a restart, migrations and account overlays come back', async () => {
     const first = setup();
-    first.svc.request('a1', null);
-    first.svc.move('acme', 'transit', 'started');
-    first.svc.move('acme', 'transit', 'completed');
+    await first.svc.request('a1', null);
+    await first.svc.move('acme', 'transit', 'started');
+    await first.svc.move('acme', 'transit', 'completed');
     first.store.close();
     stores.length = 0;
     const second = setup(first.path);

@@ -32,9 +32,9 @@ function composer(file: string, opts: { indexed?: boolean } = {}) {
   const dns: DnsOverlayPort = { apply: (o) => published.push(o), zonesChangedBy: (delta) => zonesChangedBy(f.zones, delta) };
   const c = new OverlayComposer({ dns, store, ttlCap: 60 });
   const serials = () => Object.fromEntries(ZONES.map((z) => [z, c.serialBump(z)]));
-  const change = (servers: ServerOverlay[]) => {
+  const change = async (servers: ServerOverlay[]) => {
     const staged = c.stageServers(servers);
-    store.commit(staged.change);
+    await store.commit(staged.change);
     staged.apply();
     return staged.change;
   };
@@ -56,20 +56,20 @@ describe('serial bumps per zone', () => {
     ['an address served by example.test. and second.test.', [cutover('192.0.2.80')], { 'example.test.': 1, 'second.test.': 1, 'child.example.test.': 0 }],
     ['an address served by example.test. and its child zone', [cutover('192.0.2.60')], { 'example.test.': 1, 'second.test.': 0, 'child.example.test.': 1 }],
     ['an address no zone serves', [cutover('192.0.2.222')], { 'example.test.': 0, 'second.test.': 0, 'child.example.test.': 0 }],
-  ])('a cutover of %s bumps exactly the zones serving it', (_name, servers, expected) => {
+  ])('a cutover of %s bumps exactly the zones serving it', async (_name, servers, expected) => {
     const t = composer(newFile());
-    t.change(servers);
+    await t.change(servers);
     expect(t.serials()).toEqual(expected);
     // what DNS was given carries the same bumps
     expect(Object.fromEntries(ZONES.map((z) => [z, t.published.at(-1)?.serialBump(z) ?? 0]))).toEqual(expected);
   });
 
-  test('bumps are stored: a restart serves them again, without a bump; the next change goes on from them', () => {
+  test('bumps are stored: a restart serves them again, without a bump; the next change goes on from them', async () => {
     const file = newFile();
     const first = composer(file);
-    first.change([cutover('192.0.2.25')]);
-    first.change([]);
-    first.change([cutover('192.0.2.80')]);
+    await first.change([cutover('192.0.2.25')]);
+    await first.change([]);
+    await first.change([cutover('192.0.2.80')]);
     expect(first.serials()).toEqual({ 'example.test.': 3, 'second.test.': 1, 'child.example.test.': 0 });
     first.store.close();
     stores.splice(stores.indexOf(first.store), 1);
@@ -77,32 +77,32 @@ describe('serial bumps per zone', () => {
     const second = composer(file);
     second.c.restoreServers([cutover('192.0.2.80')]);
     expect(second.serials()).toEqual({ 'example.test.': 3, 'second.test.': 1, 'child.example.test.': 0 });
-    second.change([]);
+    await second.change([]);
     expect(second.serials()).toEqual({ 'example.test.': 4, 'second.test.': 2, 'child.example.test.': 0 });
   });
 
-  test('the same overlay again: no bump, nothing stored', () => {
+  test('the same overlay again: no bump, nothing stored', async () => {
     const t = composer(newFile());
-    t.change([cutover('192.0.2.25')]);
-    expect(t.change([cutover('192.0.2.25')])).toEqual({});
+    await t.change([cutover('192.0.2.25')]);
+    expect(await t.change([cutover('192.0.2.25')])).toEqual({});
     expect(t.serials()['example.test.']).toBe(1);
   });
 
-  test('DNS cannot tell (a zone without an address index): every zone is bumped, through the shared bump', () => {
+  test('DNS cannot tell (a zone without an address index): every zone is bumped, through the shared bump', async () => {
     const t = composer(newFile(), { indexed: false });
-    expect(t.change([cutover('192.0.2.25')]).meta).toEqual({ soa_serial_bump: '1' });
+    expect((await t.change([cutover('192.0.2.25')])).meta).toEqual({ soa_serial_bump: '1' });
     expect(t.serials()).toEqual({ 'example.test.': 1, 'second.test.': 1, 'child.example.test.': 1 });
   });
 
-  test('a state stored before per-zone bumps (one shared bump) keeps every serial, then goes on per zone', () => {
+  test('a state stored before per-zone bumps (one shared bump) keeps every serial, then goes on per zone', async () => {
     const file = newFile();
     const old = openSqliteStore(file);
-    old.commit({ meta: { soa_serial_bump: '41' } });
+    await old.commit({ meta: { soa_serial_bump: '41' } });
     old.close();
     const t = composer(file);
     t.c.restoreServers([]);
     expect(t.serials()).toEqual({ 'example.test.': 41, 'second.test.': 41, 'child.example.test.': 41 });
-    t.change([cutover('192.0.2.25')]);
+    await t.change([cutover('192.0.2.25')]);
     expect(t.serials()).toEqual({ 'example.test.': 42, 'second.test.': 41, 'child.example.test.': 41 });
   });
 });

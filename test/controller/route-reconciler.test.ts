@@ -108,7 +108,7 @@ function setup(opts: { mode?: ReconcileMode; intervalMs?: number } = {}) {
 }
 
 async function cutOver(s: ReturnType<typeof setup>) {
-  const { operation } = s.cutover.cutover('srv-42', 'transit-3');
+  const { operation } = await s.cutover.cutover('srv-42', 'transit-3');
   await s.cutover.idle();
   expect(s.cutover.getOperation(operation.id).state).toBe('succeeded');
   expect(s.net.at.get(A)).toBe('transit-3');
@@ -234,7 +234,7 @@ describe('the reconcile loop', () => {
     const s = setup();
     let release!: () => void;
     s.net.duringApply = () => new Promise<void>((r) => (release = r));
-    const { operation } = s.cutover.cutover('srv-42', 'transit-3');
+    const { operation } = await s.cutover.cutover('srv-42', 'transit-3');
     await waitFor('the cutover applying', () => s.net.applies.length === 1);
     const pass = await s.rec.reconcile();
     expect(pass).toMatchObject({ leftToOperations: 2, repaired: 0 });
@@ -260,7 +260,7 @@ describe('the reconcile loop', () => {
       if (accepted) return;
       accepted = true;
       s.net.duringApply = undefined;
-      s.cutover.cutover('srv-42', 'transit-3'); // its routing waits for the lane
+      await s.cutover.cutover('srv-42', 'transit-3'); // its routing waits for the lane
     };
     await s.rec.reconcile();
     await s.cutover.idle();
@@ -275,13 +275,13 @@ describe('the reconcile loop', () => {
   test('a repair decided before a cutover was accepted is dropped when the lane frees', async () => {
     const s = setup();
     await cutOver(s);
-    s.cutover.cutback('srv-42');
+    await s.cutover.cutback('srv-42');
     await s.cutover.idle();
     s.net.at.set(A, null);
     // the pass reads, then waits for the lane while an operation holds it
     let release!: () => void;
     s.net.duringApply = () => new Promise<void>((r) => (release = r));
-    s.cutover.cutover('srv-42', 'transit-3');
+    await s.cutover.cutover('srv-42', 'transit-3');
     await waitFor('the second cutover applying', () => s.net.applies.length === 3);
     s.net.duringApply = undefined;
     const pass = s.rec.reconcile();

@@ -8,26 +8,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT, startController, type ControllerHandle } from '../support/controller.js';
-import { FakeRobot } from '../support/fake-robot.js';
+import type { FakeRobot } from '../support/fake-robot.js';
+import { SRV, startLabRobot, TRANSIT } from '../support/replica-lab.js';
 import { waitFor } from '../support/wait-for.js';
 import { buildQuery, decode, ipOf, T, udpExchange } from '../dns/tiny-dns.js';
 
 const ZONES = join(REPO_ROOT, 'test', 'fixtures', 'cutover');
-const SRV = { ip: '192.0.2.42', v6: '2001:db8:aaaa::' };
-const TRANSIT = { ip: '192.0.2.43', v6: '2001:db8:bbbb::' };
 
 let robot: FakeRobot;
 const dirs: string[] = [];
 beforeAll(async () => {
-  robot = await FakeRobot.start({
-    username: 'robot-user', password: 'robot-secret-pw',
-    servers: [{ ip: SRV.ip, ipv6Net: SRV.v6 }, { ip: TRANSIT.ip, ipv6Net: TRANSIT.v6 }],
-    failovers: [
-      { ip: '203.0.113.10', serverIp: SRV.ip, activeServerIp: SRV.ip },
-      { ip: '203.0.113.11', serverIp: SRV.ip, activeServerIp: SRV.ip },
-      { ip: '2001:db8:42::', serverIp: SRV.ip, serverIpv6Net: SRV.v6, activeServerIp: SRV.v6 },
-    ],
-  });
+  robot = await startLabRobot();
 });
 afterAll(async () => {
   await robot?.close();

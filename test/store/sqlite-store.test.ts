@@ -36,10 +36,10 @@ const operation = (id: string, n: number): Operation => ({
 } as unknown as Operation);
 
 describe('state file', () => {
-  test('created where no file exists, complete with its schema version; opened again as it is', () => {
+  test('created where no file exists, complete with its schema version; opened again as it is', async () => {
     const file = join(tmp, 'new', 'state.db');
     const store = openSqliteStore(file);
-    store.commit({ meta: { soa_serial_bump: '7' } });
+    await store.commit({ meta: { soa_serial_bump: '7' } });
     store.close();
     expect(readdirSync(join(tmp, 'new')).filter((f) => f.startsWith('.'))).toEqual([]); // no temporary file left
     const db = new Database(file, { readonly: true });
@@ -98,12 +98,12 @@ describe('state file', () => {
 });
 
 describe('meta values', () => {
-  test('metaEntries gives every value under a prefix, and only those; null deletes', () => {
+  test('metaEntries gives every value under a prefix, and only those; null deletes', async () => {
     const store = openSqliteStore(join(tmp, 'meta', 'state.db'));
     try {
-      store.commit({ meta: { soa_serial_bump: '3', 'soa_serial_bump:a.test.': '1', 'soa_serial_bump:b.test.': '2', 'soa_serial_bump;': 'x', soa_serial_bumpz: 'y' } });
+      await store.commit({ meta: { soa_serial_bump: '3', 'soa_serial_bump:a.test.': '1', 'soa_serial_bump:b.test.': '2', 'soa_serial_bump;': 'x', soa_serial_bumpz: 'y' } });
       expect(store.metaEntries('soa_serial_bump:')).toEqual(new Map([['soa_serial_bump:a.test.', '1'], ['soa_serial_bump:b.test.', '2']]));
-      store.commit({ meta: { 'soa_serial_bump:a.test.': null } });
+      await store.commit({ meta: { 'soa_serial_bump:a.test.': null } });
       expect([...store.metaEntries('soa_serial_bump:').keys()]).toEqual(['soa_serial_bump:b.test.']);
       expect(store.metaEntries('nothing:').size).toBe(0);
     } finally {
@@ -121,10 +121,10 @@ describe('a full disk', () => {
     await fs?.unmount();
   });
 
-  test('a commit that does not fit throws StateUnavailableError, changes nothing, and goes through once space is back', () => {
+  test('a commit that does not fit rejects with StateUnavailableError, changes nothing, and goes through once space is back', async () => {
     const store = openSqliteStore(join(fs.dir, 'state.db'));
     try {
-      store.commit({ operation: operation('op-1', 1), meta: { soa_serial_bump: '1' } });
+      await store.commit({ operation: operation('op-1', 1), meta: { soa_serial_bump: '1' } });
       let refused = 0;
       let n = 2;
       // commits of ~3 pages each until the disk is full: every one is all or nothing
@@ -132,7 +132,7 @@ describe('a full disk', () => {
       for (; n < 200; n++) {
         const change = { operation: operation(`op-${n}`, n), overlay: { server: `srv-${n}`, value: null }, meta: { soa_serial_bump: String(n) } };
         try {
-          store.commit(change);
+          await store.commit(change);
         } catch (err) {
           expect(err).toBeInstanceOf(StateUnavailableError);
           expect((err as Error).message).toMatch(/SQLITE_FULL|SQLITE_IOERR/);
@@ -145,7 +145,7 @@ describe('a full disk', () => {
       expect(store.getMeta('soa_serial_bump')).toBe(String(n - 1));
       expect(store.getOperation(`op-${n - 1}`)?.id).toBe(`op-${n - 1}`);
       fs.release();
-      store.commit({ operation: operation(`op-${n}`, n), meta: { soa_serial_bump: String(n) } });
+      await store.commit({ operation: operation(`op-${n}`, n), meta: { soa_serial_bump: String(n) } });
       expect(store.getOperation(`op-${n}`)?.id).toBe(`op-${n}`);
       expect(store.getMeta('soa_serial_bump')).toBe(String(n));
     } finally {

@@ -101,9 +101,9 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
     afterEach(close);
     afterAll(() => harness.cleanup());
 
-    test('a new store is empty; an empty change leaves it so', () => {
-      s().commit({});
-      s().commit({ routes: [], meta: {}, migrations: [] });
+    test('a new store is empty; an empty change leaves it so', async () => {
+      await s().commit({});
+      await s().commit({ routes: [], meta: {}, migrations: [] });
       expect(s().load()).toEqual({ overlays: [], operations: [] });
       expect(s().getOperation('op-1')).toBeUndefined();
       expect(s().listOperations('srv-1', 10)).toEqual([]);
@@ -115,10 +115,10 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
     });
 
     /** What is committed, and what it reads as: at once and after reopening the storage. */
-    const roundTrips: { what: string; write: (s: StateStore) => void; read: (s: StateStore, t: { before: number; after: number }) => void }[] = [
+    const roundTrips: { what: string; write: (s: StateStore) => Promise<void>; read: (s: StateStore, t: { before: number; after: number }) => void }[] = [
       {
         what: 'an operation, every field',
-        write: (st) => st.commit({ operation: operation('op-1', 'srv-1', 1000) }),
+        write: async (st) => st.commit({ operation: operation('op-1', 'srv-1', 1000) }),
         read: (st) => {
           expect(st.getOperation('op-1')).toEqual(operation('op-1', 'srv-1', 1000));
           expect(st.listOperations('srv-1', 10)).toEqual([operation('op-1', 'srv-1', 1000)]);
@@ -126,10 +126,10 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
       },
       {
         what: 'an operation committed again under its id replaces it',
-        write: (st) => {
-          st.commit({ operation: operation('op-1', 'srv-1', 1000, 'running') });
-          st.commit({ operation: operation('op-1', 'srv-1', 1000, 'failed', 1) });
-          st.commit({ operation: operation('op-1', 'srv-1', 1000, 'succeeded', 2) });
+        write: async (st) => {
+          await st.commit({ operation: operation('op-1', 'srv-1', 1000, 'running') });
+          await st.commit({ operation: operation('op-1', 'srv-1', 1000, 'failed', 1) });
+          await st.commit({ operation: operation('op-1', 'srv-1', 1000, 'succeeded', 2) });
         },
         read: (st) => {
           expect(st.getOperation('op-1')).toEqual(operation('op-1', 'srv-1', 1000, 'succeeded', 2));
@@ -138,30 +138,30 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
       },
       {
         what: 'overlays, set and cleared per server (clearing an absent one is no error)',
-        write: (st) => {
-          st.commit({ overlay: { server: 'srv-1', value: overlay('srv-1', 'transit-1', 1) } });
-          st.commit({ overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-2', 2) } });
-          st.commit({ overlay: { server: 'srv-3', value: overlay('srv-3', 'transit-3', 3) } });
-          st.commit({ overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-4', 4) } });
-          st.commit({ overlay: { server: 'srv-1', value: null } });
-          st.commit({ overlay: { server: 'srv-5', value: null } });
+        write: async (st) => {
+          await st.commit({ overlay: { server: 'srv-1', value: overlay('srv-1', 'transit-1', 1) } });
+          await st.commit({ overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-2', 2) } });
+          await st.commit({ overlay: { server: 'srv-3', value: overlay('srv-3', 'transit-3', 3) } });
+          await st.commit({ overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-4', 4) } });
+          await st.commit({ overlay: { server: 'srv-1', value: null } });
+          await st.commit({ overlay: { server: 'srv-5', value: null } });
         },
         read: (st) => expect(sorted(st.load().overlays)).toEqual([overlay('srv-2', 'transit-4', 4), overlay('srv-3', 'transit-3', 3)]),
       },
       {
         what: 'routes, a later entry for an address winning (also within one commit)',
-        write: (st) => {
-          st.commit({ routes: [{ address: '192.0.2.10', host: 'srv-1' }, { address: '2001:db8::10', host: 'srv-1' }] });
-          st.commit({ routes: [{ address: '192.0.2.10', host: 'transit-3' }, { address: '192.0.2.11', host: 'srv-1' }, { address: '192.0.2.11', host: 'srv-2' }] });
-          st.commit({ routes: [] });
+        write: async (st) => {
+          await st.commit({ routes: [{ address: '192.0.2.10', host: 'srv-1' }, { address: '2001:db8::10', host: 'srv-1' }] });
+          await st.commit({ routes: [{ address: '192.0.2.10', host: 'transit-3' }, { address: '192.0.2.11', host: 'srv-1' }, { address: '192.0.2.11', host: 'srv-2' }] });
+          await st.commit({ routes: [] });
         },
         read: (st) => expect(st.routes()).toEqual(new Map([['192.0.2.10', 'transit-3'], ['2001:db8::10', 'srv-1'], ['192.0.2.11', 'srv-2']])),
       },
       {
         what: 'meta, set, replaced and deleted with null (deleting an absent key is no error; "" is a value)',
-        write: (st) => {
-          st.commit({ meta: { soa_serial_bump: '1', a: 'x', empty: '' } });
-          st.commit({ meta: { soa_serial_bump: '4294967295', a: null, never: null } });
+        write: async (st) => {
+          await st.commit({ meta: { soa_serial_bump: '1', a: 'x', empty: '' } });
+          await st.commit({ meta: { soa_serial_bump: '4294967295', a: null, never: null } });
         },
         read: (st) => {
           expect(st.getMeta('soa_serial_bump')).toBe('4294967295');
@@ -173,19 +173,19 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
       },
       {
         what: 'migrations, a later entry for the same server winning (also within one commit)',
-        write: (st) => {
-          st.commit({ migrations: [{ server: 'srv-1', value: migration('srv-1', 1) }, { server: 'srv-2', value: migration('srv-2', 1) }] });
-          st.commit({ migrations: [{ server: 'srv-1', value: migration('srv-1', 2) }, { server: 'srv-1', value: migration('srv-1', 3) }] });
+        write: async (st) => {
+          await st.commit({ migrations: [{ server: 'srv-1', value: migration('srv-1', 1) }, { server: 'srv-2', value: migration('srv-2', 1) }] });
+          await st.commit({ migrations: [{ server: 'srv-1', value: migration('srv-1', 2) }, { server: 'srv-1', value: migration('srv-1', 3) }] });
         },
         read: (st) => expect(sorted(st.migrations())).toEqual(sorted([migration('srv-1', 3), migration('srv-2', 1)])),
       },
       {
         what: 'inventory edits by kind and name, oldest first (an edit again moves it last), with when each was stored',
-        write: (st) => {
-          st.commit({ inventory: { kind: 'servers', name: 'a', value: { addresses: ['192.0.2.1'] } } });
-          st.commit({ inventory: { kind: 'transits', name: 'a', value: { addresses: ['198.51.100.1'] } } });
-          st.commit({ inventory: { kind: 'servers', name: 'b', value: { addresses: ['192.0.2.2'], nested: { list: [1, 'two', null, true] } } } });
-          st.commit({ inventory: { kind: 'servers', name: 'a', value: null } });
+        write: async (st) => {
+          await st.commit({ inventory: { kind: 'servers', name: 'a', value: { addresses: ['192.0.2.1'] } } });
+          await st.commit({ inventory: { kind: 'transits', name: 'a', value: { addresses: ['198.51.100.1'] } } });
+          await st.commit({ inventory: { kind: 'servers', name: 'b', value: { addresses: ['192.0.2.2'], nested: { list: [1, 'two', null, true] } } } });
+          await st.commit({ inventory: { kind: 'servers', name: 'a', value: null } });
         },
         read: (st, { before, after }) => {
           const edits = st.inventoryEdits();
@@ -204,7 +204,7 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
       },
       {
         what: 'every field in one commit',
-        write: (st) => st.commit(everything(1)),
+        write: async (st) => st.commit(everything(1)),
         read: (st) => {
           const e = everything(1);
           expect(st.getOperation('op-1')).toEqual(e.operation);
@@ -217,7 +217,7 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
       },
       {
         what: 'a merged change: what its parts would store, in the order given (a later part wins)',
-        write: (st) => st.commit(mergeStaged(
+        write: async (st) => st.commit(mergeStaged(
           staged({ operation: operation('op-1', 'srv-1', 1000), routes: [{ address: '192.0.2.10', host: 'srv-1' }], migrations: [{ server: 'srv-1', value: migration('srv-1', 1) }], meta: { a: '1' } }),
           null,
           staged({ routes: [{ address: '192.0.2.10', host: 'transit-3' }], migrations: [{ server: 'srv-1', value: migration('srv-1', 2) }], meta: { b: '2' } }),
@@ -233,7 +233,7 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
 
     test.each(roundTrips)('round trip, also after reopening: $what', async ({ write, read }) => {
       const before = Date.now();
-      write(s());
+      await write(s());
       const after = Date.now();
       read(s(), { before, after });
       await reopen();
@@ -268,14 +268,14 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
     });
 
     describe('listOperations: a server\'s operations, newest accepted first, equal times by when first stored (latest first)', () => {
-      beforeEach(() => {
-        s().commit({ operation: operation('op-a', 'srv-1', 100) });
-        s().commit({ operation: operation('op-b', 'srv-1', 300) });
-        s().commit({ operation: operation('op-x', 'srv-2', 400) });
-        s().commit({ operation: operation('op-c', 'srv-1', 200) });
-        s().commit({ operation: operation('op-d', 'srv-1', 300) });
+      beforeEach(async () => {
+        await s().commit({ operation: operation('op-a', 'srv-1', 100) });
+        await s().commit({ operation: operation('op-b', 'srv-1', 300) });
+        await s().commit({ operation: operation('op-x', 'srv-2', 400) });
+        await s().commit({ operation: operation('op-c', 'srv-1', 200) });
+        await s().commit({ operation: operation('op-d', 'srv-1', 300) });
         // stored again: its place does not change
-        s().commit({ operation: operation('op-b', 'srv-1', 300, 'succeeded') });
+        await s().commit({ operation: operation('op-b', 'srv-1', 300, 'succeeded') });
       });
 
       test.each([
@@ -295,13 +295,13 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
     });
 
     test('load: every active overlay and the operations not finished (pending or running), oldest accepted first', async () => {
-      s().commit({ operation: operation('op-late', 'srv-1', 300, 'pending'), overlay: { server: 'srv-1', value: overlay('srv-1', 'transit-1', 300) } });
-      s().commit({ operation: operation('op-early', 'srv-2', 100, 'running'), overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-2', 100) } });
-      s().commit({ operation: operation('op-mid', 'srv-3', 200, 'running') });
-      s().commit({ operation: operation('op-ok', 'srv-4', 150, 'succeeded') });
-      s().commit({ operation: operation('op-failed', 'srv-5', 160, 'failed') });
-      s().commit({ operation: operation('op-mid', 'srv-3', 200, 'succeeded') }); // finished since
-      s().commit({ operation: operation('op-ok', 'srv-4', 150, 'running', 1) }); // retried
+      await s().commit({ operation: operation('op-late', 'srv-1', 300, 'pending'), overlay: { server: 'srv-1', value: overlay('srv-1', 'transit-1', 300) } });
+      await s().commit({ operation: operation('op-early', 'srv-2', 100, 'running'), overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-2', 100) } });
+      await s().commit({ operation: operation('op-mid', 'srv-3', 200, 'running') });
+      await s().commit({ operation: operation('op-ok', 'srv-4', 150, 'succeeded') });
+      await s().commit({ operation: operation('op-failed', 'srv-5', 160, 'failed') });
+      await s().commit({ operation: operation('op-mid', 'srv-3', 200, 'succeeded') }); // finished since
+      await s().commit({ operation: operation('op-ok', 'srv-4', 150, 'running', 1) }); // retried
       const want = {
         overlays: [overlay('srv-1', 'transit-1', 300), overlay('srv-2', 'transit-2', 100)],
         operations: [operation('op-early', 'srv-2', 100, 'running'), operation('op-ok', 'srv-4', 150, 'running', 1), operation('op-late', 'srv-1', 300, 'pending')],
@@ -325,12 +325,12 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
       ];
 
       test.each(invalid)('$name', async ({ change }) => {
-        s().commit(everything(1));
-        s().commit({ operation: operation('op-2', 'srv-2', 2000), overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-2', 2) } });
+        await s().commit(everything(1));
+        await s().commit({ operation: operation('op-2', 'srv-2', 2000), overlay: { server: 'srv-2', value: overlay('srv-2', 'transit-2', 2) } });
         const before = snapshot(s());
         let err: unknown;
         try {
-          s().commit(change);
+          await s().commit(change);
         } catch (e) {
           err = e;
         }
@@ -340,7 +340,7 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
         await reopen();
         expect(snapshot(s())).toEqual(before);
         // and the store takes the next change
-        s().commit(everything(3));
+        await s().commit(everything(3));
         expect(s().getMeta('soa_serial_bump')).toBe('3');
       });
 
@@ -349,8 +349,8 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
         ['overlay', { overlay: { server: 'srv-1', value: null } }, { overlay: { server: 'srv-1', value: overlay('srv-1', 't', 1) } }],
         ['inventory', { inventory: { kind: 'servers', name: 'a', value: null } }, { inventory: { kind: 'servers', name: 'b', value: null } }],
         ['a meta key', { meta: { a: '1' } }, { meta: { a: '2' } }],
-      ] as [string, StateChange, StateChange][])('parts carrying two values for %s cannot be merged: nothing reaches the store', (_field, a, b) => {
-        s().commit(everything(1));
+      ] as [string, StateChange, StateChange][])('parts carrying two values for %s cannot be merged: nothing reaches the store', async (_field, a, b) => {
+        await s().commit(everything(1));
         const before = snapshot(s());
         expect(() => s().commit(mergeStaged(staged({ routes: [{ address: '192.0.2.99', host: 'x' }] }), staged(a), staged(b)).change)).toThrow(/two different values/);
         expect(snapshot(s())).toEqual(before);
@@ -358,8 +358,8 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
     });
 
     describe('values are the caller\'s own', () => {
-      test('changing what a read returned changes nothing stored', () => {
-        s().commit(everything(1));
+      test('changing what a read returned changes nothing stored', async () => {
+        await s().commit(everything(1));
         const before = snapshot(s());
         const op = s().getOperation('op-1')!;
         op.state = 'failed';
@@ -379,9 +379,9 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
         expect(snapshot(s())).toEqual(before);
       });
 
-      test('changing a change after its commit changes nothing stored', () => {
+      test('changing a change after its commit changes nothing stored', async () => {
         const change = everything(1);
-        s().commit(change);
+        await s().commit(change);
         const before = snapshot(s());
         change.operation!.state = 'failed';
         change.operation!.addresses[0].routedTo = 'elsewhere';
@@ -404,10 +404,10 @@ export function describeStateStoreContract(name: string, harness: StateStoreHarn
       ['metaEntries', (st: StateStore) => st.metaEntries('')],
       ['migrations', (st: StateStore) => st.migrations()],
       ['inventoryEdits', (st: StateStore) => st.inventoryEdits()],
-    ])('after close, %s throws', (_method, use) => {
+    ])('after close, %s throws (or rejects)', async (_method, use) => {
       const st = s();
       close();
-      expect(() => use(st)).toThrow();
+      await expect((async () => use(st))()).rejects.toThrow();
     });
   });
 }

@@ -60,6 +60,10 @@ export interface ControllerOptions {
   netns?: string;
   /** The program to start (default: CLI, the repository's build); e.g. an installed `failoverctl`. */
   cli?: string;
+  /** The API's port (default: a free one), e.g. to name it in cluster.advertise_api beforehand. */
+  apiPort?: number;
+  /** The API token (default: a new random one), e.g. one token for several replicas. */
+  token?: string;
 }
 
 export interface ControllerHandle {
@@ -94,8 +98,8 @@ export async function startController(opts: ControllerOptions): Promise<Controll
     if (ownDir) rmSync(dir, { recursive: true, force: true });
   };
   const dnsPort = await freePort();
-  const apiPort = await freePort();
-  const token = 'test-token-' + Math.random().toString(36).slice(2);
+  const apiPort = opts.apiPort ?? (await freePort());
+  const token = opts.token ?? 'test-token-' + Math.random().toString(36).slice(2);
   const base: Record<string, Record<string, unknown>> = {
     dns: { listen: [`127.0.0.1:${dnsPort}`], zones: opts.zonesDir },
     api: { listen: `127.0.0.1:${apiPort}`, token_env: 'FC_TEST_TOKEN' },

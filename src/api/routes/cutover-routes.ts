@@ -208,7 +208,7 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
     const transit = b.transit as string;
     if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${describeValue(transit)} is not a valid name`, 400);
     const until = untilParam(req);
-    const { operation, created } = svc.cutover(server, transit, { force: b.force === true });
+    const { operation, created } = await svc.cutover(server, transit, { force: b.force === true });
     await respondAccepted(res, svc, operation, created, wait, until);
   }));
   r.post('/servers/:server/cutback', wrap(async (req, res) => {
@@ -216,7 +216,7 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
     const wait = waitParam(req);
     const until = untilParam(req);
     body(req, {}, []);
-    const { operation, created } = svc.cutback(server);
+    const { operation, created } = await svc.cutback(server);
     await respondAccepted(res, svc, operation, created, wait, until);
   }));
   r.get('/servers', wrap((_req, res) => {
@@ -237,7 +237,7 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
     if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
     const wait = waitParam(req);
     body(req, {}, []);
-    await respondAccepted(res, svc, svc.retry(id), true, wait);
+    await respondAccepted(res, svc, await svc.retry(id), true, wait);
   }));
   return r;
 }

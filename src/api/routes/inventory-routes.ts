@@ -13,9 +13,9 @@ import { assertShallow, describeValue } from '../json-body.js';
 
 export function inventoryRoutes(svc: InventoryService): Router {
   const r = Router();
-  const wrap = (fn: (req: Request, res: Response) => void) => (req: Request, res: Response) => {
+  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
     try {
-      fn(req, res);
+      await fn(req, res);
     } catch (err) {
       if (err instanceof InventoryError) throw new ApiError(err.code as never, err.message, err.status, err.problems ? { problems: err.problems } : undefined);
       throw err;
@@ -30,7 +30,7 @@ export function inventoryRoutes(svc: InventoryService): Router {
     res.json(svc.list());
   }));
   for (const kind of ['servers', 'transits', 'accounts'] as InventoryKind[]) {
-    r.put(`/${kind}/:name`, wrap((req, res) => {
+    r.put(`/${kind}/:name`, wrap(async (req, res) => {
       const n = name(req);
       // the entry is validated as the config file is (recursively): bound its depth first
       assertShallow(req.body);
@@ -38,11 +38,11 @@ export function inventoryRoutes(svc: InventoryService): Router {
       if (b && typeof b === 'object' && !Array.isArray(b) && b.name !== undefined && typeof b.name !== 'string') {
         throw new ApiError('BAD_REQUEST', `name: must be a string, not ${describeValue(b.name)}`, 400);
       }
-      const created = svc.put(kind, n, req.body);
+      const created = await svc.put(kind, n, req.body);
       res.status(created ? 201 : 200).json((svc.list()[kind] as { name: string }[]).find((x) => x.name === n));
     }));
-    r.delete(`/${kind}/:name`, wrap((req, res) => {
-      svc.remove(kind, name(req));
+    r.delete(`/${kind}/:name`, wrap(async (req, res) => {
+      await svc.remove(kind, name(req));
       res.status(204).end();
     }));
   }

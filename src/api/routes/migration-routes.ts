@@ -91,9 +91,9 @@ function fields(req: Request, allowed: string[]): Record<string, unknown> {
 /** The router for the migration lifecycle. */
 export function migrationRoutes(svc: MigrationService): Router {
   const r = Router();
-  const wrap = (fn: (req: Request, res: Response) => void) => (req: Request, res: Response) => {
+  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
     try {
-      fn(req, res);
+      await fn(req, res);
     } catch (err) {
       if (err instanceof MigrationError) throw new ApiError(err.code as never, err.message, err.status, err.details);
       throw err;
@@ -101,7 +101,7 @@ export function migrationRoutes(svc: MigrationService): Router {
   };
   const show = (res: Response, server: string, status = 200) => res.status(status).json(migrationJson(svc.view(server).migration, svc.view(server)));
 
-  r.post('/servers/:server/migration', wrap((req, res) => {
+  r.post('/servers/:server/migration', wrap(async (req, res) => {
     const server = name(req, 'server');
     const b = fields(req, ['reinstall_at']);
     let reinstallAt: number | null = null;
@@ -110,22 +110,24 @@ export function migrationRoutes(svc: MigrationService): Router {
       if (!Number.isFinite(t)) throw new ApiError('BAD_REQUEST', `reinstall_at: ${describeValue(b.reinstall_at)} is not an ISO 8601 date-time (e.g. 2026-12-01T06:00:00Z)`, 400);
       reinstallAt = t;
     }
-    const { created } = svc.request(server, reinstallAt);
+    const { created } = await svc.request(server, reinstallAt);
     show(res, server, created ? 201 : 200);
   }));
-  r.get('/servers/:server/migration', wrap((req, res) => show(res, name(req, 'server'))));
-  r.delete('/servers/:server/migration', wrap((req, res) => {
+  r.get('/servers/:server/migration', wrap((req, res) => {
+    show(res, name(req, 'server'));
+  }));
+  r.delete('/servers/:server/migration', wrap(async (req, res) => {
     const server = name(req, 'server');
-    svc.cancel(server);
+    await svc.cancel(server);
     show(res, server);
   }));
-  r.post('/servers/:server/reinstalled', wrap((req, res) => {
+  r.post('/servers/:server/reinstalled', wrap(async (req, res) => {
     const server = name(req, 'server');
     fields(req, []);
-    svc.reinstalled(server);
+    await svc.reinstalled(server);
     show(res, server);
   }));
-  r.post('/accounts/:account/move', wrap((req, res) => {
+  r.post('/accounts/:account/move', wrap(async (req, res) => {
     const account = name(req, 'account');
     const b = fields(req, ['to', 'phase', 'downtime_ms', 'error']);
     const problems: string[] = [];
@@ -134,7 +136,7 @@ export function migrationRoutes(svc: MigrationService): Router {
     if (b.downtime_ms !== undefined && (typeof b.downtime_ms !== 'number' || !Number.isFinite(b.downtime_ms) || b.downtime_ms < 0)) problems.push(`downtime_ms: must be a number of milliseconds (0 or more), not ${describeValue(b.downtime_ms)}`);
     if (b.error !== undefined && (typeof b.error !== 'string' || b.error.length > MAX_MOVE_ERROR)) problems.push(`error: must be a string of at most ${MAX_MOVE_ERROR} characters, not ${describeValue(b.error)}`);
     if (problems.length > 0) throw new ApiError('BAD_REQUEST', problems.join('; '), 400);
-    const m = svc.move(account, b.to as 'transit' | 'home', b.phase as 'started' | 'completed' | 'failed', { downtimeMs: b.downtime_ms as number | undefined, error: b.error as string | undefined });
+    const m = await svc.move(account, b.to as 'transit' | 'home', b.phase as 'started' | 'completed' | 'failed', { downtimeMs: b.downtime_ms as number | undefined, error: b.error as string | undefined });
     const entry = m.accounts.find((a) => a.name === account)!;
     res.json({ account, server: m.server, location: entry.location, migration_state: m.state, transit: m.transit });
   }));
