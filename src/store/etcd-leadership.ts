@@ -7,7 +7,9 @@
  * - The replica whose key has the lowest create revision leads. Its fence is that key and that
  *   revision: every commit of the store is a transaction conditioned on it, so a replica whose key
  *   is gone (lease expired, replaced) writes nothing (StateFencedError).
- * - The lease is renewed every TTL/5. A leader whose last successful renewal is older than TTL/2
+ * - The lease is renewed every TTL/5 (each renewal tried up to 3 times, each try with a deadline
+ *   of at most TTL/6, so that a frozen member does not cost the lease). A leader whose last
+ *   successful renewal is older than TTL/2
  *   stops acting at once (isLeader() false) even if its key still exists: a replica cut off from
  *   etcd stops well before another can be elected (at TTL after its last renewal).
  * - A lost lease (expired while cut off) is replaced by a new one: the replica joins again, behind
@@ -21,6 +23,8 @@ import type { Clock, Leadership, ReplicaInfo } from '../core/ports.js';
 import type { EtcdStateStore } from './etcd-store.js';
 
 const ELECTION = 'election/';
+/** Tries of one renewal (each with a deadline of at most a sixth of the TTL). */
+const RENEW_TRIES = 3;
 /** A fence no commit passes: the state of a replica that does not lead (a create revision is never -1). */
 const NOT_LEADING = (prefix: string) => ({ key: `${prefix}${ELECTION}`, createRevision: '-1' });
 
@@ -105,8 +109,18 @@ class EtcdLeadership implements Leadership {
     const lease = this.lease;
     if (!lease || this.stopped) return;
     try {
-      const res = await lease.keepaliveOnce({ deadline: Date.now() + this.o.callTimeoutMs });
-      if (Number(res.TTL) <= 0) throw new Error('the lease has expired');
+      // a frozen member must not cost the lease: short tries, one after the other (the client
+      // moves on to another member after a failure)
+      const deadlineMs = Math.min(this.o.callTimeoutMs, (this.o.ttlS * 1000) / 6);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await lease.keepaliveOnce({ deadline: Date.now() + deadlineMs });
+          if (Number(res.TTL) <= 0) throw new Error('the lease has expired');
+          break;
+        } catch (err) {
+          if (attempt >= RENEW_TRIES || /expired|not found/i.test((err as Error).message)) throw err;
+        }
+      }
       this.renewedAt = this.o.clock.monotonic();
     } catch (err) {
       const message = (err as Error).message;

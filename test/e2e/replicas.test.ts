@@ -71,4 +71,125 @@ describe('replicas on etcd', () => {
     await allAnswer(BASE);
     for (const ip of FAILOVER_IPS) expect(providerAt(ip, SRV)).toBe(true);
   });
+
+  test('two replicas asked to cut over the same server at once: exactly one operation', async () => {
+    const [a, b] = await Promise.all([post(1, '/v1/servers/srv-42/cutover', { transit: 'transit-3' }), post(2, '/v1/servers/srv-42/cutover', { transit: 'transit-3' })]);
+    expect([a.status, b.status].sort()).toEqual([200, 202]);
+    expect(a.body.id).toBe(b.body.id);
+    expect((await operationOn(0, a.body.id)).state).toBe('succeeded');
+    const status = JSON.parse((await lab.replicas[1]!.get('/v1/servers/srv-42')).body) as Record<string, any>;
+    expect(status.operations.filter((o: any) => o.direction === 'cutover' && o.id !== a.body.id && Date.parse(o.timestamps.accepted) >= Date.parse(a.body.timestamps.accepted))).toEqual([]);
+    await allAnswer(ON_TRANSIT);
+    const back = await post(2, '/v1/servers/srv-42/cutback?wait=60');
+    expect([back.status, back.body.state]).toEqual([200, 'succeeded']);
+    await allAnswer(BASE);
+  });
+
+  test('the leader cut off from etcd stops acting within half its lease and says so; another replica leads and acts; healed, it follows', async () => {
+    expect(await lab.agreedLeader()).toBe(0);
+    const r1 = lab.replicas[0]!;
+    const cutAt = performance.now();
+    lab.partition(0);
+    await waitFor('r1 to stop leading', async () => /^failover_cluster_is_leader 0$/m.test((await r1.get('/metrics', false)).body));
+    const stoppedMs = performance.now() - cutAt;
+    expect(r1.output()).toContain('not leading any more: this replica stops acting');
+    // a mutating call on r1 changes nothing and says why
+    const refused = await post(0, '/v1/servers/srv-42/cutover', { transit: 'transit-3' });
+    expect([refused.status, refused.body.error.code]).toEqual([503, 'STATE_UNAVAILABLE']);
+    // the others elect a leader once r1's lease expires, and it acts
+    const next = await waitFor('r2 and r3 to agree on a new leader', async () => {
+      const seen = await Promise.all([1, 2].map((i) => lab.cluster(i).then((c) => c.leader?.name)));
+      return seen[0] && seen[0] !== 'r1' && seen[0] === seen[1] ? lab.names.indexOf(seen[0]) : null;
+    });
+    const electedMs = performance.now() - cutAt;
+    console.log(`r1 cut off from etcd (lease 2 s): it stopped acting after ${stoppedMs.toFixed(0)} ms; ${lab.names[next]} leads after ${electedMs.toFixed(0)} ms`);
+    const cut = await post(next === 1 ? 2 : 1, '/v1/servers/srv-42/cutover?wait=60', { transit: 'transit-3' });
+    expect([cut.status, cut.body.state, cut.servedBy]).toEqual([200, 'succeeded', lab.names[next]]);
+    expect(await Promise.all([1, 2].map((i) => import('../support/replica-lab.js').then((m) => m.dnsAnswer(lab.replicas[i]!, 'hosted.test'))))).toEqual([ON_TRANSIT, ON_TRANSIT]);
+    // healed: r1 joins again behind the others, follows, and serves the change
+    lab.heal(0);
+    await waitFor('r1 to follow the new leader, in sync', async () => {
+      const c = await lab.cluster(0);
+      return c.leader?.name === lab.names[next] && c.in_sync === true;
+    });
+    await allAnswer(ON_TRANSIT);
+    expect(await lab.agreedLeader()).toBe(next);
+    const back = await post(0, '/v1/servers/srv-42/cutback?wait=60');
+    expect([back.status, back.body.state, back.servedBy]).toEqual([200, 'succeeded', lab.names[next]]);
+    await allAnswer(BASE);
+  });
+
+  test('the leader killed with SIGKILL in the middle of a cutover: the next leader completes it; every address ends on the transit', async () => {
+    const leader = await lab.agreedLeader();
+    const slowPosts = () => lab.robot.requestsFor({ method: 'POST', ip: '203.0.113.11' }).length;
+    const before = slowPosts();
+    lab.robot.fault('203.0.113.11', { routeDelayMs: 3000 }); // a slow switch, as the real one (40-60 s)
+    const asked = (leader + 1) % 3;
+    const r = await post(asked, '/v1/servers/srv-42/cutover', { transit: 'transit-3' });
+    expect(r.status).toBe(202);
+    await waitFor('the slow switch of 203.0.113.11 to be under way', () => slowPosts() > before);
+    const killedAt = performance.now();
+    await lab.kill(leader);
+    const next = await lab.agreedLeader({ not: leader, timeoutMs: 60_000 });
+    const op = await operationOn(next, r.body.id);
+    console.log(`leader ${lab.names[leader]} killed during routing: ${lab.names[next]} leads, operation ${op.state} ${(performance.now() - killedAt).toFixed(0)} ms after the kill`);
+    expect(op.state).toBe('succeeded');
+    expect(op.addresses.map((a: any) => a.routed_to)).toEqual(['transit-3', 'transit-3', 'transit-3']);
+    for (const ip of FAILOVER_IPS) expect(providerAt(ip, TRANSIT)).toBe(true);
+    // no switch went anywhere but the transit
+    const posts = lab.robot.requests.filter((q) => q.method === 'POST' && q.at >= 0);
+    expect(posts.slice(-20).every((q) => q.body.active_server_ip === TRANSIT.ip || q.body.active_server_ip === TRANSIT.v6 || q.body.active_server_ip === SRV.ip || q.body.active_server_ip === SRV.v6)).toBe(true);
+    await allAnswer(ON_TRANSIT);
+    // the killed replica comes back as a follower of the new leader
+    await lab.start(leader);
+    await waitFor('the restarted replica to follow', async () => (await lab.cluster(leader)).leader?.name === lab.names[next]);
+    await allAnswer(ON_TRANSIT);
+    lab.robot.fault('203.0.113.11', { routeDelayMs: 0 });
+    const back = await post(leader, '/v1/servers/srv-42/cutback?wait=60');
+    expect([back.status, back.body.state, back.servedBy]).toEqual([200, 'succeeded', lab.names[next]]);
+    await allAnswer(BASE);
+  });
+
+  test('an etcd member frozen (SIGSTOP): nothing hangs; a cutover and a cutback complete; reads answer', async () => {
+    await lab.etcd.sigstop(0);
+    try {
+      const leader = await lab.agreedLeader({ timeoutMs: 60_000 });
+      const cut = await post((leader + 1) % 3, '/v1/servers/srv-42/cutover?wait=60', { transit: 'transit-3' });
+      expect([cut.status, cut.body.state, cut.body.error?.message ?? null]).toEqual([200, 'succeeded', null]);
+      await allAnswer(ON_TRANSIT);
+      const back = await post((leader + 2) % 3, '/v1/servers/srv-42/cutback?wait=60');
+      expect([back.status, back.body.state, back.body.error?.message ?? null]).toEqual([200, 'succeeded', null]);
+      await allAnswer(BASE);
+      for (let i = 0; i < 3; i++) expect((await lab.replicas[i]!.get('/v1/servers/srv-42')).status).toBe(200);
+    } finally {
+      await lab.etcd.sigcont(0);
+    }
+  });
+
+  test('etcd loses its quorum: mutating calls answer 503, DNS keeps answering, no replica acts; etcd back: a leader acts again', async () => {
+    const leader = await lab.agreedLeader();
+    const cut = await post(leader, '/v1/servers/srv-42/cutover?wait=60', { transit: 'transit-3' });
+    expect([cut.status, cut.body.state]).toEqual([200, 'succeeded']);
+    await allAnswer(ON_TRANSIT);
+    await lab.etcd.kill(1);
+    await lab.etcd.kill(2);
+    try {
+      const refused = await post((leader + 1) % 3, '/v1/servers/srv-42/cutback');
+      expect([refused.status, refused.body.error?.code]).toEqual([503, 'STATE_UNAVAILABLE']);
+      expect(await lab.answers('hosted.test')).toEqual([ON_TRANSIT, ON_TRANSIT, ON_TRANSIT]);
+      await waitFor('no replica to lead, every replica out of sync', async () => {
+        const states = await Promise.all(lab.replicas.map(async (r) => [(await r!.get('/metrics', false)).body, (await r!.get('/readyz', false)).status] as const));
+        return states.every(([m, ready]) => /^failover_cluster_is_leader 0$/m.test(m) && ready === 503);
+      });
+      expect(await lab.answers('hosted.test')).toEqual([ON_TRANSIT, ON_TRANSIT, ON_TRANSIT]);
+    } finally {
+      await lab.etcd.restart(1);
+      await lab.etcd.restart(2);
+    }
+    const next = await lab.agreedLeader({ timeoutMs: 60_000 });
+    const back = await post((next + 1) % 3, '/v1/servers/srv-42/cutback?wait=60');
+    expect([back.status, back.body.state, back.body.error?.message ?? null]).toEqual([200, 'succeeded', null]);
+    await allAnswer(BASE);
+    for (const ip of FAILOVER_IPS) expect(providerAt(ip, SRV)).toBe(true);
+  });
 });

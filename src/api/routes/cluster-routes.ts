@@ -75,8 +75,10 @@ export function forwardToLeader(cluster: ClusterView, logger: Logger) {
       const text = await answer.text();
       res.status(answer.status);
       res.setHeader(SERVED_BY, leader.name);
-      const type = answer.headers.get('content-type');
-      if (type) res.setHeader('content-type', type);
+      for (const h of ['content-type', 'location', 'retry-after']) {
+        const v = answer.headers.get(h);
+        if (v) res.setHeader(h, v);
+      }
       res.send(text);
     } catch (err) {
       logger.warn({ leader: leader.name, api: leader.api, method: req.method, path: req.path, err: (err as Error).message }, 'forwarding to the leader failed');
