@@ -40,6 +40,8 @@ export interface EtcdLeadershipOptions {
   logger: Logger;
   /** Told of every change of leader seen by this replica (metrics). */
   onLeaderChange?: (leader: ReplicaInfo | null) => void;
+  /** Told of every renewal of the lease that failed (metrics). */
+  onRenewalFailed?: () => void;
 }
 
 /** Joins the election; resolves once this replica's key is in the store's copy. */
@@ -124,6 +126,7 @@ class EtcdLeadership implements Leadership {
       this.renewedAt = this.o.clock.monotonic();
     } catch (err) {
       const message = (err as Error).message;
+      this.o.onRenewalFailed?.();
       this.log.warn({ err: message, renewedAgoMs: Math.round(this.renewedAgoMs()) }, 'election lease not renewed');
       if (/expired|not found|lease/i.test(message) && this.renewedAgoMs() > this.o.ttlS * 1000) {
         this.evaluate();

@@ -62,6 +62,7 @@ export async function setupStore(deps: { config: Config; registry: Registry; log
   try {
     leadership = await joinEtcdElection({
       client, store, prefix: etcd.prefix, self, ttlS: etcd.lease_ttl_s, callTimeoutMs: etcd.call_timeout_ms, clock, logger: log,
+      onRenewalFailed: () => metrics.errors.inc({ op: 'election' }),
       onLeaderChange: (leader) => {
         metrics.leaderChanges.inc();
         log.info({ leader: leader?.name ?? null }, leader ? 'leader seen' : 'no leader');
