@@ -19,7 +19,7 @@ import {
   type AddressDowntime, type Direction, type Operation,
 } from '../core/operation.js';
 import type { ServerOverlay } from '../core/overlay.js';
-import { mergeStaged, type Clock, type DowntimeMeter, type MeterRun, type Propagated, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
+import { mergeStaged, StateFencedError, type Clock, type DowntimeMeter, type MeterRun, type Propagated, type ServerOverlaySink, type StagedChange, type StateStore } from '../core/ports.js';
 import { CommitLane, commitStaged } from './commit-lane.js';
 import { commitWhenPossible, type CommitRetryOptions } from './commit-retry.js';
 import { RouteError, type RouteBackend } from '../core/ports.js';
@@ -438,7 +438,11 @@ export class CutoverService {
 
   private launch(op: Operation): void {
     const run = this.route(op)
-      .catch((err) => this.log.error({ operation: op.id, server: op.server, err: (err as Error).message }, `${op.direction}: stopped; it resumes at the next start`))
+      .catch((err) => {
+        const deposed = err instanceof StateFencedError;
+        this.log.error({ operation: op.id, server: op.server, err: (err as Error).message },
+          deposed ? `${op.direction}: stopped, this replica no longer leads; the leader resumes it` : `${op.direction}: stopped; it resumes at the next start`);
+      })
       .finally(() => this.running.delete(op.id));
     this.running.set(op.id, run);
   }

@@ -57,6 +57,10 @@ describe('replicas on etcd', () => {
       expect(JSON.parse(ready.body)).toMatchObject({ status: 'ready', replica: lab.names[i], leader: 'r1', in_sync: true });
     }
     expect(await lab.answers('hosted.test')).toEqual([BASE, BASE, BASE]);
+    // what the reconcile loop observed exists on the leader only: a follower hands the read over
+    const routing = await fetch(`http://127.0.0.1:${lab.replicas[2]!.apiPort}/v1/routing`, { headers: { authorization: `Bearer ${lab.token}` } });
+    expect([routing.status, routing.headers.get('x-failover-served-by')]).toEqual([200, 'r1']);
+    expect(((await routing.json()) as { addresses: unknown[] }).addresses).toHaveLength(3);
   });
 
   test('a cutover asked of a follower is taken by the leader; every replica answers the change, then the cutback', async () => {

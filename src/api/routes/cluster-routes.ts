@@ -2,7 +2,8 @@
  * Replicas (state on etcd):
  *   GET /v1/cluster   this replica, the leader, every replica with its state revision and lag
  * and the forwarding of mutating calls: a replica that does not lead sends every /v1 call that
- * changes state to the leader's API (cluster.advertise_api) and answers with the leader's answer,
+ * changes state (and GET /v1/routing: the reconcile loop's observations exist on the leader only)
+ * to the leader's API (cluster.advertise_api) and answers with the leader's answer,
  * so that a client needs to know one replica only (no redirect: clients drop the Authorization
  * header on a redirect to another host).
  */
@@ -42,11 +43,19 @@ export function readyJson(ready: boolean, cluster: ClusterView | undefined) {
 
 /** Calls that change nothing although they are not GET: served by any replica. */
 const READ_ONLY_POSTS = new Set(['/mx-audit']);
+/** Reads only the leader can answer: what its reconcile loop observed (it runs there only). */
+const LEADER_READS = new Set(['/routing']);
+
+/** Whether a call goes to the leader: it changes state, or reads what only the leader observes. */
+function forLeader(req: Request): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return LEADER_READS.has(req.path);
+  return !READ_ONLY_POSTS.has(req.path);
+}
 
 /** Middleware (under /v1, after authentication and body parsing): hands calls that change state to the leader. */
 export function forwardToLeader(cluster: ClusterView, logger: Logger) {
   return async (req: Request, res: Response, next: NextFunction) => {
-    if (req.method === 'GET' || req.method === 'HEAD' || READ_ONLY_POSTS.has(req.path) || cluster.leadership.isLeader()) {
+    if (!forLeader(req) || cluster.leadership.isLeader()) {
       next();
       return;
     }
@@ -66,9 +75,9 @@ export function forwardToLeader(cluster: ClusterView, logger: Logger) {
           authorization: req.headers.authorization ?? '',
           accept: 'application/json',
           [FORWARDED_BY]: cluster.leadership.self.name,
-          ...(hasBody ? { 'content-type': 'application/json' } : {}),
+          ...(hasBody && req.method !== 'GET' && req.method !== 'HEAD' ? { 'content-type': 'application/json' } : {}),
         },
-        body: hasBody ? JSON.stringify(req.body) : undefined,
+        body: hasBody && req.method !== 'GET' && req.method !== 'HEAD' ? JSON.stringify(req.body) : undefined,
         redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
       });
