@@ -7,9 +7,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/gl
 import { Etcd3 } from 'etcd3';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { StateUnavailableError, type StateChange } from '../../src/core/ports.js';
 import type { Operation } from '../../src/core/operation.js';
-import { StateFencedError } from '../../src/core/ports.js';
+import { StateFencedError, StateUnavailableError, type StateChange } from '../../src/core/ports.js';
 import { openEtcdStore, StateConflictError, type EtcdStateStore, type EtcdStoreOptions } from '../../src/store/etcd-store.js';
 import { freePort } from '../support/controller.js';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster.js';
