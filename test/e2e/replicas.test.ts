@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { FAILOVER_IPS, SRV, startReplicaLab, TRANSIT, type ReplicaLab } from '../support/replica-lab.js';
 import { waitFor } from '../support/wait-for.js';
+import { T } from '../dns/tiny-dns.js';
 
 let lab: ReplicaLab;
 beforeAll(async () => {
@@ -28,8 +29,11 @@ async function post(i: number, path: string, body: unknown = {}) {
   return { status: r.status, body: (await r.json()) as Record<string, any>, servedBy: r.headers.get('x-failover-served-by') };
 }
 
-/** Every running replica answers hosted.test with `address`. */
-const allAnswer = (address: string) => waitFor(`every replica to answer hosted.test with ${address}`, async () => (await lab.answers('hosted.test')).every((a) => a === address));
+/** Every running replica answers hosted.test with `address`, and the same SOA (serial included). */
+const allAnswer = (address: string) => waitFor(`every replica to answer hosted.test with ${address} and one SOA`, async () => {
+  const soa = await lab.answers('hosted.test', T.SOA);
+  return (await lab.answers('hosted.test')).every((a) => a === address) && soa.every((x) => x !== null && x === soa[0]);
+});
 
 async function operationOn(i: number, id: string) {
   return waitFor(`operation ${id} to finish`, async () => {
