@@ -175,7 +175,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`failoverctl: ${(err as Error).message}\n`);
       process.exit(2);
     }
-    if ((err as Error)?.name === 'StateLockedError' || (err as Error)?.name === 'StateFileError') {
+    if (['StateLockedError', 'StateFileError', 'StateUnavailableError'].includes((err as Error)?.name)) {
       process.stderr.write(`failoverctl: ${(err as Error).message}\n`);
       process.exit(1);
     }

@@ -24,14 +24,14 @@ const sections = (state: string) => ({
   routing: { backend: 'dry-run' },
 });
 
-/** Runs `failoverctl serve` on a state file that must be refused; resolves with exit code and output. */
-async function serve(state: string): Promise<{ code: number | null; stderr: string }> {
+/** Runs `failoverctl serve` on a state that must be refused (a file, or other sections); resolves with exit code and output. */
+async function serve(state: string | Record<string, unknown>): Promise<{ code: number | null; stderr: string }> {
   const config = join(tmp, `config-${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(config, stringify({
     dns: { listen: [`127.0.0.1:${await freePort()}`], zones: ZONES },
     api: { listen: `127.0.0.1:${await freePort()}`, token_env: 'FC_TEST_TOKEN' },
     log: { level: 'warn' },
-    ...sections(state),
+    ...(typeof state === 'string' ? sections(state) : { ...sections(''), ...state }),
   }));
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, 'serve', '--config', config], { env: { ...process.env, FC_TEST_TOKEN: 'state-file-test-token' }, timeout: 30_000 },
@@ -94,5 +94,16 @@ describe('failoverctl serve and its state file', () => {
     } finally {
       await second.stop();
     }
+  });
+
+  test('state on etcd that cannot be reached: exit 1 with one clear message naming the endpoints', async () => {
+    const port = await freePort(); // nothing listens there
+    const r = await serve({
+      state: { backend: 'etcd', etcd: { endpoints: [`http://127.0.0.1:${port}`], call_timeout_ms: 500 } },
+      cluster: { name: 'r1', advertise_api: 'http://127.0.0.1:8080' },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`failoverctl: the etcd state store cannot be read at http://127.0.0.1:${port}`);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 });
