@@ -172,11 +172,12 @@ export function setupController(deps: {
   }).catch((err: unknown) => log.error({ err: (err as Error).message }, 'the stored state could not be followed'));
   let started = false;
   let unsubscribe: (() => void)[] = [];
-  /** Starts or stops acting as leadership comes and goes. */
+  /** Starts or stops acting as leadership comes and goes (and once at start, whatever changed since setup). */
   const lead = async (leading: boolean) => {
     if (!started) return;
     if (leading) {
-      await follow();
+      // a replica takes what the one before it committed (one process on SQLite has it all)
+      if (store.onChange) await follow();
       mig.setActing(true);
       cut.resumeOperations();
       await reconciler.start();
@@ -199,7 +200,7 @@ export function setupController(deps: {
           if (!leadership.isLeader()) void follow();
         })] : []),
       ];
-      if (leadership.isLeader()) await reconciler.start();
+      await lead(leadership.isLeader());
     },
     async stop() {
       for (const u of unsubscribe) u();
