@@ -1,4 +1,6 @@
 /** The API's error catalogue: stable codes, one HTTP status each. Bodies: {"error":{"code","message"}}. */
+import type { Request, Response } from 'express';
+
 export const ERROR_STATUS = {
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
@@ -24,4 +26,18 @@ export class ApiError extends Error {
 /** The JSON body of an error response. */
 export function errorBody(code: string, message: string, details?: Record<string, unknown>): { error: { code: string; message: string } } {
   return { error: { code, message, ...(details ?? {}) } };
+}
+
+/**
+ * A route handler maker: the handler awaits `fn`, and whatever it throws goes through `map` first
+ * (a service's own errors become ApiErrors; anything else passes as it is).
+ */
+export function routeWith(map: (err: unknown) => unknown) {
+  return (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response): Promise<void> => {
+    try {
+      await fn(req, res);
+    } catch (err) {
+      throw map(err);
+    }
+  };
 }

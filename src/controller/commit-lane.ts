@@ -19,11 +19,14 @@ export class CommitLane {
 }
 
 /**
- * Stages with `build`, commits, applies: the body of a lane sequence. When staging or the commit
- * throws, nothing was applied and the error goes to the caller.
+ * Stages with `build`, commits, applies: the body of a lane sequence. Resolves with whether there
+ * was something to commit (`build` returning null: nothing). When staging or the commit throws,
+ * nothing was applied and the error goes to the caller.
  */
-export async function commitStaged(store: StateStore, build: () => StagedChange): Promise<void> {
+export async function commitStaged(store: StateStore, build: () => StagedChange | null): Promise<boolean> {
   const staged = build();
+  if (!staged) return false;
   await store.commit(staged.change);
   staged.apply();
+  return true;
 }

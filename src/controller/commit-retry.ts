@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { StateUnavailableError, type StagedChange, type StateStore } from '../core/ports.js';
-import type { CommitLane } from './commit-lane.js';
+import { commitStaged, type CommitLane } from './commit-lane.js';
 
 /** Backoff between attempts while the store is unavailable. */
 export interface CommitRetryOptions {
@@ -32,13 +32,7 @@ export async function commitWhenPossible(
   for (;;) {
     let stored: boolean;
     try {
-      stored = await lane.run(async () => {
-        const staged = build();
-        if (!staged) return false;
-        await store.commit(staged.change);
-        staged.apply();
-        return true;
-      });
+      stored = await lane.run(() => commitStaged(store, build));
     } catch (err) {
       if (!(err instanceof StateUnavailableError)) throw err;
       failures++;

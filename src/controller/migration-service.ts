@@ -400,8 +400,8 @@ export class MigrationService {
   }
 
   /** Stages, commits (rejects with StateUnavailableError having changed nothing), applies: inside the commit lane. */
-  private save(updates: Migration[]): Promise<void> {
-    return commitStaged(this.deps.store, () => this.stage(updates));
+  private async save(updates: Migration[]): Promise<void> {
+    await commitStaged(this.deps.store, () => this.stage(updates));
   }
 
   /** When a migration finishes, its transit goes to the next server waiting for that profile: that server's updated record (not stored yet). */

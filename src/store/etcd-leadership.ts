@@ -7,8 +7,9 @@
  * - The replica whose key has the lowest create revision leads. Its fence is that key and that
  *   revision: every commit of the store is a transaction conditioned on it, so a replica whose key
  *   is gone (lease expired, replaced) writes nothing (StateFencedError).
- * - The lease is renewed every TTL/5 (each renewal tried up to 3 times, each try with a deadline
- *   of at most TTL/6, so that a frozen member does not cost the lease). A leader whose last
+ * - The lease is renewed every TTL/6; each try has a deadline of at most TTL/12 and a failed one
+ *   is followed by the next at once, so that a frozen member (tried first) does not cost the
+ *   lease: renewed at most about TTL/4 after the previous renewal. A leader whose last
  *   successful renewal is older than TTL/2
  *   stops acting at once (isLeader() false) even if its key still exists: a replica cut off from
  *   etcd stops well before another can be elected (at TTL after its last renewal).
@@ -23,8 +24,10 @@ import type { Clock, Leadership, ReplicaInfo } from '../core/ports.js';
 import type { EtcdStateStore } from './etcd-store.js';
 
 const ELECTION = 'election/';
-/** Tries of one renewal (each with a deadline of at most a sixth of the TTL). */
-const RENEW_TRIES = 3;
+/** Pause after a failed renewal before the next try (the failed try took its deadline already). */
+const RETRY_RENEW_MS = 20;
+/** What etcd (or the keepalive answer, TTL 0) says of a lease that no longer exists. */
+const LEASE_GONE = /expired|not found/i;
 /** A fence no commit passes: the state of a replica that does not lead (a create revision is never -1). */
 const NOT_LEADING = (prefix: string) => ({ key: `${prefix}${ELECTION}`, createRevision: '-1' });
 
@@ -59,6 +62,8 @@ class EtcdLeadership implements Leadership {
   /** Monotonic ms of the last successful renewal. */
   private renewedAt = -Infinity;
   private renewTimer: NodeJS.Timeout | null = null;
+  /** Renewals failed in a row. */
+  private failedRenewals = 0;
   private leading = false;
   private lastLeader: string | null = null;
   private stopped = false;
@@ -101,9 +106,10 @@ class EtcdLeadership implements Leadership {
     return this.o.store.entries(ELECTION).find((e) => `${this.o.prefix}${e.key}` === this.key);
   }
 
-  private scheduleRenew(): void {
+  /** The next renewal: TTL/6 after a success, at once (after the short try that failed) otherwise. */
+  private scheduleRenew(delayMs = (this.o.ttlS * 1000) / 6): void {
     if (this.stopped) return;
-    this.renewTimer = setTimeout(() => void this.renew(), Math.max(100, (this.o.ttlS * 1000) / 5));
+    this.renewTimer = setTimeout(() => void this.renew(), delayMs);
     this.renewTimer.unref();
   }
 
@@ -111,28 +117,24 @@ class EtcdLeadership implements Leadership {
     const lease = this.lease;
     if (!lease || this.stopped) return;
     try {
-      // a frozen member must not cost the lease: short tries, one after the other (the client
-      // moves on to another member after a failure)
-      const deadlineMs = Math.min(this.o.callTimeoutMs, (this.o.ttlS * 1000) / 6);
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const res = await lease.keepaliveOnce({ deadline: Date.now() + deadlineMs });
-          if (Number(res.TTL) <= 0) throw new Error('the lease has expired');
-          break;
-        } catch (err) {
-          if (attempt >= RENEW_TRIES || /expired|not found/i.test((err as Error).message)) throw err;
-        }
-      }
+      // a frozen member must not cost the lease: each try is short (TTL/12), and a failed one is
+      // followed by the next at once (the client moves on to another member after a failure)
+      const res = await lease.keepaliveOnce({ deadline: Date.now() + Math.min(this.o.callTimeoutMs, (this.o.ttlS * 1000) / 12) });
+      if (Number(res.TTL) <= 0) throw new Error('the lease has expired');
       this.renewedAt = this.o.clock.monotonic();
+      this.failedRenewals = 0;
     } catch (err) {
       const message = (err as Error).message;
       this.o.onRenewalFailed?.();
-      this.log.warn({ err: message, renewedAgoMs: Math.round(this.renewedAgoMs()) }, 'election lease not renewed');
-      if (/expired|not found|lease/i.test(message) && this.renewedAgoMs() > this.o.ttlS * 1000) {
-        this.evaluate();
+      // the first failure, then every tenth: a partition lasts
+      if (this.failedRenewals++ % 10 === 0) this.log.warn({ err: message, renewedAgoMs: Math.round(this.renewedAgoMs()), failures: this.failedRenewals }, 'election lease not renewed');
+      this.evaluate();
+      if (LEASE_GONE.test(message) && this.renewedAgoMs() > this.o.ttlS * 1000) {
         void this.rejoin();
         return;
       }
+      this.scheduleRenew(RETRY_RENEW_MS);
+      return;
     }
     this.evaluate();
     this.scheduleRenew();
@@ -232,16 +234,4 @@ class EtcdLeadership implements Leadership {
 function asReplica(v: unknown): ReplicaInfo | null {
   const r = v as { name?: unknown; api?: unknown } | null;
   return r && typeof r === 'object' && typeof r.name === 'string' && typeof r.api === 'string' ? { name: r.name, api: r.api } : null;
-}
-
-/** The leadership of a single process (state in SQLite): it always leads. */
-export function soleLeadership(self: ReplicaInfo): Leadership {
-  return {
-    self,
-    isLeader: () => true,
-    leader: () => self,
-    replicas: () => [self],
-    onChange: () => () => undefined,
-    stop: async () => undefined,
-  };
 }

@@ -47,7 +47,7 @@ export async function setupStore(deps: { config: Config; registry: Registry; log
   if (!etcd || !config.cluster) {
     const store = counted(openSqliteStore(config.state.path), metrics.errors);
     const self: ReplicaInfo = { name: hostname(), api: `http://${config.api.listen.family === 6 ? `[${config.api.listen.host}]` : config.api.listen.host}:${config.api.listen.port}` };
-    leadership = { self, isLeader: () => true, leader: () => self, replicas: () => [self], onChange: () => () => undefined, stop: async () => undefined };
+    leadership = soleLeadership(self);
     return { store, leadership, inSync: () => true, revision: () => 0, close: async () => store.close() };
   }
 
@@ -106,6 +106,11 @@ export async function setupStore(deps: { config: Config; registry: Registry; log
       store.close();
     },
   };
+}
+
+/** The leadership of a single process (state in SQLite): it always leads. */
+function soleLeadership(self: ReplicaInfo): Leadership {
+  return { self, isLeader: () => true, leader: () => self, replicas: () => [self], onChange: () => () => undefined, stop: async () => undefined };
 }
 
 /** The store with failed commits counted (op "commit"); every other method as it is. */

@@ -67,7 +67,7 @@ export function forwardToLeader(cluster: ClusterView, logger: Logger) {
     const url = new URL(req.originalUrl, leader.api.endsWith('/') ? leader.api : `${leader.api}/`);
     const wait = Number(req.query.wait);
     const timeoutMs = (Number.isFinite(wait) && wait > 0 ? wait * 1000 : 0) + 30_000;
-    const hasBody = req.body !== undefined;
+    const body = req.method !== 'GET' && req.method !== 'HEAD' && req.body !== undefined ? JSON.stringify(req.body) : undefined;
     try {
       const answer = await fetch(url, {
         method: req.method,
@@ -75,9 +75,9 @@ export function forwardToLeader(cluster: ClusterView, logger: Logger) {
           authorization: req.headers.authorization ?? '',
           accept: 'application/json',
           [FORWARDED_BY]: cluster.leadership.self.name,
-          ...(hasBody && req.method !== 'GET' && req.method !== 'HEAD' ? { 'content-type': 'application/json' } : {}),
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
-        body: hasBody && req.method !== 'GET' && req.method !== 'HEAD' ? JSON.stringify(req.body) : undefined,
+        body,
         redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
       });

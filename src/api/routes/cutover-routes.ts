@@ -16,7 +16,7 @@ import { ServiceError, type CutoverService, type ServerStatus } from '../../cont
 import type { DnsAnswer, DnsAnswerLookup } from '../../controller/overlay-composer.js';
 import { MigrationError } from '../../controller/migration-service.js';
 import type { AddressRouting } from '../../controller/route-reconciler.js';
-import { ApiError } from '../errors.js';
+import { ApiError, routeWith } from '../errors.js';
 import { waitParam } from '../params.js';
 import { addressRoutingJson } from './routing-routes.js';
 import { describeValue, fieldName } from '../json-body.js';
@@ -194,13 +194,7 @@ async function respondAccepted(res: Response, svc: CutoverService, op: Operation
 /** The router for cutover use cases. */
 export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: RoutingView): Router {
   const r = Router();
-  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
-    try {
-      await fn(req, res);
-    } catch (err) {
-      throw fromService(err);
-    }
-  };
+  const wrap = routeWith(fromService);
   r.post('/servers/:server/cutover', wrap(async (req, res) => {
     const server = nameParam(req, 'server');
     const wait = waitParam(req);

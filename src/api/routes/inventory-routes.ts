@@ -4,23 +4,16 @@
  *   PUT    /v1/servers/:name | /v1/transits/:name | /v1/accounts/:name   (the entry in the config's form)
  *   DELETE /v1/servers/:name | /v1/transits/:name | /v1/accounts/:name
  */
-import { Router, type Request, type Response } from 'express';
+import { Router, type Request } from 'express';
 import type { InventoryKind } from '../../config/config.js';
 import { HOST_NAME } from '../../core/inventory.js';
 import { InventoryError, type InventoryService } from '../../controller/inventory-service.js';
-import { ApiError } from '../errors.js';
+import { ApiError, routeWith } from '../errors.js';
 import { assertShallow, describeValue } from '../json-body.js';
 
 export function inventoryRoutes(svc: InventoryService): Router {
   const r = Router();
-  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
-    try {
-      await fn(req, res);
-    } catch (err) {
-      if (err instanceof InventoryError) throw new ApiError(err.code as never, err.message, err.status, err.problems ? { problems: err.problems } : undefined);
-      throw err;
-    }
-  };
+  const wrap = routeWith((err) => (err instanceof InventoryError ? new ApiError(err.code as never, err.message, err.status, err.problems ? { problems: err.problems } : undefined) : err));
   const name = (req: Request) => {
     const v = req.params.name;
     if (typeof v !== 'string' || !HOST_NAME.test(v)) throw new ApiError('BAD_REQUEST', `name ${describeValue(v)} is not a valid name`, 400);

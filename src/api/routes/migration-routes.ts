@@ -12,7 +12,7 @@ import { Router, type Request, type Response } from 'express';
 import { HOST_NAME } from '../../core/inventory.js';
 import type { Migration } from '../../core/migration.js';
 import { MigrationError, type MigrationService, type MigrationView } from '../../controller/migration-service.js';
-import { ApiError } from '../errors.js';
+import { ApiError, routeWith } from '../errors.js';
 import { describeValue, fieldName } from '../json-body.js';
 
 /** Longest `error` text accepted on a failed move. */
@@ -91,14 +91,7 @@ function fields(req: Request, allowed: string[]): Record<string, unknown> {
 /** The router for the migration lifecycle. */
 export function migrationRoutes(svc: MigrationService): Router {
   const r = Router();
-  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response) => {
-    try {
-      await fn(req, res);
-    } catch (err) {
-      if (err instanceof MigrationError) throw new ApiError(err.code as never, err.message, err.status, err.details);
-      throw err;
-    }
-  };
+  const wrap = routeWith((err) => (err instanceof MigrationError ? new ApiError(err.code as never, err.message, err.status, err.details) : err));
   const show = (res: Response, server: string, status = 200) => res.status(status).json(migrationJson(svc.view(server).migration, svc.view(server)));
 
   r.post('/servers/:server/migration', wrap(async (req, res) => {
