@@ -38,12 +38,16 @@
  *   BENCH_CAPACITY_SECONDS  length of the capacity run (default 5).
  *   BENCH_PIN=0  do not pin (default when there are 2 CPUs or more: the controller on CPU 0,
  *     dnsperf on CPU 1, with taskset, as bench:dns does).
+ *   BENCH_CGROUP=NAME  run in the cgroup-v1 CPU group NAME (created with the most CPU shares,
+ *     removed at the end; as root, where /sys/fs/cgroup/cpu is mounted): on a machine shared
+ *     with other work the bench then gets the CPUs whenever it wants them, as on a quiet one.
+ *     The report's "who had the CPUs" line tells what ran while the serving thread did not.
  *   BENCH_NICE=N  run the controller, dnsperf and this bench at nice N (e.g. -10, as root): other
  *     work on a shared machine then takes less of their CPU. The zone parser thread still lowers
  *     itself to nice 10 (V8's garbage-collector threads, which also work for it, do not).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { loadavg, cpus, setPriority, tmpdir } from 'node:os';
@@ -53,7 +57,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { buildQuery, decode, ipOf, udpExchange, RC, T, type Decoded } from '../test/dns/tiny-dns.js';
-import { QueryStream, answersBetween } from '../test/dns/query-stream.js';
+import { answersBetween, type Answered } from '../test/dns/query-stream.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** dist/scripts/ -> dist/src/cli/failoverctl.js */
@@ -79,6 +83,7 @@ const LOAD = Number(process.env.BENCH_LOAD ?? 0.5);
 const CAPACITY_SECONDS = Number(process.env.BENCH_CAPACITY_SECONDS ?? 5);
 const GAP_TARGET_MS = 50;
 const NICE = process.env.BENCH_NICE === undefined ? null : Number(process.env.BENCH_NICE);
+const CGROUP = process.env.BENCH_CGROUP || null;
 const TSIG_SECRET_ENV = 'FC_BENCH_TSIG';
 
 const log = (s: string) => process.stdout.write(s + '\n');
@@ -187,6 +192,199 @@ function cpuSeconds(pid: number): number {
 function mainThreadCpuMs(pid: number): number {
   const s = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8');
   return Number(s.split(' ')[0]) / 1e6;
+}
+
+/** Milliseconds on a CPU per group of threads, and the hypervisor's steal per CPU (ticks of 10 ms). */
+interface CpuShares { mainMs: number; mainWaitMs: number; otherMs: number; parserMs: number; steal0Ms: number; steal1Ms: number }
+
+/** Reads {@link CpuShares} of the controller `pid` and its children (the zone parser). */
+function cpuShares(pid: number): CpuShares {
+  const sched = (path: string): [number, number] => {
+    try {
+      const f = readFileSync(path, 'utf8').split(' ');
+      return [Number(f[0]) / 1e6, Number(f[1]) / 1e6];
+    } catch {
+      return [0, 0];
+    }
+  };
+  const tasks = (p: number): string[] => {
+    try {
+      return readdirSync(`/proc/${p}/task`);
+    } catch {
+      return [];
+    }
+  };
+  const [mainMs, mainWaitMs] = sched(`/proc/${pid}/task/${pid}/schedstat`);
+  let otherMs = 0;
+  let parserMs = 0;
+  const children: number[] = [];
+  for (const tid of tasks(pid)) {
+    if (tid !== String(pid)) {
+      const ms = sched(`/proc/${pid}/task/${tid}/schedstat`)[0];
+      otherMs += ms;
+    }
+    try {
+      children.push(...readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+    } catch { /* gone */ }
+  }
+  for (const child of children) for (const tid of tasks(child)) parserMs += sched(`/proc/${child}/task/${tid}/schedstat`)[0];
+  const stat = readFileSync('/proc/stat', 'utf8').split('\n');
+  const steal = (cpu: string) => Number(stat.find((l) => l.startsWith(cpu + ' '))?.split(/\s+/)[8] ?? 0) * 10;
+  return { mainMs, mainWaitMs, otherMs, parserMs, steal0Ms: steal('cpu0'), steal1Ms: steal('cpu1') };
+}
+
+/** `b - a` per field, rounded to 0.1 ms (null when a sample is missing). */
+function diffShares(a: CpuShares | null, b: CpuShares | null): CpuShares | null {
+  if (!a || !b) return null;
+  const d = (k: keyof CpuShares) => +(b[k] - a[k]).toFixed(1);
+  return { mainMs: d('mainMs'), mainWaitMs: d('mainWaitMs'), otherMs: d('otherMs'), parserMs: d('parserMs'), steal0Ms: d('steal0Ms'), steal1Ms: d('steal1Ms') };
+}
+
+/**
+ * Moves this process (and so every process it starts) into the cgroup-v1 CPU group `name` with
+ * the most CPU shares there are: on a machine shared with other work, the bench then gets the CPUs
+ * whenever it wants them, as on a quiet machine. `leave()` moves back and removes the group.
+ */
+function joinCpuGroup(name: string): { leave(): void } {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`BENCH_CGROUP ${JSON.stringify(name)}: lower-case letters, digits and "-" only`);
+  const root = '/sys/fs/cgroup/cpu';
+  const path = join(root, name);
+  mkdirSync(path, { recursive: true });
+  writeFileSync(join(path, 'cpu.shares'), '262144');
+  try {
+    // the probe runs SCHED_FIFO (chrt): a group needs real-time time of its own for that
+    writeFileSync(join(path, 'cpu.rt_runtime_us'), '900000');
+  } catch { /* no real-time group scheduling here: the probe runs at the normal policy */ }
+  writeFileSync(join(path, 'tasks'), String(process.pid));
+  return {
+    leave() {
+      try {
+        writeFileSync(join(root, 'tasks'), String(process.pid));
+        rmdirSync(path);
+      } catch { /* still in use (a child that did not exit): left for the next run */ }
+    },
+  };
+}
+
+/**
+ * The probe (a query about every millisecond) in its own process, so that this bench's pauses
+ * (its garbage collector, its sampling) do not delay it. Times are put on this process's
+ * performance.now() clock.
+ */
+async function startProbe(opts: { port: number; zone: string; groups: number }) {
+  const script = join(HERE, 'query-stream-process.js');
+  const argv = [process.execPath, script, JSON.stringify(opts)];
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const answered: Answered[] = [];
+  let port = 0;
+  const local = (t: number) => t - performance.timeOrigin;
+  let stopped: ((r: { lost: number; inFlightAtStop: number }) => void) | null = null;
+  const result = new Promise<{ lost: number; inFlightAtStop: number }>((res) => (stopped = res));
+  const started = new Promise<void>((res, rej) => {
+    child.once('error', rej);
+    child.once('exit', (code) => rej(new Error(`the probe process exited (${code})`)));
+    child.on('message', (m: { type: string; port?: number; batch?: Answered[]; lost?: number; inFlightAtStop?: number }) => {
+      if (m.type === 'started') {
+        port = m.port ?? 0;
+        res();
+      }
+      else if (m.type === 'answers') for (const a of m.batch ?? []) answered.push({ ...a, sentAt: local(a.sentAt), answeredAt: local(a.answeredAt) });
+      else if (m.type === 'stopped') stopped?.({ lost: m.lost ?? 0, inFlightAtStop: m.inFlightAtStop ?? 0 });
+    });
+  });
+  await started;
+  let lost = 0;
+  return {
+    answered,
+    port,
+    get lost() {
+      return lost;
+    },
+    async stop() {
+      child.send({ type: 'stop' });
+      lost = (await result).lost;
+    },
+    kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/**
+ * The probe's queries and the server's answers to them as the kernel saw them (tcpdump on
+ * loopback, when installed): times that neither the probe's nor this bench's pauses can shift.
+ * `stop()` returns the longest time the server had a probe query waiting and sent no answer to
+ * any (ms), with when it began (on this process's performance.now() clock), between `from` and `to`.
+ */
+async function startCapture(dir: string, serverPort: number, probePort: number) {
+  const file = join(dir, 'probe.pcap');
+  const filter = `udp and ((src port ${probePort} and dst port ${serverPort}) or (src port ${serverPort} and dst port ${probePort}))`;
+  const child = spawn('tcpdump', ['-i', 'lo', '-n', '-s', '64', '-B', '16384', '-U', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  await new Promise<void>((res, rej) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('listening on')) res();
+    });
+    child.once('error', rej);
+    child.once('exit', (code) => rej(new Error(`tcpdump exited (${code}): ${err.trim()}`)));
+  });
+  return {
+    kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+    async stop(from: number, to: number): Promise<{ maxGapMs: number; maxGapAt: number; packets: number; dropped: string | null }> {
+      const exited = new Promise<void>((res) => child.once('exit', () => res()));
+      child.kill('SIGINT');
+      await exited;
+      const dropped = /(\d+) packets? dropped by kernel/.exec(err)?.[1] ?? null;
+      const events = readPcap(readFileSync(file), serverPort);
+      const pending = new Set<number>();
+      let since: number | null = null;
+      let maxGapMs = 0;
+      let maxGapAt = from;
+      for (const e of events) {
+        const t = e.at - performance.timeOrigin;
+        if (e.query) {
+          pending.add(e.id);
+          since ??= t;
+          continue;
+        }
+        if (!pending.delete(e.id)) continue;
+        if (since !== null && t >= from && since <= to && t - Math.max(since, from) > maxGapMs) {
+          maxGapMs = t - Math.max(since, from);
+          maxGapAt = Math.max(since, from);
+        }
+        since = pending.size > 0 ? t : null;
+      }
+      return { maxGapMs, maxGapAt, packets: events.length, dropped: dropped === '0' ? null : dropped };
+    },
+  };
+}
+
+/** DNS messages to and from `serverPort` in a pcap file (Ethernet or Linux cooked link types): epoch ms, query or answer, DNS id. */
+function readPcap(buf: Buffer, serverPort: number): { at: number; query: boolean; id: number }[] {
+  const magic = buf.readUInt32LE(0);
+  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+  const nanos = magic === 0xa1b23c4d || magic === 0x4d3cb2a1;
+  const u32 = (o: number) => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
+  const link = u32(20);
+  const linkHeader = link === 1 ? 14 : link === 113 ? 16 : link === 276 ? 20 : link === 0 ? 4 : -1;
+  if (linkHeader < 0) throw new Error(`pcap link type ${link} not understood`);
+  const out: { at: number; query: boolean; id: number }[] = [];
+  for (let o = 24; o + 16 <= buf.length; ) {
+    const at = u32(o) * 1000 + u32(o + 4) / (nanos ? 1e6 : 1e3);
+    const caplen = u32(o + 8);
+    const p = o + 16 + linkHeader;
+    o += 16 + caplen;
+    if (o > buf.length) break;
+    const ipv = buf[p] >> 4;
+    const ip = ipv === 4 ? (buf[p] & 0xf) * 4 : ipv === 6 ? 40 : -1;
+    if (ip < 0 || p + ip + 8 + 2 > o) continue;
+    const dst = buf.readUInt16BE(p + ip + 2);
+    out.push({ at, query: dst === serverPort, id: buf.readUInt16BE(p + ip + 8) });
+  }
+  return out.sort((a, b) => a.at - b.at);
 }
 
 /** Whether a command runs (exit 0 for `--version`/-h). */
@@ -300,14 +498,19 @@ async function main(): Promise<number> {
     log(`${CLI} is missing: run "npm run build" first`);
     return 1;
   }
+  const group = CGROUP ? joinCpuGroup(CGROUP) : null;
   const dir = mkdtempSync(join(tmpdir(), 'fc-bench-zone-'));
   const zonesDir = join(dir, 'zones');
   let proc: ChildProcess | null = null;
+  let probeProc: Awaited<ReturnType<typeof startProbe>> | null = null;
+  let captureProc: Awaited<ReturnType<typeof startCapture>> | null = null;
   let secondary: Awaited<ReturnType<typeof notifyCatcher>> | null = null;
   const cleanup = async () => {
     secondary?.close();
     secondary = null;
     for (const p of perfProcs) p.kill('SIGINT');
+    probeProc?.kill();
+    captureProc?.kill();
     if (proc && proc.exitCode === null && proc.signalCode === null) {
       const p = proc;
       const done = new Promise<void>((r) => p.once('exit', () => r()));
@@ -318,6 +521,7 @@ async function main(): Promise<number> {
     }
     if (opt.keep) log(`kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
+    group?.leave();
   };
   const onSignal = () => void cleanup().then(() => process.exit(130));
   process.once('SIGINT', onSignal);
@@ -478,15 +682,19 @@ async function main(): Promise<number> {
     const zoneFile = join(zonesDir, `${ORIGIN.slice(0, -1)}.zone`);
     await writeZone(zoneFile + '.new', RECORDS, SERIAL + 1);
     renameSync(zoneFile + '.new', zoneFile);
-    const stream = new QueryStream({ port: dnsPort, zone: ORIGIN, names: (i) => `host${(i * 7919) % zone.groups}.${ORIGIN}` });
-    await stream.start();
-    // the main thread's on-CPU time every 5 ms: tells a server busy answering late from one waiting for a CPU
+    const stream = await startProbe({ port: dnsPort, zone: ORIGIN, groups: zone.groups });
+    probeProc = stream;
+    const capture = hasCommand('tcpdump', ['--version']) ? await startCapture(dir, dnsPort, stream.port).catch((e: Error) => (log(`no capture: ${e.message}`), null)) : null;
+    captureProc = capture;
+    // the main thread's on-CPU time every 10 ms: tells a server busy answering late from one waiting for a CPU
     const cpuSamples: [number, number][] = [];
+    const whoSamples: [number, CpuShares][] = [];
     const sampler = setInterval(() => {
       try {
         cpuSamples.push([performance.now(), mainThreadCpuMs(pid)]);
+        whoSamples.push([performance.now(), cpuShares(pid)]);
       } catch { /* exited */ }
-    }, 5);
+    }, 10);
     let stopLoad = (): void => undefined;
     const loadStopped = new Promise<void>((res) => (stopLoad = res));
     const loadRun = rate > 0
@@ -508,17 +716,28 @@ async function main(): Promise<number> {
     await sleep(Math.max(0, windowEnd - performance.now()) + 200);
     stopLoad();
     const perf = await loadRun;
-    stream.stop();
+    await stream.stop();
     clearInterval(sampler);
     const afterReload = rss(pid);
     const before = answersBetween(stream.answered, hup - 900, hup);
     const complete = swapped !== null && (secondary === null || notified !== null);
     const during = complete ? answersBetween(stream.answered, hup, windowEnd) : null;
+    const captured = capture ? await capture.stop(hup, windowEnd).catch((e: Error) => (log(`capture not read: ${e.message}`), null)) : null;
+    captureProc = null;
+    /** The gap judged: as the kernel saw it when captured, else as the probe saw it. */
+    const gap = during === null ? null : captured ? { ms: captured.maxGapMs, at: captured.maxGapAt } : { ms: during.maxGapMs, at: during.maxGapAt };
     const probeP99 = quantile(stream.answered.filter((a) => a.answeredAt >= hup && a.answeredAt <= windowEnd).map((a) => a.answeredAt - a.sentAt), 0.99);
     const reloadMs = swapped === null ? null : swapped - hup;
     const cpuAt = (t: number) => cpuSamples.reduce((v, [at, n]) => (at <= t ? n : v), cpuSamples[0]?.[1] ?? 0);
-    const gapCpuMs = during ? +(cpuAt(during.maxGapAt + during.maxGapMs + 5) - cpuAt(during.maxGapAt - 5)).toFixed(1) : null;
-    const reloadOk = during !== null && during.maxGapMs <= GAP_TARGET_MS && stream.lost === 0 && (perf === null || perf.lost === 0);
+    const gapCpuMs = gap ? +(cpuAt(gap.at + gap.ms + 5) - cpuAt(gap.at - 5)).toFixed(1) : null;
+    const whoAt = (t: number) => whoSamples.reduce<CpuShares | null>((v, [at, n]) => (at <= t ? n : v), whoSamples[0]?.[1] ?? null);
+    // the probe's own longest pause in sending (the bench process not running): an answer gap about
+    // as long is the bench's, not the server's
+    const sends = stream.answered.filter((a) => a.sentAt >= hup && a.sentAt <= windowEnd).map((a) => a.sentAt).sort((a, b) => a - b);
+    let sendGap = 0;
+    for (let i = 1; i < sends.length; i++) sendGap = Math.max(sendGap, sends[i] - sends[i - 1]);
+    const gapWho = gap ? diffShares(whoAt(gap.at - 5), whoAt(gap.at + gap.ms + 5)) : null;
+    const reloadOk = gap !== null && gap.ms <= GAP_TARGET_MS && stream.lost === 0 && (perf === null || perf.lost === 0);
 
     const loadOk = readyMs < LOAD_TARGET_S * 1000 && answerMs < LOAD_TARGET_S * 1000;
     const rssOk = afterLoad.rss < RSS_TARGET && afterQueries.rss < RSS_TARGET;
@@ -531,7 +750,7 @@ async function main(): Promise<number> {
     log(`spawn -> /readyz 200       ${f(readyMs)}   target < ${LOAD_TARGET_S} s   ${readyMs < LOAD_TARGET_S * 1000 ? 'OK' : 'MISSED'}`);
     log(`spawn -> first answer      ${f(answerMs)}   target < ${LOAD_TARGET_S} s   ${answerMs < LOAD_TARGET_S * 1000 ? 'OK' : 'MISSED'}`);
     log(`controller CPU to ready    ${cpuAtReady.toFixed(2)} s (user+sys; wall time above includes waiting for the CPU)`);
-    log(`machine                    ${cpus().length} CPUs${pin ? ' (controller on CPU 0, dnsperf on CPU 1)' : ''}${NICE !== null ? `, nice ${NICE}` : ''}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (at start ${load0})`);
+    log(`machine                    ${cpus().length} CPUs${pin ? ' (controller on CPU 0, dnsperf on CPU 1)' : ''}${NICE !== null ? `, nice ${NICE}` : ''}${CGROUP ? `, in CPU group ${CGROUP}` : ''}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (at start ${load0})`);
     log(`RSS after load             ${m(afterLoad.rss)}  (peak ${m(afterLoad.hwm)})   target < 1 GiB   ${afterLoad.rss < RSS_TARGET ? 'OK' : 'MISSED'}`);
     log(`RSS after ${QUERIES} queries   ${m(afterQueries.rss)}  (peak ${m(afterQueries.hwm)})   target < 1 GiB   ${afterQueries.rss < RSS_TARGET ? 'OK' : 'MISSED'}`);
     log(`queries                    ${ok} correct, ${bad} wrong, ${lost} unanswered in ${f(queryMs)} (${Math.round(QUERIES / (queryMs / 1000))} q/s)`);
@@ -546,14 +765,21 @@ async function main(): Promise<number> {
         log(`  latency                  p99 ${ms(perf.p99LatencyMs)}, max ${ms(perf.maxLatencyMs)} (whole run: 1 s before the SIGHUP to the end of the window)`);
       }
       log(`probe during the reload    ${during.answered} answers, ${stream.lost} unanswered after 5 s; latency p99 ${ms(probeP99)}, max ${ms(during.maxLatencyMs)}`);
-      log(`longest answer gap         ${ms(during.maxGapMs)} (SIGHUP to ${notified !== null ? 'NOTIFY' : 'new serial'} + 1 s; before it: ${ms(before.maxGapMs)})   target <= ${GAP_TARGET_MS} ms, none lost   ${reloadOk ? 'OK' : 'MISSED'}`);
-      log(`  when, main thread CPU    from +${f(during.maxGapAt - hup)} after the SIGHUP; ${gapCpuMs} ms on a CPU in it (near the gap: the thread was working; far below it: waiting for a CPU)`);
+      if (captured) {
+        log(`longest answer gap         ${ms(captured.maxGapMs)} (kernel times, tcpdump: a probe query waiting, no answer sent; SIGHUP to ${notified !== null ? 'NOTIFY' : 'new serial'} + 1 s)   target <= ${GAP_TARGET_MS} ms, none lost   ${reloadOk ? 'OK' : 'MISSED'}`);
+        log(`  as the probe saw it      ${ms(during.maxGapMs)} (before the SIGHUP: ${ms(before.maxGapMs)}); the probe's longest pause in sending ${ms(sendGap)} (its own, not the server's)${captured.dropped ? `; tcpdump dropped ${captured.dropped} packets` : ''}`);
+      } else {
+        log(`longest answer gap         ${ms(during.maxGapMs)} (as the probe saw it; SIGHUP to ${notified !== null ? 'NOTIFY' : 'new serial'} + 1 s; before it: ${ms(before.maxGapMs)})   target <= ${GAP_TARGET_MS} ms, none lost   ${reloadOk ? 'OK' : 'MISSED'}`);
+        log(`  probe's longest pause    ${ms(sendGap)} between two queries sent (without tcpdump the probe's own pauses read as the server's gaps)`);
+      }
+      log(`  when, main thread CPU    from +${f(gap!.at - hup)} after the SIGHUP; ${gapCpuMs} ms on a CPU in it (near the gap: the thread was working; far below it: waiting for a CPU)`);
+      if (gapWho) log(`  who had the CPUs         main thread ${gapWho.mainMs} ms (waiting runnable ${gapWho.mainWaitMs} ms), other controller threads ${gapWho.otherMs} ms, parser ${gapWho.parserMs} ms, steal cpu0 ${gapWho.steal0Ms} ms / cpu1 ${gapWho.steal1Ms} ms`);
       log(`RSS after reload           ${m(afterReload.rss)}  (peak ${m(afterReload.hwm)})`);
     }
     if (badSamples.length) log(`wrong answers, first ${badSamples.length}:\n  ${badSamples.join('\n  ')}`);
     log(JSON.stringify({
       bench: 'zone-load', ok: loadOk && rssOk && bad === 0 && lost === 0 && reloadOk, records: zone.records, zoneFileBytes: zone.bytes,
-      secondaries: secondary !== null, pinned: pin, nice: NICE,
+      secondaries: secondary !== null, pinned: pin, nice: NICE, cgroup: CGROUP,
       nodeArgs, readyMs: Math.round(readyMs), firstAnswerMs: Math.round(answerMs), cpuSecondsToReady: cpuAtReady,
       cpus: cpus().length, loadAvgAtStart: load0, loadAvgAtEnd: loadavg().map((x) => x.toFixed(2)).join(' '),
       rssAfterLoadMB: +(afterLoad.rss / MB).toFixed(1), peakRssAfterLoadMB: +(afterLoad.hwm / MB).toFixed(1),
@@ -563,7 +789,7 @@ async function main(): Promise<number> {
       reloadMs: reloadMs === null ? null : Math.round(reloadMs), notifyMs: notified === null ? null : Math.round(notified - hup),
       dnsperf: perf && { sent: perf.sent, answered: perf.completed, lost: perf.lost, interrupted: perf.interrupted, otherRcodes: perf.otherRcodes, qps: Math.round(perf.qps), p99LatencyMs: +perf.p99LatencyMs.toFixed(2), maxLatencyMs: +perf.maxLatencyMs.toFixed(1) },
       reloadAnswered: during?.answered ?? null, reloadLost: stream.lost, reloadP99LatencyMs: during ? +probeP99.toFixed(2) : null,
-      reloadMaxGapMs: during ? +during.maxGapMs.toFixed(1) : null, reloadMaxGapMainCpuMs: gapCpuMs, reloadMaxGapAtMs: during ? Math.round(during.maxGapAt - hup) : null, reloadMaxLatencyMs: during ? +during.maxLatencyMs.toFixed(1) : null,
+      reloadMaxGapMs: gap ? +gap.ms.toFixed(1) : null, reloadMaxGapMainCpuMs: gapCpuMs, reloadMaxGapShares: gapWho, probeMaxSendPauseMs: +sendGap.toFixed(1), probeMaxGapMs: during ? +during.maxGapMs.toFixed(1) : null, captured: captured !== null, reloadMaxGapAtMs: gap ? Math.round(gap.at - hup) : null, reloadMaxLatencyMs: during ? +during.maxLatencyMs.toFixed(1) : null,
       gapBeforeReloadMs: +before.maxGapMs.toFixed(1), rssAfterReloadMB: +(afterReload.rss / MB).toFixed(1), peakRssAfterReloadMB: +(afterReload.hwm / MB).toFixed(1),
       targets: { loadS: LOAD_TARGET_S, rssMB: RSS_TARGET / MB, reloadGapMs: GAP_TARGET_MS }, loadOk, rssOk, reloadOk,
     }));

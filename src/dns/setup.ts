@@ -22,6 +22,7 @@ import { Notifier, tsigNotifySigner } from './xfr/notify.js';
 import { PropagationTracker } from './xfr/propagation.js';
 import { tsigKey, type TsigKey } from './xfr/tsig.js';
 import { TransferService } from './xfr/xfr-service.js';
+import { HELPER_THREAD_NICE, yieldToServingThread } from './server/thread-priority.js';
 
 /** What the other capabilities use of DNS. */
 export interface DnsCapability {
@@ -111,6 +112,16 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
     zoneLog.info({ zones: r.zones.length, records, parsed: r.parsed.length, errors: r.errors.length }, 'zones loaded');
   };
 
+  let priorityReported = false;
+  /** Helper threads behind the serving one; again after each load (libuv starts its pool lazily). */
+  const preferServing = (): void => {
+    const r = yieldToServingThread();
+    if (priorityReported || (r.changed === 0 && r.failed === 0 && r.unsupported === null)) return;
+    priorityReported = true;
+    if (r.unsupported !== null || r.failed > 0) dnsLog.warn({ failed: r.failed, reason: r.unsupported ?? undefined }, 'helper threads could not be set behind the serving thread: a busy CPU may delay answers during reloads');
+    else dnsLog.info({ threads: r.changed, nice: HELPER_THREAD_NICE }, 'helper threads run behind the serving thread');
+  };
+
   let reloading: Promise<LoadResult> | null = null;
   let again = false;
   const reload = (): Promise<LoadResult> => {
@@ -125,6 +136,7 @@ export async function setupDns(deps: { config: Config['dns']; registry: Registry
         r = await zoneDir.load();
         applyLoad(r);
       } while (again);
+      preferServing();
       return r;
     })().finally(() => (reloading = null));
     return reloading;

@@ -26,6 +26,8 @@ export interface QueryStreamOptions {
   soaEvery?: number;
   /** Most unanswered queries at once. */
   window?: number;
+  /** Most queries sent per timer tick (about a millisecond; default 4). */
+  burst?: number;
   /** A query unanswered this long is counted as lost. */
   lostAfterMs?: number;
 }
@@ -45,6 +47,11 @@ export class QueryStream {
   private waiters: { count: number; resolve: () => void }[] = [];
 
   constructor(private readonly o: QueryStreamOptions) {}
+
+  /** The local UDP port the queries leave from (once started). */
+  get localPort(): number {
+    return this.sock.address().port;
+  }
 
   /** Binds the socket and starts sending. */
   async start(): Promise<void> {
@@ -87,7 +94,7 @@ export class QueryStream {
     }
     const window = this.o.window ?? 32;
     // up to 4 per tick: timers fire at most every ~1 ms, the server answers in microseconds
-    for (let k = 0; k < 4 && this.pending.size < window; k++) {
+    for (let k = 0; k < (this.o.burst ?? 4) && this.pending.size < window; k++) {
       const id = this.nextId;
       this.nextId = (this.nextId % 0xffff) + 1;
       if (this.pending.has(id)) break;

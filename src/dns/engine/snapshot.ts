@@ -36,6 +36,7 @@ import { RRType } from '../wire/constants.js';
 import type { RRset, Zone } from '../zone/zone.js';
 import type { ZoneDiff } from '../xfr/journal.js';
 import type { AddressOverlay, ZoneSet } from './engine.js';
+import { OwnerList, OwnerListBuilder } from './owner-list.js';
 
 /** One served record (class IN). */
 export interface SnapshotRecord {
@@ -57,7 +58,7 @@ export interface ZoneSnapshot {
   /** Records, the SOA included. */
   readonly count: number;
   /** Distinct owners with records, canonical order. */
-  readonly owners: readonly string[];
+  readonly owners: OwnerList;
   /** Per record: its owner's index in `owners` (non-decreasing). */
   readonly ownerIndex: Uint32Array;
   readonly types: Uint16Array;
@@ -79,12 +80,6 @@ export interface SnapshotOptions {
    * the rest); built alone, {@link addressIndex} takes about 0.1 s and 1 s.
    */
   index?: boolean;
-  /**
-   * A snapshot of an earlier version of the zone (a reload): the owner names it shares with this
-   * one are taken from it instead of being made again, so a reload of a large zone whose names
-   * stay adds almost nothing to the heap (zones from the parser process).
-   */
-  previous?: ZoneSnapshot;
 }
 
 export interface SliceOptions {
@@ -413,6 +408,9 @@ function renderNode(sets: RRset[], overlay: AddressOverlay | null | undefined, z
 
 // ------------------------------------------------------------------------------ digest ---------
 
+/** Ends each owner's key in a leaf's hash. */
+const NEWLINE = Buffer.from('\n');
+
 /** Owners per leaf of the digest tree. */
 export const DIGEST_LEAF = 16;
 /** Children per inner node of the digest tree. */
@@ -440,8 +438,6 @@ function hashLeaf(s: Packed, b: number, recFrom: number, recTo: number, out: Buf
   const n = recTo - recFrom;
   const start = recFrom === 0 ? 0 : s.rdataEnds[recFrom - 1];
   const end = n === 0 ? start : s.rdataEnds[recTo - 1];
-  let names = '';
-  for (let k = ownerFrom; k < ownerTo; k++) names += s.owners[k] + '\n';
   const meta = new Uint32Array(3 + 2 * n);
   meta[0] = ownerTo - ownerFrom;
   meta[1] = n;
@@ -452,9 +448,9 @@ function hashLeaf(s: Packed, b: number, recFrom: number, recTo: number, out: Buf
     prevEnd = s.rdataEnds[r];
   }
   const bytes = (a: Uint16Array | Uint32Array) => new Uint8Array(a.buffer, a.byteOffset + recFrom * a.BYTES_PER_ELEMENT, n * a.BYTES_PER_ELEMENT);
-  createHash('sha256')
-    .update(new Uint8Array(meta.buffer))
-    .update(names, 'latin1')
+  const hash = createHash('sha256').update(new Uint8Array(meta.buffer));
+  for (let k = ownerFrom; k < ownerTo; k++) hash.update(s.owners.bytesAt(k)).update(NEWLINE);
+  hash
     .update(bytes(s.types))
     .update(bytes(s.ttls))
     .update(s.rdata.subarray(start, end))
@@ -592,7 +588,7 @@ function* addressIndexSteps(zone: Zone, snapshot: Pick<ZoneSnapshot, 'owners' | 
   const firstOf = new Uint32Array(snapshot.owners.length + 1);
   let apex = -1;
   for (let k = 0; k < snapshot.owners.length; k++) {
-    const owner = snapshot.owners[k];
+    const owner = snapshot.owners.at(k);
     if (owner === zone.origin) apex = k;
     const sets = zone.nodes.get(owner);
     if (!sets || sets.length === 0) throw mismatch();
@@ -890,7 +886,10 @@ export function* snapshotSteps(
 ): Generator<void, ZoneSnapshot> {
   const fromWorker = zone.nodes as Partial<WorkerNodes>;
   const cols = new Columns(zone.recordCount + 1, fromWorker.rdataBytes);
-  const owners: string[] = [];
+  /** A zone from the parser: the owners' keys in canonical order. */
+  const owners = new OwnerListBuilder(zone.nodes.size);
+  /** Any other zone: the owners' keys in zone order (sorted below). */
+  const ownerKeys: string[] = [];
   /** Per owner (in zone order): its first record in `cols`; one more entry for the end. */
   const firstOf: number[] = [];
   /** The index being built: the base addresses of each owner, in zone order (owner i's from postingsOf[i]). */
@@ -904,23 +903,15 @@ export function* snapshotSteps(
   if (raw) {
     const packed = fromWorker as WorkerNodes;
     const order = raw.canonical;
-    // the previous version's owners, in the same canonical order: walked along
-    const before = opts.previous && opts.previous.origin === zone.origin ? opts.previous.owners : null;
-    let j = 0;
+    // the owners' keys are the parser's bytes, lent (no string per owner)
+    const names = Buffer.from(raw.names.buffer, raw.names.byteOffset, raw.names.byteLength);
     for (let i = 0; i < order.length; i++) {
       const node = order[i];
       const first = raw.nodeStarts[node] + 1;
       const sets = raw.index[first - 1];
       if (sets === 0) continue;
-      let owner: string;
-      if (before && j < before.length && keyIs(raw, node, before[j])) {
-        owner = before[j++];
-      } else {
-        owner = packed.keyAt(node);
-        if (before) while (j < before.length && compareOwners(before[j], owner) <= 0) j++;
-      }
       let zoneKey: string | undefined;
-      const zoneOf = () => (zoneKey ??= opts.zones ? (opts.zones.find(owner)?.origin ?? '') : zone.origin);
+      const zoneOf = () => (zoneKey ??= opts.zones ? (opts.zones.find(packed.keyAt(node))?.origin ?? '') : zone.origin);
       if (postings) {
         postingsOf.push(postings.count);
         for (let s = 0, p = first; s < sets; s++) {
@@ -936,8 +927,8 @@ export function* snapshotSteps(
           p += 4 + n;
         }
       }
-      if (owner === zone.origin) apex = owners.length;
-      owners.push(owner);
+      if (keyIs(raw, node, zone.origin)) apex = owners.size;
+      owners.pushRange(names, node === 0 ? 0 : raw.nameEnds[node - 1], raw.nameEnds[node]);
       firstOf.push(cols.count);
       if (!renderPacked(raw, node, overlay, zoneOf, cols)) renderNode(packed.setsAt(node), overlay, zoneOf, push);
       if (slicer.due()) {
@@ -957,8 +948,8 @@ export function* snapshotSteps(
         for (const rd of set.rdata) postings.push(rd);
       }
     }
-    if (owner === zone.origin) apex = owners.length;
-    owners.push(owner);
+    if (owner === zone.origin) apex = ownerKeys.length;
+    ownerKeys.push(owner);
     firstOf.push(cols.count);
     renderNode(sets, overlay, zoneOf, push);
     if (slicer.due()) {
@@ -969,47 +960,49 @@ export function* snapshotSteps(
   firstOf.push(cols.count);
   postingsOf.push(postings?.count ?? 0);
 
-  const idx = new Uint32Array(owners.length);
+  const idx = new Uint32Array(raw ? owners.size : ownerKeys.length);
   for (let i = 0; i < idx.length; i++) idx[i] = i;
   let order: Uint32Array = idx;
-  if (!raw) {
-    const keys: string[] = new Array(owners.length);
-    for (let i = 0; i < owners.length; i++) {
-      keys[i] = canonicalSortKey(owners[i]);
+  let sortedOwners: OwnerList;
+  if (raw) {
+    sortedOwners = owners.build();
+  } else {
+    const keys: string[] = new Array(ownerKeys.length);
+    for (let i = 0; i < ownerKeys.length; i++) {
+      keys[i] = canonicalSortKey(ownerKeys[i]);
       if (slicer.due()) {
         yield;
         slicer.reset();
       }
     }
     order = yield* sortIndices(idx, keys, slicer);
+    const sorted = new OwnerListBuilder(order.length);
+    for (let k = 0; k < order.length; k++) sorted.push(ownerKeys[order[k]]);
+    sortedOwners = sorted.build();
   }
 
   const count = cols.count;
   // already in canonical order (a zone from the parser process): the columns are the snapshot's
   const identity = !!raw;
-  const sortedOwners: string[] = identity ? owners : new Array(owners.length);
   const ownerIndex = new Uint32Array(count);
   const types = identity ? cols.types.subarray(0, count) : new Uint16Array(count);
   const ttls = identity ? cols.ttls.subarray(0, count) : new Uint32Array(count);
   const rdataEnds = identity ? cols.ends.subarray(0, count) : new Uint32Array(count);
   const rdata = identity ? cols.data.buf.subarray(0, cols.data.length) : Buffer.allocUnsafe(cols.data.length);
   const packed: Packed = { owners: sortedOwners, ownerIndex, types, ttls, rdataEnds, rdata };
-  const leaves = Buffer.allocUnsafe(32 * Math.ceil(owners.length / DIGEST_LEAF));
+  const leaves = Buffer.allocUnsafe(32 * Math.ceil(order.length / DIGEST_LEAF));
   let o = 0;
   let ro = 0;
   let leafStart = 0;
   let soa: SnapshotRecord | undefined;
   for (let k = 0; k < order.length; k++) {
     const src = order[k];
-    const owner = owners[src];
+    const apexHere = src === apex;
     const from = firstOf[src];
     const to = firstOf[src + 1];
     const start = from === 0 ? 0 : cols.ends[from - 1];
     const end = cols.ends[to - 1];
-    if (!identity) {
-      sortedOwners[k] = owner;
-      cols.data.buf.copy(rdata, ro, start, end);
-    }
+    if (!identity) cols.data.buf.copy(rdata, ro, start, end);
     for (let r = from; r < to; r++) {
       ownerIndex[o] = k;
       if (!identity) {
@@ -1017,9 +1010,9 @@ export function* snapshotSteps(
         ttls[o] = cols.ttls[r];
         rdataEnds[o] = ro + (cols.ends[r] - start);
       }
-      if (types[o] === RRType.SOA && owner === zone.origin) {
+      if (types[o] === RRType.SOA && apexHere) {
         const rs = o === 0 ? 0 : rdataEnds[o - 1];
-        soa = { owner, type: RRType.SOA, ttl: ttls[o], rdata: Buffer.from(rdata.subarray(rs, rdataEnds[o])) };
+        soa = { owner: zone.origin, type: RRType.SOA, ttl: ttls[o], rdata: Buffer.from(rdata.subarray(rs, rdataEnds[o])) };
       }
       o++;
     }
@@ -1065,7 +1058,7 @@ export function snapshotZoneAsync(
 /** Record `i` of a snapshot (its RDATA a view on the snapshot's buffer). */
 export function snapshotRecord(s: ZoneSnapshot, i: number): SnapshotRecord {
   const start = i === 0 ? 0 : s.rdataEnds[i - 1];
-  return { owner: s.owners[s.ownerIndex[i]], type: s.types[i], ttl: s.ttls[i], rdata: s.rdata.subarray(start, s.rdataEnds[i]) };
+  return { owner: s.owners.at(s.ownerIndex[i]), type: s.types[i], ttl: s.ttls[i], rdata: s.rdata.subarray(start, s.rdataEnds[i]) };
 }
 
 /** Every record of a snapshot, in its order. */
@@ -1147,7 +1140,7 @@ export function* nextSnapshotSteps(
   let bytes = prev.rdata.length;
   for (let i = 0; i < touched.length; i++) {
     const k = touched[i];
-    const owner = prev.owners[k];
+    const owner = prev.owners.at(k);
     const sets = zone.nodes.get(owner);
     if (!sets || sets.length === 0) throw new Error(`zone ${zone.origin} is not the zone of its snapshot (${owner})`);
     freshStart[i] = fresh.count;

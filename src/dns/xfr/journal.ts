@@ -92,19 +92,17 @@ export function* diffSteps(from: ZoneSnapshot, to: ZoneSnapshot, slicer: Slicer)
     bytes += recordBytes(r);
   };
   while (i < from.count && j < to.count) {
-    const oa = from.owners[from.ownerIndex[i]];
-    const ob = to.owners[to.ownerIndex[j]];
     let c: number;
-    if (oa === ob) {
+    if (from.owners.same(from.ownerIndex[i], to.owners, to.ownerIndex[j])) {
       c = compareRest(from, i, to, j);
     } else {
       if (ka !== from.ownerIndex[i]) {
         ka = from.ownerIndex[i];
-        sa = canonicalSortKey(oa);
+        sa = canonicalSortKey(from.owners.at(ka));
       }
       if (kb !== to.ownerIndex[j]) {
         kb = to.ownerIndex[j];
-        sb = canonicalSortKey(ob);
+        sb = canonicalSortKey(to.owners.at(kb));
       }
       c = sa < sb ? -1 : 1;
     }

@@ -109,7 +109,7 @@ function* wireRecords(records: Iterable<SnapshotRecord>): Generator<RecordInput>
 function* axfrSequence(s: ZoneSnapshot): Generator<SnapshotRecord> {
   yield s.soa;
   for (let i = 0; i < s.count; i++) {
-    if (s.types[i] === RRType.SOA && s.owners[s.ownerIndex[i]] === s.origin) continue;
+    if (s.types[i] === RRType.SOA && s.owners.is(s.ownerIndex[i], s.origin)) continue;
     yield snapshotRecord(s, i);
   }
   yield s.soa;
@@ -250,6 +250,9 @@ function* packSnapshot(s: ZoneSnapshot, opts: TransferOptions): Generator<Buffer
   const origin = s.origin;
   let pos = -1; // -1: the leading SOA; `end`: the closing SOA
   let first = true;
+  /** The key of owner `keyOf` (records of one owner are consecutive: one string per owner). */
+  let keyOf = -1;
+  let key = '';
   while (pos <= end) {
     let off: number;
     if (first) {
@@ -282,13 +285,17 @@ function* packSnapshot(s: ZoneSnapshot, opts: TransferOptions): Generator<Buffer
         start = 0;
         stop = rdata.length;
       } else {
-        ownerIdx = s.ownerIndex[pos];
-        owner = s.owners[ownerIdx];
         type = s.types[pos];
-        if (type === RRType.SOA && owner === origin) {
+        if (type === RRType.SOA && s.owners.is(s.ownerIndex[pos], origin)) {
           pos++;
           continue;
         }
+        ownerIdx = s.ownerIndex[pos];
+        if (keyOf !== ownerIdx) {
+          keyOf = ownerIdx;
+          key = s.owners.at(ownerIdx);
+        }
+        owner = key;
         ttl = s.ttls[pos];
         rdata = s.rdata;
         start = pos === 0 ? 0 : s.rdataEnds[pos - 1];

@@ -231,7 +231,7 @@ export class TransferService implements TransferHandler {
         this.log.error({ zone: zone.origin, err: (err as Error).message }, 'incremental zone snapshot failed; taking a full one');
       }
     }
-    return { next: await snapshotZoneAsync(zone, overlay, { zones, index: true, previous: prev?.snapshot }) };
+    return { next: await snapshotZoneAsync(zone, overlay, { zones, index: true }) };
   }
 
   /**

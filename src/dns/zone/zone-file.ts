@@ -87,7 +87,8 @@ export function readZoneText(file: string, budget: ReadBudget): { text: string; 
         buf.copy(bigger, 0, 0, n);
         buf = bigger;
       }
-      const got = readSync(fd, buf, n, buf.length - n, null);
+      // in pieces: see IO_CHUNK in zone-parse-child.ts (this runs in the parser process)
+      const got = readSync(fd, buf, n, Math.min(1024 * 1024, buf.length - n), null);
       if (got === 0) break;
       n += got;
     }

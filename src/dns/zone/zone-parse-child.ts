@@ -57,6 +57,14 @@ type ArrayKey = (typeof ARRAYS)[number][0];
 /** Most bytes of a frame's JSON part (a reply with 100 warnings is far below). */
 const MAX_HEADER_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Most bytes per read or write system call of this process. The kernel may run a system call to
+ * its end before it lets another thread have the CPU (no kernel preemption, the default of
+ * Debian's kernels): one write of a 100 MB array kept a CPU for tens of milliseconds, while the
+ * serving thread waited for it.
+ */
+export const IO_CHUNK = 1024 * 1024;
+
 /** Writes a packed zone's arrays to `path` (created, mode 0600), in {@link ARRAYS} order; returns their byte lengths. */
 export function writeZoneData(path: string, zone: PackedZone): number[] {
   const fd = openSync(path, 'wx', 0o600);
@@ -64,7 +72,7 @@ export function writeZoneData(path: string, zone: PackedZone): number[] {
     return ARRAYS.map(([key]) => {
       const a = zone[key];
       const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, Math.min(IO_CHUNK, bytes.length - at));
       return a.byteLength;
     });
   } finally {
@@ -73,7 +81,7 @@ export function writeZoneData(path: string, zone: PackedZone): number[] {
 }
 
 /** Chunk of one read of a zone's arrays (the reads run in libuv's pool, not on the serving thread). */
-const READ_CHUNK = 4 * 1024 * 1024;
+const READ_CHUNK = IO_CHUNK;
 
 /**
  * Reads the arrays of a framed reply and deletes the file; the reply as sent. The arrays are views

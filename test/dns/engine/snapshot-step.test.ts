@@ -131,10 +131,10 @@ describe('nextSnapshot', () => {
     expect(cachedAddressIndex(b.example)).toBeUndefined();
     const built = addressIndex(b.example, snap);
     expect({ ...along, byAddress: new Map(along.byAddress) }).toEqual({ ...built, byAddress: new Map(built.byAddress) });
-    expect(snap.owners[along.apex]).toBe('example.test.');
+    expect(snap.owners.at(along.apex)).toBe('example.test.');
     const key = (a: string, family: 4 | 6) => addressBytes({ address: a, family }).toString('latin1');
     // 192.0.2.1, in canonical order
-    expect(along.byAddress.get(key('192.0.2.1', 4))!.map((k) => snap.owners[k])).toEqual([
+    expect(along.byAddress.get(key('192.0.2.1', 4))!.map((k) => snap.owners.at(k))).toEqual([
       'example.test.', 'dup.example.test.', 'dupr.example.test.', 'deep.sub.example.test.', 'ns.sub.example.test.', '*.wild.example.test.',
     ]);
   });

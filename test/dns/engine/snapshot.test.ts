@@ -232,11 +232,7 @@ six AAAA 2001:db8::1:0
     const b = snapshotZone(packed, ov(), { index: true });
     expect(b.digest).toBe(a.digest);
     expect([...snapshotRecords(b)]).toEqual([...snapshotRecords(a)]);
-    // with an earlier version's snapshot to take names from: names gone, names new, names kept
-    const earlier = snapshotZone(zoneOf(`${EXAMPLE}aaa A 192.0.2.4\nmix TXT "a"\nzzz.deep A 192.0.2.3\n`, 'example.test.', true), null);
-    const c = snapshotZone(zoneOf(text, 'example.test.', true), ov(), { previous: earlier });
-    expect(c.digest).toBe(a.digest);
-    expect([...c.owners]).toEqual([...a.owners]);
+    expect([...b.owners]).toEqual([...a.owners]);
     const ia = cachedAddressIndex(built)!;
     const ib = cachedAddressIndex(packed)!;
     expect({ owners: ib.owners, apex: ib.apex }).toEqual({ owners: ia.owners, apex: ia.apex });
