@@ -7,10 +7,10 @@
  *               with servers in the inventory)
  *   routing     the backend, retried; rebuilt when an inventory edit changes a host's settings
  *   health      the downtime meter and account probes
+ *   audit       the MX audit (the API's, and the migrations' audit of their mail domains)
  *   controller  inventory, overlays, migrations, cutovers; restores overlays, resumes operations;
  *               acts while this replica leads (the reconcile loop's first pass once DNS listens,
  *               before the API), else follows the leader's commits
- *   audit       the MX audit
  *   api         /v1, /metrics, /healthz, /readyz
  */
 import pino, { type Logger } from 'pino';
@@ -43,6 +43,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
   let ready = false;
 
   const dns = await setupDns({ config: config.dns, registry, logger: log });
+  const audit = setupAudit({ config: config.mxAudit, registry });
   let state: StateCapability | undefined;
   let controller: ControllerCapability | undefined;
   if (config.servers.length > 0) {
@@ -59,6 +60,7 @@ export async function startController(config: Config, logger?: Logger): Promise<
         dns: { ...dns.overlay, largestTtl: dns.largestTtl },
         routing: { ...routing, routingError: (b) => routing.metrics.routingErrors.inc({ backend: b }) },
         health: { meter: health.meter, accountProber: health.accountProber, operationMeasured: health.metrics.operationMeasured },
+        mailAudit: { auditor: audit.mailAuditor, deadlineMs: config.mxAudit.migration_deadline_s * 1000 },
       });
       mainLog.info({
         servers: config.servers.length, transits: config.transits.length, backend: routing.backend.name, measured: config.health.probe?.type ?? 'no',
@@ -77,7 +79,6 @@ export async function startController(config: Config, logger?: Logger): Promise<
     await controller?.stop();
     await state?.close();
   };
-  const audit = setupAudit({ config: config.mxAudit, registry });
   const api = await dns.listen().then(() => controller?.start()).then(() => setupApi({
     config: config.api, registry, logger: log,
     ready: () => ready,

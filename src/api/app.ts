@@ -111,7 +111,9 @@ export function createApiApp(deps: ApiDeps): express.Express {
       }
       : undefined;
     const routing = deps.routing;
-    v1.use(cutoverRoutes(deps.cutover, dnsView, routing ? () => new Map(routing.view().map((a) => [a.address, a])) : undefined));
+    const migrations = deps.migrations;
+    v1.use(cutoverRoutes(deps.cutover, dnsView, routing ? () => new Map(routing.view().map((a) => [a.address, a])) : undefined,
+      migrations ? (server) => migrations.cutoverWarnings(server) : undefined));
   }
   if (deps.routing) v1.use(routingRoutes(deps.routing));
   if (deps.mxAuditor) v1.use(mxAuditRoutes(deps.mxAuditor, deps.onMxVerdict));

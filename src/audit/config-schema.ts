@@ -57,4 +57,6 @@ export const mxAuditConfigSchema = section({
   authoritative_port: int(1, 65535).default(53),
   /** Ask each authoritative server directly (lame / stale-secondary checks). */
   check_authoritative: flag().default(true),
+  /** How long the audit of a migrating server's mail domains may take before it is recorded as missing, in s. */
+  migration_deadline_s: int(1, 86_400).default(300),
 }).prefault({});

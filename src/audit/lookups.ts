@@ -5,7 +5,9 @@
  * TXT when the resolver answered none). The targets looked up are those of the MX RRset the rules
  * judge ({@link judgedMx}): the resolver's, or an authoritative server's when the resolver answered
  * none. A "no NS" answer without an SOA is no proof (a lame server answered the resolver): the
- * parent zone's servers are asked for the delegation instead.
+ * parent zone's servers are asked for the delegation instead. Any other negative answer without
+ * its SOA (a filtering resolver's NXDOMAIN or NODATA) is checked with the authoritative servers
+ * asked directly ({@link AuditLookups.proved}): a negative verdict rests on proof or is UNKNOWN.
  * Every lookup failure is kept as such (status "failed" with the reason), never turned into
  * "no records".
  */
@@ -54,6 +56,35 @@ export function toRRset<T>(r: LookupResult, type: number, map: (data: unknown) =
   return values.length ? { status: 'ok', values } : { status: 'nodata', values: [] };
 }
 
+const RRTYPE_TEXT: Record<number, string> = { [RRType.A]: 'A', [RRType.AAAA]: 'AAAA', [RRType.MX]: 'MX', [RRType.TXT]: 'TXT', [RRType.NS]: 'NS' };
+
+/**
+ * Whether a negative answer (NXDOMAIN, or NOERROR without the records) carries its proof: an SOA
+ * in the authority section owned by the name (after a CNAME chain) or one of its ancestors
+ * (RFC 2308). A filtering resolver's answer often has none.
+ */
+export function negativeProved(r: LookupResult): boolean {
+  if (!r.message) return false;
+  const chain = cnameChain(r);
+  const name = chain.length ? chain[chain.length - 1] : normName(r.name);
+  return r.message.authority.some((a) => a.type === RRType.SOA && isAncestorOrSelf(a.name, name));
+}
+
+/** Whether `zone` is `name` or one of its ancestors (both as {@link normName}; "." is the root). */
+function isAncestorOrSelf(zone: string, name: string): boolean {
+  return zone === '.' || zone === name || name.endsWith(`.${zone}`);
+}
+
+/** What a zone's authoritative servers, asked directly, say about a name and type. */
+export type AuthoritativeAnswer =
+  | { status: 'ok' | 'nodata' | 'nxdomain'; values: unknown[]; by: string; zone: string }
+  | { status: 'failed'; said: string };
+
+/** How a negative answer is called in the evidence. */
+function negativeText(status: RRsetLookup<unknown>['status']): string {
+  return status === 'nxdomain' ? 'NXDOMAIN' : 'NOERROR without records (NODATA)';
+}
+
 /** How long answers about shared names (MX targets, NS names) are reused, and how many. */
 const SHARED_TTL_MS = 60_000;
 const SHARED_MAX = 10_000;
@@ -99,6 +130,7 @@ export class AuditLookups {
       const r = await this.ask(name, RRType.NS);
       let ns = toRRset(r, RRType.NS, (x) => x as string);
       let apex = r.message?.authority.find((a) => a.type === RRType.SOA)?.name;
+      if (ns.status === 'nxdomain') return { zone: name, ns: await this.proved(r, ns, `NS of ${name}`) };
       if (ns.status === 'nodata' && apex === undefined && name.includes('.')) {
         const d = await this.delegation(name);
         if ('said' in d) {
@@ -116,6 +148,88 @@ export class AuditLookups {
       if (!parent.includes('.')) return { zone: name, ns };
       name = parent;
     }
+  }
+
+  /**
+   * A negative RRset from the resolver, checked: kept as it is when the answer carries its proof
+   * (an SOA of the name or an ancestor); otherwise the authoritative servers are asked directly
+   * ({@link authoritativeAnswer}): the same negative answer from them is the proof (said in
+   * `source`), anything else makes the lookup "failed" (UNKNOWN) with what each side said.
+   */
+  async proved<T>(r: LookupResult, rr: RRsetLookup<T>, what: string): Promise<RRsetLookup<T>> {
+    if ((rr.status !== 'nxdomain' && rr.status !== 'nodata') || negativeProved(r)) return rr;
+    const chain = cnameChain(r);
+    const name = chain.length ? chain[chain.length - 1] : normName(r.name);
+    const got = `the resolver (${r.server}) answered ${negativeText(rr.status)} for ${what} without an SOA (no proof: a filtering resolver may have answered)`;
+    const auth = await this.sharedLookup(`auth ${name} ${r.type}`, () => this.authoritativeAnswer(name, r.type), (a) => a.status !== 'failed');
+    if (auth.status === 'failed') return { status: 'failed', values: [], error: `${got}, and the authoritative servers (from the parent zone down) could not be asked: ${auth.said}` };
+    if (auth.status === rr.status) return { ...rr, source: `${got}; confirmed by ${auth.by}, a server of ${auth.zone}` };
+    const says = auth.status === 'ok' ? `${name} has ${RRTYPE_TEXT[r.type] ?? `type ${r.type}`} records` : auth.status === 'nodata' ? `${name} exists` : `${name} does not exist (NXDOMAIN)`;
+    return { status: 'failed', values: [], error: `${got}, but ${auth.by}, a server of ${auth.zone}, says ${says}` };
+  }
+
+  /**
+   * Asks the authoritative servers directly (RD=0) for `name` `type`, starting at the servers of
+   * its nearest ancestor whose NS the resolver gives, following referrals (glue, else addresses
+   * through the resolver). The first authoritative (AA) answer decides; "failed" says what each
+   * server answered when none gave one.
+   */
+  async authoritativeAnswer(name: string, type: number): Promise<AuthoritativeAnswer> {
+    const labels = name.split('.');
+    let zone = '';
+    let servers: { ns: string; glue: string[] }[] = [];
+    const tried: string[] = [];
+    for (let i = 1; i < labels.length; i++) {
+      const z = labels.slice(i).join('.');
+      const ns = await this.sharedLookup(`NS ${z}`, async () => toRRset(await this.ask(z, RRType.NS), RRType.NS, (x) => x as string), (x) => x.status !== 'failed');
+      if (ns.status === 'ok') {
+        zone = z;
+        servers = ns.values.map((n) => ({ ns: n, glue: [] }));
+        break;
+      }
+      tried.push(`NS of ${z}: ${ns.error ?? negativeText(ns.status)}`);
+    }
+    if (!zone) return { status: 'failed', said: tried.join('; ') || `${name} has no parent zone to ask` };
+    const said: string[] = [];
+    for (let hop = 0; hop < 8; hop++) {
+      let referral: { zone: string; servers: { ns: string; glue: string[] }[] } | undefined;
+      for (const server of servers) {
+        const addrs = server.glue.length ? server.glue : (await this.nsAddress(server.ns)).values;
+        if (addrs.length === 0) said.push(`${server.ns}: no address`);
+        for (const address of addrs) {
+          const r = await this.askAuthoritative(address, name, type);
+          const who = `${server.ns} (${address})`;
+          const m = r.message;
+          if (!m || (r.status !== 'NOERROR' && r.status !== 'NXDOMAIN')) {
+            said.push(`${who}: ${m ? r.status : failureText(r)}`);
+            continue;
+          }
+          if (m.flags.aa) {
+            if (r.status === 'NXDOMAIN') return { status: 'nxdomain', values: [], by: who, zone };
+            const chain = cnameChain(r);
+            const owner = chain.length ? chain[chain.length - 1] : normName(name);
+            const values = m.answers.filter((a) => a.type === type && a.name === owner).map((a) => a.data);
+            // an alias: the name exists (its target is another lookup)
+            return { status: values.length || chain.length ? 'ok' : 'nodata', values, by: who, zone };
+          }
+          const cut = m.authority.find((a) => a.type === RRType.NS && a.name !== zone && isAncestorOrSelf(a.name, normName(name)) && a.name.endsWith(zone === '.' ? '' : `.${zone}`));
+          if (r.status === 'NOERROR' && cut) {
+            const nsNames = [...new Set(m.authority.filter((a) => a.type === RRType.NS && a.name === cut.name).map((a) => a.data as string))];
+            referral = {
+              zone: cut.name,
+              servers: nsNames.map((n) => ({ ns: n, glue: m.additional.filter((a) => a.type === RRType.A && a.name === n).map((a) => a.data as string) })),
+            };
+            break;
+          }
+          said.push(`${who}: ${r.status} without AA and without a referral`);
+        }
+        if (referral) break;
+      }
+      if (!referral) return { status: 'failed', said: said.join('; ') || `${zone} has no name server` };
+      zone = referral.zone;
+      servers = referral.servers;
+    }
+    return { status: 'failed', said: `more than 8 referrals for ${name}` };
   }
 
   /** Addresses (A) of a name server, through the resolver (shared between domains). */
@@ -170,15 +284,19 @@ export class AuditLookups {
 
   private async lookupTarget(host: string): Promise<TargetInfo> {
     const [a, aaaa] = await Promise.all([this.ask(host, RRType.A), this.ask(host, RRType.AAAA)]);
-    const ra = toRRset(a, RRType.A, (x) => x as string);
-    const r6 = toRRset(aaaa, RRType.AAAA, (x) => x as string);
+    let ra = toRRset(a, RRType.A, (x) => x as string);
+    let r6 = toRRset(aaaa, RRType.AAAA, (x) => x as string);
+    // a host without any address must be proved so (either lookup with records is enough)
+    if (ra.values.length === 0 && r6.values.length === 0) {
+      [ra, r6] = await Promise.all([this.proved(a, ra, `A of ${host}`), this.proved(aaaa, r6, `AAAA of ${host}`)]);
+    }
     const chain = cnameChain(a.status === 'NOERROR' ? a : aaaa);
     let addresses: RRsetLookup<string>;
     const values = [...ra.values, ...r6.values];
     if (values.length) addresses = { status: 'ok', values };
     else if (ra.status === 'failed') addresses = ra;
     else if (r6.status === 'failed') addresses = r6;
-    else addresses = { status: ra.status === 'nxdomain' || r6.status === 'nxdomain' ? 'nxdomain' : 'nodata', values: [] };
+    else addresses = { status: ra.status === 'nxdomain' || r6.status === 'nxdomain' ? 'nxdomain' : 'nodata', values: [], source: ra.source ?? r6.source };
     const t: TargetInfo = { host, addresses };
     if (chain.length) t.cname = chain[chain.length - 1];
     return t;
@@ -221,14 +339,22 @@ export class AuditLookups {
       this.ask(domain, RRType.MX),
       this.ask(domain, RRType.TXT),
     ]);
-    const mx = toRRset(mxr, RRType.MX, mxOf);
-    const txt = toRRset(txtr, RRType.TXT, txtOf);
+    let mx = toRRset(mxr, RRType.MX, mxOf);
+    let txt = toRRset(txtr, RRType.TXT, txtOf);
     const hosts = mxTargetHosts(mx.values);
     const nsNames = nsr.ns.values;
     const checkAuth = this.settings.check_authoritative && nsr.ns.status === 'ok' && mx.status !== 'nxdomain';
     const [targets, auth] = await Promise.all([
       Promise.all(hosts.map((h) => this.target(h))),
       checkAuth ? this.authoritative(nsr.zone, domain, nsNames, { txt: txt.status === 'nodata' }) : Promise.resolve(undefined),
+    ]);
+    // a negative answer without its proof: the authoritative servers decide (the AA answers already
+    // asked when they have the records: the rules judge those)
+    const backed = (pick: (a: AuthServerResult) => unknown[] | undefined) =>
+      auth?.some((a) => a.status === 'answered' && a.aa && a.rcode === 'NOERROR' && (pick(a)?.length ?? 0) > 0) ?? false;
+    [mx, txt] = await Promise.all([
+      backed((a) => a.mx) ? mx : this.proved(mxr, mx, `MX of ${domain}`),
+      backed((a) => a.txt) ? txt : this.proved(txtr, txt, `TXT of ${domain}`),
     ]);
     const input: AuditInput = { domain, zone: nsr.zone, ns: nsr.ns, mx, targets, txt };
     if (auth) input.auth = auth;

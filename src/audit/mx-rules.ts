@@ -179,7 +179,8 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
 
   // 1. NXDOMAIN
   if (input.ns.status === 'nxdomain' || input.mx.status === 'nxdomain') {
-    add('domain-exists', 'FAIL', `${d} does not exist (NXDOMAIN)`,
+    const proof = [input.ns, input.mx].find((l) => l.status === 'nxdomain' && l.source)?.source;
+    add('domain-exists', 'FAIL', `${d} does not exist (NXDOMAIN)${proof ? ` (${proof})` : ''}`,
       `register ${d} or fix its delegation at the registrar, then ${requiredAddFix(s)}`);
     return out;
   }
@@ -228,7 +229,7 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
 
     // 7. no MX / null MX
     if (mx.length === 0) {
-      add('mx-present', 'FAIL', `${d} has no MX record: mail would go to the domain's A record, or bounce`, requiredAddFix(s));
+      add('mx-present', 'FAIL', `${d} has no MX record: mail would go to the domain's A record, or bounce${input.mx.source ? ` (${input.mx.source})` : ''}`, requiredAddFix(s));
     } else if (nulls.length > 0) {
       add('mx-present', 'FAIL', `${d} publishes a null MX (${nulls.map(mxText).join(', ')}, RFC 7505): it refuses all mail`,
         `delete ${joinAnd(nulls.map((r) => `\`${mxText(r)}\``))}, then ${requiredAddFix(s)}`);
@@ -306,7 +307,7 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
         add('mx-target', 'UNKNOWN', failedText(`A/AAAA of ${r.host}`, a), a.dnssecBogus ? BOGUS_FIX : null);
       } else if (a.status !== 'ok' || a.values.length === 0) {
         targetProblems++;
-        add('mx-target', 'FAIL', `${r.host} has no A/AAAA record (${a.status === 'nxdomain' ? 'NXDOMAIN' : 'no address'}): mail to it cannot be delivered`,
+        add('mx-target', 'FAIL', `${r.host} has no A/AAAA record (${a.status === 'nxdomain' ? 'NXDOMAIN' : 'no address'}${a.source ? `; ${a.source}` : ''}): mail to it cannot be delivered`,
           `delete \`${mxText(r)}\` at your DNS provider`);
       }
     }
@@ -399,7 +400,7 @@ export function runMxRules(input: AuditInput, s: MxAuditSettings): Check[] {
         return x === `include:${inc}` || x === `include:${inc}.` || x === `redirect=${inc}` || x === `redirect=${inc}.`;
       });
       if (spf.length === 0) {
-        add('spf', 'WARN', `${d} has no SPF record${txtNote}`, `add \`TXT "v=spf1 include:${inc} ~all"\` at your DNS provider`);
+        add('spf', 'WARN', `${d} has no SPF record${txtNote}${input.txt.source && !jt.from ? ` (${input.txt.source})` : ''}`, `add \`TXT "v=spf1 include:${inc} ~all"\` at your DNS provider`);
       } else if (spf.length > 1) {
         const merged = mergeSpf(spf, inc);
         const sorted = [...spf].sort();

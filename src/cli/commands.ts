@@ -14,7 +14,8 @@ export const CLIENT_HELP = {
 
 Cuts SERVER over to TRANSIT: DNS answers carry the transit's addresses before the command
 returns; routing follows. With --wait, waits for routing to finish (a live progress line on a
-terminal) and exits 1 when the operation failed.
+terminal) and exits 1 when the operation failed. Mail domains of the server's accounts that the
+migration's last MX audit found still sending their mail to SERVER are warned about on stderr.
 `,
   cutback: `Usage: failoverctl cutback SERVER [--wait] [options]
 
@@ -22,8 +23,9 @@ Routes SERVER's addresses back to it, then lifts the DNS overlay. With --wait, w
 `,
   status: `Usage: failoverctl status [SERVER] [options]
 
-Shows where each address of SERVER is routed, whether a DNS overlay is active, and the last
-operations. Without SERVER, one line per server.
+Shows where each address of SERVER is routed, whether a DNS overlay is active, the last
+operations, and its migration (with the MX audit of its accounts' mail domains). Without
+SERVER, one line per server.
 `,
 };
 
@@ -50,6 +52,8 @@ interface Op {
   addresses: { address: string; routed_to: string | null; result: string; error: string | null; transit_address: string }[];
   error: { code: string; message: string } | null;
   timestamps: Record<string, string | null>;
+  /** The cutover's warnings (domains still sending their mail to the server). */
+  warnings?: { code: string; message: string }[];
 }
 
 interface Status {
@@ -59,7 +63,8 @@ interface Status {
   operations: Op[];
 }
 
-function client(values: { api?: string; 'token-env'?: string; 'token-file'?: string }): ApiClient {
+/** An API client from --api, --token-env, --token-file (the defaults: $FAILOVER_API_URL, $FAILOVER_API_TOKEN); UsageError when they cannot be used. */
+export function client(values: { api?: string; 'token-env'?: string; 'token-file'?: string }): ApiClient {
   const api = values.api ?? process.env.FAILOVER_API_URL ?? 'http://127.0.0.1:8080';
   if (!/^https?:\/\/[^\s/]+/.test(api)) throw new UsageError(`--api ${JSON.stringify(api)} is not an http(s) URL`);
   let token: string | undefined;
@@ -144,6 +149,8 @@ export async function runOperationCommand(cmd: 'cutover' | 'cutback', argv: stri
     let op = (await api.request<Op>('POST', path, cmd === 'cutover' ? { transit: values.transit } : {})).body;
     if (values.wait) op = await waitForOp(api, op, timeout);
     process.stdout.write(values.json ? JSON.stringify(op) + '\n' : describeOp(op) + '\n');
+    // a cutover is never refused for a customer's DNS: support is told
+    if (!values.json) for (const w of op.warnings ?? []) process.stderr.write(`failoverctl: warning: ${w.message}\n`);
     return op.state === 'failed' ? 1 : 0;
   } catch (err) {
     return reportApiError(err);
@@ -214,7 +221,34 @@ interface Migration {
   billing: { currency: string; billable_days: number; amount: string } | null;
   ttl_plan: { lower_from: string; cache_safe_at: string; lowered_ttl: number } | null;
   accounts: { name: string; location: string; moves: { direction: string; downtime_ms: number | null; completed_at: string | null }[] }[];
+  mx_audit?: MxAudit | null;
   allowed: string[];
+}
+
+interface MxAudit {
+  state: string; trigger: string; started_at: string; reason: string | null; audited_at: string | null;
+  counts: Record<string, number>;
+  domains: { account: string; domain: string; verdict: string; checks: { check: string; verdict: string; evidence: string; fix: string | null }[] }[];
+}
+
+const TRIGGER: Record<string, string> = { request: 'the migration request', cutover: 'the cutover request' };
+
+/** A migration's MX audit: when, its counts, and each domain that is not fine with the records to fix. */
+export function describeMxAudit(a: MxAudit): string[] {
+  const counts = Object.entries(a.counts).filter(([, n]) => n > 0).map(([v, n]) => `${n} ${v}`).join(', ');
+  const latest = a.state === 'running' ? `running since ${a.started_at} (at ${TRIGGER[a.trigger] ?? a.trigger})`
+    : a.state === 'missing' ? `missing: the audit at ${TRIGGER[a.trigger] ?? a.trigger} (${a.started_at}) gave no result: ${a.reason}`
+      : `at ${TRIGGER[a.trigger] ?? a.trigger}`;
+  const lines = [`    MX audit of the mail domains: ${a.audited_at ? `audited ${a.audited_at}: ${counts || 'no domain'}` : 'no result yet'}; ${latest}`];
+  for (const d of a.domains) {
+    if (d.verdict === 'OK' || d.verdict === 'INFO') continue;
+    lines.push(`      ${`${d.domain} (${d.account})`.padEnd(40)} ${d.verdict}`);
+    for (const c of d.checks) {
+      if (c.verdict === 'OK' || c.verdict === 'INFO') continue;
+      lines.push(`        ${c.verdict.padEnd(7)} ${c.check}: ${c.fix ? `fix: ${c.fix}` : c.evidence}`);
+    }
+  }
+  return lines;
 }
 
 const LOCATION: Record<string, string> = { home: 'home', transit: 'on the transit', moving_to_transit: 'moving to the transit', moving_home: 'moving home' };
@@ -233,6 +267,7 @@ export function describeMigration(m: Migration): string {
       lines.push(`      ${a.name.padEnd(24)} ${(LOCATION[a.location] ?? a.location).padEnd(22)}${last?.downtime_ms !== null && last?.downtime_ms !== undefined ? ` last move ${fmtMs(last.downtime_ms)} down` : ''}`);
     }
   }
+  if (m.mx_audit) lines.push(...describeMxAudit(m.mx_audit));
   if (m.allowed.length > 0) lines.push(`    next: ${m.allowed.join(', ')}`);
   return lines.join('\n');
 }

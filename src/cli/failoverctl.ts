@@ -5,8 +5,8 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { startController } from '../main.js';
-import { clientHelp, runOperationCommand, runStatusCommand, UsageError, CLIENT_HELP } from './commands.js';
-import { MX_AUDIT_USAGE, runMxAuditCommand } from './mx-audit-command.js';
+import { client, clientHelp, runOperationCommand, runStatusCommand, UsageError, CLIENT_HELP } from './commands.js';
+import { mailInventoryOf, MX_AUDIT_USAGE, runMxAuditCommand } from './mx-audit-command.js';
 import { mxAuditSettings } from '../audit/audit-settings.js';
 
 const USAGE = `failoverctl: DNS and IP failover controller
@@ -17,6 +17,7 @@ Usage:
   failoverctl cutback SERVER [--wait]              route a server's addresses back (API client)
   failoverctl status [SERVER]                      where each address is routed, overlays, operations
   failoverctl mx-audit [--config FILE] DOMAIN...   check MX records of domains on external DNS
+                       (--server SERVER / --all-accounts: the accounts' mail domains)
   failoverctl secondaries-config nsd --config FILE the NSD zone: entries of every served zone
   failoverctl help [COMMAND]                       show help
 
@@ -154,7 +155,14 @@ async function main(argv: string[]): Promise<number> {
     case 'secondaries-config':
       return secondariesConfig(rest);
     case 'mx-audit':
-      return runMxAuditCommand(rest, (file) => (file ? loadConfig(file, process.env, { secrets: false }).mxAudit : mxAuditSettings()));
+      return runMxAuditCommand(rest, (file) => (file ? loadConfig(file, process.env, { secrets: false }).mxAudit : mxAuditSettings()), {
+        loadInventory: async ({ configFile, api }) => {
+          if (api) return mailInventoryOf((await client({ api: api.url, 'token-env': api.tokenEnv, 'token-file': api.tokenFile }).request('GET', '/v1/inventory')).body);
+          if (!configFile) throw new Error('--server and --all-accounts read the accounts of the controller (--api URL) or of its config file (--config FILE)');
+          const c = loadConfig(configFile, process.env, { secrets: false });
+          return { servers: c.servers.map((x) => x.name), accounts: c.accounts };
+        },
+      });
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }

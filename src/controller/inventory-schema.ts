@@ -5,6 +5,7 @@
  * src/routing/config-rules.ts).
  */
 import { z } from 'zod';
+import { validateDomain } from '../audit/domain-name.js';
 import { parseAddress, type IpAddress } from '../core/addresses.js';
 import { describe, httpUrl, ipAddress, isMapping, nonEmptyList, readOr, section, text, valid, type ConfigPath, type FieldProblem } from '../core/config-fields.js';
 import { HOST_NAME, type Account, type Server, type Transit } from '../core/inventory.js';
@@ -82,6 +83,19 @@ const serverShape = {
 };
 const transitShape = { name: serverShape.name, addresses, profile: profile.optional(), routing: hostRoutingSchema.optional() };
 const ZONES = 'must be a non-empty list of zone names';
+/** A mail domain, normalised (lower case, A-labels, no trailing dot). */
+const mailDomain = z.unknown().transform((v, ctx) => {
+  const d = validateDomain(v);
+  if (d.ok) return d.domain;
+  ctx.issues.push({ code: 'custom', message: `${JSON.stringify(v)} is not a domain name: ${d.reason}`, input: v });
+  return z.NEVER;
+});
+const mailDomains = z.array(mailDomain, { error: 'must be a list of domain names' }).transform((list, ctx) => {
+  const twice = list.filter((d, i) => list.indexOf(d) !== i);
+  if (twice.length) ctx.issues.push({ code: 'custom', message: `${[...new Set(twice)].join(', ')} listed more than once`, input: list });
+  return list;
+});
+
 const accountShape = {
   name: name('lower-case letters, digits and hyphens'),
   /** The home server. */
@@ -89,6 +103,8 @@ const accountShape = {
   zones: nonEmptyList(zoneName, ZONES),
   /** Probed during each move through the controller's own DNS answers. */
   probe: section({ url: httpUrl(), identity_header: text().optional() }).optional(),
+  /** Domains on external DNS whose mail is at the provider: MX-audited at each migration. */
+  mail_domains: mailDomains.optional(),
 };
 
 /** Drops the keys whose value is undefined. */
@@ -105,6 +121,7 @@ const accountSchema = section(accountShape).transform((a): Account => ({
   server: a.server,
   zones: a.zones,
   probe: a.probe && { url: a.probe.url, identityHeader: a.probe.identity_header?.toLowerCase() },
+  ...(a.mail_domains?.length ? { mailDomains: a.mail_domains } : {}),
 }));
 
 const list = <T extends z.ZodType>(entry: T) => z.array(entry, { error: 'must be a list' }).default(() => []);
@@ -168,6 +185,7 @@ export function accountViews(entries: unknown): AccountView[] {
         const key = readOr(zoneName, z);
         return key === undefined ? undefined : { text: z as string, key };
       }) : [],
+      mailDomains: Array.isArray(raw.mail_domains) ? raw.mail_domains.map((d: unknown) => readOr(mailDomain, d)) : [],
     }];
   });
 }

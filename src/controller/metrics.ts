@@ -8,6 +8,10 @@ export interface MigrationSource {
   queueLength(): Sample<'profile'>[];
   migrations(): Sample<'state'>[];
   billableDays(): Sample<'server'>[];
+  /** When each active migration's server is to be reinstalled (s since the epoch), until it is. */
+  reinstallAt(): Sample<'server'>[];
+  /** Domains of each active migration's last MX audit, per verdict. */
+  mxAuditDomains(): Sample<'server' | 'verdict'>[];
 }
 
 export interface ControllerMetrics {
@@ -22,8 +26,8 @@ export interface ControllerMetrics {
 
 /** Defines the metrics; `migrations()` is read at each scrape (undefined without servers). */
 export function createControllerMetrics(registry: Registry, migrations: () => MigrationSource | undefined): ControllerMetrics {
-  const gaugeFrom = <L extends string>(name: string, help: string, label: L, read: (m: MigrationSource) => Sample<L>[]) => new Gauge({
-    name, help, labelNames: [label], registers: [registry],
+  const gaugeFrom = <L extends string>(name: string, help: string, label: L | L[], read: (m: MigrationSource) => Sample<L>[]) => new Gauge({
+    name, help, labelNames: Array.isArray(label) ? label : [label], registers: [registry],
     collect() {
       this.reset();
       const m = migrations();
@@ -33,6 +37,8 @@ export function createControllerMetrics(registry: Registry, migrations: () => Mi
   gaugeFrom('failover_transits_free', 'Transits of each profile free for the next migration.', 'profile', (m) => m.transitsFree());
   gaugeFrom('failover_migration_queue_length', 'Servers waiting for a transit, per profile.', 'profile', (m) => m.queueLength());
   gaugeFrom('failover_migrations', 'Migrations per state (completed and cancelled included).', 'state', (m) => m.migrations());
+  gaugeFrom('failover_migration_reinstall_timestamp_seconds', 'When the server of an active migration is to be reinstalled (Unix time), until it is reinstalled.', 'server', (m) => m.reinstallAt());
+  gaugeFrom('failover_mx_audit_domains', 'Mail domains of the server\'s accounts per verdict of the migration\'s last MX audit (active migrations).', ['server', 'verdict'], (m) => m.mxAuditDomains());
   gaugeFrom('failover_transit_billable_days', 'Billable days so far of the transit held by the server (days started past the free period).', 'server', (m) => m.billableDays());
   return {
     operations: new Counter({

@@ -24,7 +24,11 @@ import { staleness, ttlPlan } from '../core/ttl-plan.js';
 import type { OverlayComposer } from './overlay-composer.js';
 import { CommitLane, commitStaged } from './commit-lane.js';
 import { commitWhenPossible, DEFAULT_COMMIT_RETRY, type CommitRetryOptions } from './commit-retry.js';
-import type { AccountProber, AccountProbeRun } from '../core/ports.js';
+import type { AccountProber, AccountProbeRun, MailDomainAuditor } from '../core/ports.js';
+import {
+  forbiddenMxWarnings, mailAuditDone, mailAuditMissing, mailAuditStarted, mailDomainsOf,
+  type MailAuditTrigger, type MailAuditWarning, type MigrationMailAudit,
+} from '../core/mail-audit.js';
 
 /** A refusal with a stable code, the current state and what is allowed. */
 export class MigrationError extends Error {
@@ -66,7 +70,13 @@ export interface MigrationServiceDeps {
   commitRetry?: CommitRetryOptions;
   /** Serialises stage → commit → apply with the other services' (default: a lane of its own). */
   commits?: CommitLane;
+  /** Audits the mail domains of the server's accounts at migration request and at cutover (absent: no audit). */
+  mailAuditor?: MailDomainAuditor;
+  /** How long an audit may take before it is recorded as missing (default 300 s). */
+  mailAuditDeadlineMs?: number;
 }
+
+const DEFAULT_MAIL_AUDIT_DEADLINE_MS = 300_000;
 
 /** What GET /v1/servers/{server}/migration shows. */
 export interface MigrationView {
@@ -82,10 +92,15 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class MigrationService {
   private readonly migrations = new Map<string, Migration>();
   private readonly probes = new Map<string, AccountProbeRun>();
+  /** Audits in flight: server → when the audit started (its key on the record) and its deadline timer. */
+  private readonly audits = new Map<string, { startedAt: number; timer: NodeJS.Timeout }>();
+  /** Every audit run not ended yet (a superseded one included), for {@link auditsSettled}. */
+  private readonly auditRuns = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   /** When the next TTL lowering is due (Infinity: none). */
   private nextLowering = Infinity;
   private acting = true;
+  private stopped = false;
   private readonly log: Logger;
   private readonly commits: CommitLane;
 
@@ -100,10 +115,14 @@ export class MigrationService {
     const composed = this.compose(this.migrations);
     this.deps.overlays.restore({ accounts: composed.accounts, lowered: composed.lowered });
     this.arm(composed.nextLowering);
+    this.resumeAudits();
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    for (const a of this.audits.values()) clearTimeout(a.timer);
+    this.audits.clear();
     for (const r of this.probes.values()) r.stop().catch(() => undefined);
     this.probes.clear();
   }
@@ -184,7 +203,9 @@ export class MigrationService {
       const res = poolAssign(this.pool(), this.queue(), { server: serverName, profile, at: now });
       if (res.ok && res.outcome.kind === 'assigned') migration = this.apply(migration, { type: 'transit_assigned', transit: res.outcome.transit }, now);
     }
+    migration = this.withMailAudit(migration, 'request', now);
     await this.save([migration]);
+    this.launchAudit(migration);
     this.log.info({ server: serverName, state: migration.state, transit: migration.transit, reinstallAt }, 'migration requested');
     return { migration, created: true };
   }
@@ -238,8 +259,24 @@ export class MigrationService {
   cutoverAccepted(server: string, force: boolean): StagedChange | null {
     const m = this.active(server);
     if (!m || m.state === 'reinstalling') return null;
-    const next = this.apply(m, { type: 'cutover', force }, this.deps.clock.now());
-    return this.stage([next]);
+    const now = this.deps.clock.now();
+    const next = this.withMailAudit(this.apply(m, { type: 'cutover', force }, now), 'cutover', now);
+    // the audit runs after the commit: the cutover's answer never waits on DNS lookups
+    return mergeStaged(this.stage([next]), { change: {}, apply: () => this.launchAudit(next) });
+  }
+
+  /**
+   * What a cutover of the server is warned about: the domains of its migration's last MX audit
+   * that still have a per-server MX (FAIL on forbidden-mx). Never blocks the cutover.
+   */
+  cutoverWarnings(server: string): MailAuditWarning[] {
+    const m = this.migrations.get(server);
+    return m && !isFinished(m) ? forbiddenMxWarnings(m.mxAudit, server) : [];
+  }
+
+  /** Resolves once no MX audit run is in flight, its result recorded or dropped (tests). */
+  async auditsSettled(): Promise<void> {
+    while (this.auditRuns.size > 0) await Promise.all([...this.auditRuns]);
   }
 
   /** The reinstall job says the server is reinstalled. */
@@ -312,6 +349,68 @@ export class MigrationService {
   }
 
   // --- internals -------------------------------------------------------------------------
+
+  /** The record with an MX audit started (when there is an auditor); without mail domains, none. */
+  private withMailAudit(m: Migration, trigger: MailAuditTrigger, now: number): Migration {
+    if (!this.deps.mailAuditor) return m;
+    const domains = mailDomainsOf(this.deps.inventory().accounts?.values() ?? [], m.server);
+    if (domains.length === 0) return m.mxAudit ? { ...m, mxAudit: null } : m;
+    return { ...m, mxAudit: mailAuditStarted(m.mxAudit, trigger, now) };
+  }
+
+  /**
+   * Runs the MX audit the record says is running (after its commit), bounded by the deadline;
+   * its result (or why there is none) is committed on the migration when it ends, unless a later
+   * audit started meanwhile. Never throws: a migration does not depend on its audit.
+   */
+  private launchAudit(m: Migration): void {
+    const audit = m.mxAudit;
+    const auditor = this.deps.mailAuditor;
+    if (!auditor || !audit || audit.state !== 'running' || !this.acting) return;
+    const prev = this.audits.get(m.server);
+    if (prev?.startedAt === audit.startedAt) return;
+    if (prev) clearTimeout(prev.timer);
+    const domains = mailDomainsOf(this.deps.inventory().accounts?.values() ?? [], m.server);
+    const deadlineMs = this.deps.mailAuditDeadlineMs ?? DEFAULT_MAIL_AUDIT_DEADLINE_MS;
+    let timer!: NodeJS.Timeout;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the audit did not finish within ${deadlineMs >= 1000 ? `${Math.round(deadlineMs / 1000)} s` : `${deadlineMs} ms`}`)), deadlineMs);
+      timer.unref();
+    });
+    const run = Promise.resolve()
+      .then(() => Promise.race([auditor.audit(domains.map((d) => d.domain)), deadline]))
+      .then(
+        (results) => ({ ok: true as const, results }),
+        (err: unknown) => ({ ok: false as const, reason: (err as Error)?.message ?? String(err) }),
+      );
+    const settled = run.then((outcome) => {
+      clearTimeout(timer);
+      const record = (cur: MigrationMailAudit | null | undefined) => (outcome.ok
+        ? mailAuditDone(cur, audit.startedAt, domains, outcome.results, this.deps.clock.now())
+        : mailAuditMissing(cur, audit.startedAt, outcome.reason));
+      return commitWhenPossible(this.deps.store, this.commits, () => {
+        // stopped: the record stays "running" in the store, and the audit runs again at the next start
+        const cur = this.stopped ? undefined : this.migrations.get(m.server);
+        const next = cur && record(cur.mxAudit);
+        if (!cur || !next) return null;
+        return mergeStaged(this.stage([{ ...cur, mxAudit: next }]), {
+          change: {},
+          apply: () => this.log.info({ server: m.server, trigger: audit.trigger, state: next.state, reason: next.reason, domains: next.domains.length }, 'MX audit of the mail domains recorded'),
+        });
+      }, { logger: this.log, what: 'MX audit result', context: { server: m.server }, retry: this.deps.commitRetry });
+    }).catch((err: unknown) => this.log.error({ server: m.server, err: (err as Error).message }, 'MX audit result not recorded'))
+      .finally(() => {
+        this.auditRuns.delete(settled);
+        if (this.audits.get(m.server)?.startedAt === audit.startedAt) this.audits.delete(m.server);
+      });
+    this.auditRuns.add(settled);
+    this.audits.set(m.server, { startedAt: audit.startedAt, timer });
+  }
+
+  /** Runs again the audits stored as running that are not in flight here (after a restart, or on becoming leader). */
+  private resumeAudits(): void {
+    for (const m of this.migrations.values()) if (!isFinished(m)) this.launchAudit(m);
+  }
 
   /** Starts the account's probe at `started`; at `completed` records its gap once measured. */
   private probeMove(account: Account, m: Migration, to: MoveTarget, phase: 'started' | 'completed' | 'failed'): void {
@@ -424,8 +523,10 @@ export class MigrationService {
    * keeps the timer off and follows the leader's commits (reload()).
    */
   setActing(acting: boolean): void {
+    const was = this.acting;
     this.acting = acting;
     this.arm(this.nextLowering);
+    if (acting && !was) this.resumeAudits();
   }
 
   /** Takes the migrations as stored (a replica that does not lead, following the leader); returns what they make DNS answer. */

@@ -9,8 +9,9 @@ import type { Registry } from 'prom-client';
 import type { Config, InventoryKind, RoutingConfig } from '../config/config.js';
 import { billableDays } from '../core/billing.js';
 import { profileOf, type Host, type Inventory } from '../core/inventory.js';
+import { mailAuditCounts } from '../core/mail-audit.js';
 import { isFinished as migrationFinished, MIGRATION_STATES } from '../core/migration.js';
-import { RouteError, type AccountProber, type Clock, type DnsOverlayPort, type DowntimeMeter, type Leadership, type RouteBackend, type StateStore } from '../core/ports.js';
+import { RouteError, type AccountProber, type Clock, type MailDomainAuditor, type DnsOverlayPort, type DowntimeMeter, type Leadership, type RouteBackend, type StateStore } from '../core/ports.js';
 import type { Operation } from '../core/operation.js';
 import { CutoverService } from './cutover-service.js';
 import { applyStoredEdits, InventoryService } from './inventory-service.js';
@@ -58,6 +59,8 @@ export function setupController(deps: {
     routingError(backend: string): void;
   };
   health: { meter?: DowntimeMeter; accountProber: AccountProber; operationMeasured(op: Operation): void };
+  /** The MX audit of migrating servers' mail domains (absent: none). */
+  mailAudit?: { auditor: MailDomainAuditor; deadlineMs: number };
 }): ControllerCapability {
   const { store, clock } = deps;
   const effective = applyStoredEdits(deps.config, store);
@@ -90,6 +93,8 @@ export function setupController(deps: {
     currency: effective.billing.currency,
     largestTtl: (addresses) => deps.dns.largestTtl(addresses),
     accountProber: deps.health.accountProber,
+    mailAuditor: deps.mailAudit?.auditor,
+    mailAuditDeadlineMs: deps.mailAudit?.deadlineMs,
     transitsInCutover: () => new Map(cutover!.statusAll().flatMap((s) => (s.overlay.active ? [[s.overlay.transit, s.name] as [string, string]] : []))),
     observer: {
       accountMoved: (direction, downtimeMs) => {
@@ -256,5 +261,9 @@ function migrationMetrics(mig: MigrationService, inventory: Inventory, freeDays:
     migrations: () => MIGRATION_STATES.map((state) => ({ labels: { state }, value: mig.all().filter((m) => m.state === state).length })),
     billableDays: () => mig.all().filter((m) => !migrationFinished(m) && m.assignedAt !== null)
       .map((m) => ({ labels: { server: m.server }, value: billableDays(m.assignedAt!, clock.now(), freeDays) })),
+    reinstallAt: () => mig.all().filter((m) => !migrationFinished(m) && m.reinstallAt !== null && m.reinstalledAt === null)
+      .map((m) => ({ labels: { server: m.server }, value: m.reinstallAt! / 1000 })),
+    mxAuditDomains: () => mig.all().filter((m) => !migrationFinished(m) && m.mxAudit && m.mxAudit.auditedAt !== null)
+      .flatMap((m) => Object.entries(mailAuditCounts(m.mxAudit!)).map(([verdict, value]) => ({ labels: { server: m.server, verdict }, value }))),
   };
 }

@@ -26,6 +26,8 @@ export interface AccountView {
   server?: string;
   /** Its zones in their order: the text given and its key, undefined where invalid. */
   zones: readonly ({ text: string; key: string } | undefined)[];
+  /** Its mail domains in their order, normalised, undefined where invalid. */
+  mailDomains?: readonly (string | undefined)[];
 }
 
 /** Names used once over servers and transits; addresses owned once; pairs that work. */
@@ -66,6 +68,7 @@ export function accountProblems(accounts: readonly AccountView[], serverNames: R
   const problems: FieldProblem[] = [];
   const names = new Map<string, number>();
   const zoneOwner = new Map<string, string>();
+  const mailOwner = new Map<string, string>();
   for (const a of accounts) {
     const index = a.path[a.path.length - 1];
     if (a.name !== undefined && HOST_NAME.test(a.name)) {
@@ -78,6 +81,13 @@ export function accountProblems(accounts: readonly AccountView[], serverNames: R
       const other = zoneOwner.get(z.key);
       if (other) problems.push({ path: [...a.path, 'zones', j], message: `${z.text} already belongs to account ${other}` });
       else zoneOwner.set(z.key, a.name ?? '?');
+    });
+    // a mail domain is audited for one account
+    (a.mailDomains ?? []).forEach((d, j) => {
+      if (!d) return;
+      const other = mailOwner.get(d);
+      if (other !== undefined && other !== (a.name ?? '?')) problems.push({ path: [...a.path, 'mail_domains', j], message: `${d} is already a mail domain of account ${other}` });
+      else mailOwner.set(d, a.name ?? '?');
     });
   }
   return problems;

@@ -44,6 +44,8 @@ export interface Account {
   zones: readonly string[];
   /** Optional HTTP probe of the account's site during its moves. */
   probe?: { url: string; identityHeader?: string };
+  /** Domains on external DNS whose mail is at the provider (normalised): MX-audited at each migration. */
+  mailDomains?: readonly string[];
 }
 
 export type Transit = Host;

@@ -39,6 +39,7 @@
  *   event type (or, for `reinstalled`, that it was already reported); the other codes mean it
  *   does but not in this situation; INVALID_EVENT is a malformed event.
  */
+import type { MigrationMailAudit } from './mail-audit.js';
 import { staleness, type TtlPlan } from './ttl-plan.js';
 
 export type MigrationState =
@@ -127,6 +128,8 @@ export interface Migration {
   /** When it became completed or cancelled (the transit, if any, was released then). */
   finishedAt: number | null;
   history: HistoryEntry[];
+  /** The MX audit of the accounts' mail domains (absent in records stored before it existed). */
+  mxAudit?: MigrationMailAudit | null;
 }
 
 export type TransitionCode =

@@ -1,8 +1,8 @@
 /**
  * Ports owned by the core: every interface the controller drives (StateStore, RouteBackend,
- * DowntimeMeter, AccountProber, DnsOverlayPort, Clock). Adapters implement them and import the
- * core, never one another: src/store (StateStore), src/routing (RouteBackend), src/health
- * (DowntimeMeter, AccountProber), src/dns (DnsOverlayPort).
+ * DowntimeMeter, AccountProber, DnsOverlayPort, MailDomainAuditor, Clock). Adapters implement them
+ * and import the core, never one another: src/store (StateStore), src/routing (RouteBackend),
+ * src/health (DowntimeMeter, AccountProber), src/dns (DnsOverlayPort), src/audit (MailDomainAuditor).
  */
 import type { Operation } from './operation.js';
 import type { ServerOverlay } from './overlay.js';
@@ -281,6 +281,14 @@ export interface RouteBackend {
    * be read (router unreachable) or the input is invalid.
    */
   current(addresses: string[]): Promise<CurrentRoute[]>;
+}
+
+// MX audit of the mail domains of a migrating server's accounts (adapter in src/audit).
+
+/** Audits the MX records of mail domains. */
+export interface MailDomainAuditor {
+  /** One result per domain, in the order given. May take long or reject: the caller bounds it. */
+  audit(domains: readonly string[]): Promise<import('./mail-audit.js').MailDomainResult[]>;
 }
 
 // Account probes: an account's site probed during its move (adapter in src/health).

@@ -1,5 +1,8 @@
 /** The CLI command and the API routes of the MX audit, over an auditor with canned lookups (no DNS). */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { mxAuditSettings, type MxAuditSettings } from '../../src/audit/audit-settings.js';
@@ -7,7 +10,7 @@ import { createMxAuditor, type AuditVerdict } from '../../src/audit/mx-audit.js'
 import type { AuditInput, MxRecord } from '../../src/audit/mx-rules.js';
 import { ApiError, errorBody } from '../../src/api/errors.js';
 import { mxAuditRoutes } from '../../src/api/routes/mx-audit-routes.js';
-import { runMxAuditCommand } from '../../src/cli/mx-audit-command.js';
+import { mailInventoryOf, runMxAuditCommand } from '../../src/cli/mx-audit-command.js';
 
 const GOOD: MxRecord[] = [{ priority: 10, host: 'mx1.alwaysdata.com' }, { priority: 20, host: 'mx2.alwaysdata.com' }];
 /** good.* OK, bad.* FAIL (forbidden MX), down.* UNKNOWN, warn.* WARN (no SPF). */
@@ -38,12 +41,32 @@ async function cli(argv: string[], opts: { stdin?: string; tty?: boolean } = {})
   }, {
     stdout, stderr, readStdin: async () => opts.stdin ?? '',
     createAuditor: (s) => ((seen = s), auditorFor(s)),
+    loadInventory: async ({ configFile, api }) => {
+      if (api) return mailInventoryOf({ servers: [{ name: 'srv-1' }], accounts: [{ name: 'erin', server: 'srv-1', zones: ['erin.test'], mail_domains: ['good.erin.com'] }, { name: 'x' }] });
+      if (configFile !== 'inventory.yaml') throw new Error('--server and --all-accounts read the accounts of the controller (--api URL) or of its config file (--config FILE)');
+      return { servers: ['srv-1', 'srv-2', 'srv-3'], accounts: INVENTORY };
+    },
   });
   return { code, out: stdout.text, err: stderr.text, settings: seen };
 }
 
+const INVENTORY = [
+  { name: 'acme', server: 'srv-1', mailDomains: ['bad.acme.com', 'good.acme.com'] },
+  { name: 'bob', server: 'srv-1', mailDomains: ['down.bob.com'] },
+  { name: 'carol', server: 'srv-2', mailDomains: ['good.carol.com', 'warn.carol.com'] },
+  { name: 'dave', server: 'srv-3' },
+];
+
 describe('failoverctl mx-audit', () => {
   test.each([
+    [['--config', 'inventory.yaml', '--server', 'srv-1'], 1],
+    [['--config', 'inventory.yaml', '--server', 'srv-2'], 0],
+    [['--config', 'inventory.yaml', '--server', 'srv-3'], 0],
+    [['--config', 'inventory.yaml', '--all-accounts'], 1],
+    [['--config', 'inventory.yaml', '--server', 'srv-9'], 2],
+    [['--config', 'inventory.yaml', '--server', 'srv-1', '--all-accounts'], 2],
+    [['--server', 'srv-1'], 2],
+    [['--config', 'inventory.yaml', '--csv', '/nonexistent-dir/x.csv', '--server', 'srv-2'], 2],
     [['good.com', 'warn.com'], 0],
     [['good.com', 'bad.com', 'down.com'], 1],
     [['good.com', 'down.com'], 3],
@@ -62,6 +85,40 @@ describe('failoverctl mx-audit', () => {
     expect(lines.map((l) => [l.domain, l.verdict])).toEqual([['bad.com', 'FAIL'], ['good.com', 'OK'], ['x_y.com', 'INVALID']]);
     expect(lines[0].checks).toContainEqual({ check: 'forbidden-mx', verdict: 'FAIL', evidence: expect.any(String), fix: 'delete `MX 5 srv-1.alwaysdata.net` at your DNS provider' });
     expect(lines[2].error.code).toBe('INVALID_DOMAIN');
+  });
+
+  test('--server: the mail domains of its accounts, each with its account (table, --json)', async () => {
+    const table = await cli(['--config', 'inventory.yaml', '--server', 'srv-1']);
+    expect(table.out).toMatch(/^DOMAIN\s+VERDICT\nbad\.acme\.com \(acme\)\s+FAIL\n/);
+    expect(table.out).toMatch(/\ngood\.acme\.com \(acme\)\s+OK\ndown\.bob\.com \(bob\)\s+UNKNOWN\n/);
+    const json = await cli(['--config', 'inventory.yaml', '--all-accounts', '--json', 'good.com']);
+    expect(json.out.trim().split('\n').map((l) => JSON.parse(l)).map((l) => [l.account, l.domain, l.verdict])).toEqual([
+      [undefined, 'good.com', 'OK'],
+      ['acme', 'bad.acme.com', 'FAIL'], ['acme', 'good.acme.com', 'OK'], ['bob', 'down.bob.com', 'UNKNOWN'],
+      ['carol', 'good.carol.com', 'OK'], ['carol', 'warn.carol.com', 'WARN'],
+    ]);
+    const api = await cli(['--api', 'http://127.0.0.1:1', '--server', 'srv-1', '--json']);
+    expect(api.out.trim().split('\n').map((l) => JSON.parse(l)).map((l) => [l.account, l.domain, l.verdict])).toEqual([['erin', 'good.erin.com', 'OK']]);
+    const none = await cli(['--config', 'inventory.yaml', '--server', 'srv-3']);
+    expect(none.err).toBe('failoverctl mx-audit: no account of srv-3 has mail domains (accounts[].mail_domains)\n');
+  });
+
+  test('--csv FILE: a header, one row per domain and check that is not OK, quoted as RFC 4180 says', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fc-mxcsv-'));
+    try {
+      const file = join(dir, 'audit.csv');
+      const r = await cli(['--config', 'inventory.yaml', '--server', 'srv-1', '--csv', file, 'x_y.com']);
+      expect(r.code).toBe(1);
+      const rows = readFileSync(file, 'utf8').split('\r\n');
+      expect(rows[0]).toBe('account,domain,verdict,check,check_verdict,evidence,fix');
+      expect(rows).toContain(',x_y.com,INVALID,,,"label ""x_y"" has characters other than letters, digits and hyphens",');
+      expect(rows).toContain('acme,bad.acme.com,FAIL,forbidden-mx,FAIL,MX 5 srv-1.alwaysdata.net is a per-server MX record (matches *.alwaysdata.net): that server is being reinstalled,delete `MX 5 srv-1.alwaysdata.net` at your DNS provider');
+      expect(rows).toContain('acme,good.acme.com,OK,,,,');
+      expect(rows.filter((l) => l.startsWith('bob,down.bob.com,UNKNOWN,')).map((l) => l.split(',')[3])).toEqual(['ns-lookup', 'mx-lookup']);
+      expect(rows.at(-1)).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('table by default, with the fixes', async () => {

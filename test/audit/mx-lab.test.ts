@@ -8,7 +8,7 @@
 import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createMxAuditor, type AuditResult, type MxAuditor } from '../../src/audit/mx-audit.js';
-import { loadLabCases, startDnsLab, type DnsLab, type LabCase } from '../support/dns-lab.js';
+import { assertLabCase, loadLabCases, startDnsLab, type DnsLab, type LabCase } from '../support/dns-lab.js';
 
 const cases = loadLabCases();
 let lab: DnsLab;
@@ -29,29 +29,9 @@ afterAll(async () => {
   await lab?.stop();
 });
 
-function describeResult(r: AuditResult | undefined): string {
-  return JSON.stringify(r, null, 1);
-}
-
 describe('MX audit in the DNS lab', () => {
   test.each(cases.map((c) => [c.domain, c] as [string, LabCase]))('%s', (domain, c) => {
-    const r = results.get(domain);
-    expect(r).toBeDefined();
-    const msg = describeResult(r);
-    if (r!.verdict !== c.expect!.verdict) throw new Error(`${domain}: expected ${c.expect!.verdict}, got ${r!.verdict}:\n${msg}`);
-    // every FAIL and WARN names a fix
-    for (const ch of r!.checks) {
-      if (ch.verdict === 'FAIL' || ch.verdict === 'WARN') expect({ ch, fix: typeof ch.fix }).toMatchObject({ fix: 'string' });
-    }
-    for (const want of c.expect!.checks ?? []) {
-      const found = r!.checks.filter((ch) => ch.check === want.check && ch.verdict === want.verdict);
-      const ok = found.some((ch) =>
-        (want.fix === undefined || ch.fix === want.fix) &&
-        (want.fix_contains === undefined || (ch.fix ?? '').includes(want.fix_contains)) &&
-        (want.evidence_contains === undefined || ch.evidence.includes(want.evidence_contains)) &&
-        (want.evidence_matches === undefined || new RegExp(want.evidence_matches).test(ch.evidence)));
-      if (!ok) throw new Error(`${domain}: expected check ${JSON.stringify(want)}\ngot ${msg}`);
-    }
+    assertLabCase(c, results.get(domain));
   });
 
   test('the verdict OK comes with no WARN/FAIL/UNKNOWN check', () => {

@@ -215,6 +215,22 @@ describe('config: routing settings in the inventory entries', () => {
     expect(problems(text)).toEqual(expected);
   });
 
+  test.each([
+    ['mail domains are normalised', '[Shop.Example., "bücher.example"]', '[other.example]', [], [['shop.example', 'xn--bcher-kva.example'], ['other.example']]],
+    ['a name that is not a domain name', '["not a domain", 192.0.2.1, 3]', '[]', [
+      '/etc/fc/config.yaml:29: accounts[0].mail_domains[0]: "not a domain" is not a domain name: "not a domain" has a single label (a registered domain is needed)',
+      '/etc/fc/config.yaml:29: accounts[0].mail_domains[1]: "192.0.2.1" is not a domain name: "192.0.2.1" looks like an IP address, not a domain',
+      '/etc/fc/config.yaml:29: accounts[0].mail_domains[2]: 3 is not a domain name: not a string',
+    ], null],
+    ['listed twice', '[shop.example, SHOP.example.]', '[]', ['/etc/fc/config.yaml:29: accounts[0].mail_domains: shop.example listed more than once'], null],
+    ['one domain in two accounts', '[shop.example]', '[Shop.example]', ['/etc/fc/config.yaml:33: accounts[1].mail_domains[0]: shop.example is already a mail domain of account acme'], null],
+    ['not a list', 'shop.example', '[]', ['/etc/fc/config.yaml:29: accounts[0].mail_domains: must be a list of domain names'], null],
+  ] as [string, string, string, string[], string[][] | null][])('accounts[].mail_domains: %s', (_what, acme, bob, errors, parsed) => {
+    const text = `${INVENTORY}accounts:\n  - name: acme\n    server: srv-42\n    zones: [acme.test]\n    mail_domains: ${acme}\n  - name: bob\n    server: srv-42\n    zones: [bob.test]\n    mail_domains: ${bob}\n`;
+    expect(problems(text)).toEqual(errors);
+    if (parsed) expect(parseConfig(text, '/etc/fc/config.yaml').accounts.map((a) => a.mailDomains ?? [])).toEqual(parsed);
+  });
+
   test('a value wrapped in a list is refused, not read as its text', () => {
     const text = OWN_ROUTING.replace('addresses: [203.0.113.10, "2001:db8:42::10"]', 'addresses: [["203.0.113.10"], "2001:db8:42::10"]\n    monthly_price: ["29.99"]');
     expect(problems(text)).toEqual([

@@ -12,6 +12,8 @@
  *   .7   dead.extdns.net: nothing listens
  *   .53  unbound, the recursive resolver (root hints -> .1; trust anchor for the signed zone;
  *        a transparent local zone per case with `resolver_data`)
+ *   .54  unbound, a filtering resolver (as .53, plus a local zone per case with `filter`: NXDOMAIN or
+ *        NODATA without SOA, as a DNS firewall answers); started only when a case has one
  *   .99  nothing: a dead resolver
  *
  * Debian packages: nsd, unbound, ldnsutils (ldns-keygen, ldns-signzone for the bogus zone).
@@ -65,6 +67,11 @@ export interface LabCase {
    * an answer from a lame server. Lines start with "@"; "SPF_OK" as in `records`.
    */
   resolver_data?: string[];
+  /**
+   * The filtering resolver (.54) answers for `name` (default: the domain; a name below it) itself:
+   * `always_nxdomain` NXDOMAIN, `static` NODATA (A 192.0.2.1 only), both without SOA.
+   */
+  filter?: { type: 'always_nxdomain' | 'static'; name?: string };
   /** Run the case this many times: the domain itself and DOMAIN-2.com ... (for races in the resolver). */
   copies?: number;
   expect?: { verdict: string; checks?: ExpectedCheck[] };
@@ -103,10 +110,20 @@ function resolverDataConf(c: LabCase): string[] {
   return lines;
 }
 
+/** unbound.conf lines making the filtering resolver answer a case's `filter` itself (no SOA). */
+function filterConf(c: LabCase): string[] {
+  if (!c.filter) return [];
+  const name = c.filter.name ?? c.domain;
+  if (name !== c.domain && !name.endsWith(`.${c.domain}`)) throw new Error(`${c.domain}: filter.name must be the domain or a name below it: ${name}`);
+  const lines = [`  local-zone: "${name}." ${c.filter.type}`];
+  if (c.filter.type === 'static') lines.push(`  local-data: '${name}. 300 IN A 192.0.2.1'`);
+  return lines;
+}
+
 /** Offsets of the lab's roles in the 127.B.C.0/24 block. */
 export const LAB_HOSTS = {
   tld: 1, dns1: 2, dns2: 3, ns1: 4, ns2: 5, lame: 6, dead: 7, ns3: 8, mx1: 25, mx2: 26, srv: 27, foreign: 28,
-  resolver: 53, deadResolver: 99,
+  resolver: 53, filteringResolver: 54, deadResolver: 99,
 } as const;
 
 export interface DnsLabOptions {
@@ -123,6 +140,8 @@ export interface DnsLab {
   ip(role: keyof typeof LAB_HOSTS): string;
   /** The resolver as "IP:53". */
   resolver: string;
+  /** The filtering resolver as "IP:53" (null when no case has a `filter`). */
+  filteringResolver: string | null;
   dir: string;
   /** Audit settings pointing at the lab's resolver (provider values otherwise). */
   settings(over?: Partial<MxAuditSettings>): MxAuditSettings;
@@ -147,7 +166,7 @@ function canBind(ip: string): Promise<boolean> {
 async function pickPrefix(): Promise<string> {
   for (let i = 0; i < 20; i++) {
     const p = `127.${100 + Math.floor(Math.random() * 150)}.${Math.floor(Math.random() * 256)}`;
-    if ((await canBind(`${p}.1`)) && (await canBind(`${p}.53`)) && (await canBind(`${p}.4`))) return p;
+    if ((await canBind(`${p}.1`)) && (await canBind(`${p}.53`)) && (await canBind(`${p}.54`)) && (await canBind(`${p}.4`))) return p;
   }
   throw new Error('no free 127.B.C.0/24 block with port 53 free');
 }
@@ -346,52 +365,58 @@ export async function startDnsLab(opts: DnsLabOptions): Promise<DnsLab> {
     }
     await Promise.all(ready);
 
-    // unbound
-    const udir = join(dir, 'unbound');
-    mkdirSync(udir);
-    writeFileSync(join(udir, 'root.hints'), `.  3600000 NS a.root-servers.net.\na.root-servers.net. 3600000 A ${ip('tld')}\n`);
-    const uconf = [
-      'server:',
-      `  interface: ${ip('resolver')}`,
-      '  port: 53',
-      '  do-ip4: yes', '  do-ip6: no', '  do-udp: yes', '  do-tcp: yes',
-      '  access-control: 127.0.0.0/8 allow',
-      '  do-not-query-localhost: no',
-      `  num-threads: ${opts.resolverThreads ?? 2}`,
-      '  so-reuseport: yes',
-      '  num-queries-per-thread: 4096',
-      '  outgoing-range: 8192',
-      '  chroot: ""', '  username: ""',
-      `  directory: "${udir}"`,
-      `  pidfile: "${join(udir, 'unbound.pid')}"`,
-      '  use-syslog: no', '  logfile: ""', '  verbosity: 1', '  log-servfail: no',
-      `  root-hints: "${join(udir, 'root.hints')}"`,
-      ...anchors.map((a) => `  trust-anchor: "${a}"`),
-      ...opts.cases.flatMap(resolverDataConf),
-      '  module-config: "validator iterator"',
-      '  ede: yes',
-      '  val-log-level: 0',
-      '  qname-minimisation: no',
-      '  harden-referral-path: no',
-      '  aggressive-nsec: no',
-      '  prefetch: no',
-      '  minimal-responses: yes',
-      '  infra-cache-max-rtt: 1000',
-      '  infra-keep-probing: yes',
-      '  hide-identity: yes', '  hide-version: yes',
-      'remote-control:', '  control-enable: no', '',
-    ].join('\n');
-    const uconfPath = join(udir, 'unbound.conf');
-    writeFileSync(uconfPath, uconf);
-    const chk = spawnSync('/usr/sbin/unbound-checkconf', [uconfPath], { encoding: 'utf8' });
-    if (chk.status !== 0) throw new Error(`unbound-checkconf rejected the lab's config:\n${chk.stdout}${chk.stderr}`);
-    const u = spawnDaemon('unbound', UNBOUND_BIN, ['-d', '-c', uconfPath]);
-    procs.push(u);
-    await waitReady(u, ip('resolver'), 'mx1.alwaysdata.com', RRType.A, { aa: false, rd: true, timeoutMs: 30_000 });
+    // unbound: the resolver, and the filtering one when a case has a filter
+    const startUnbound = async (role: 'resolver' | 'filteringResolver', extra: string[]) => {
+      const udir = join(dir, role);
+      mkdirSync(udir);
+      writeFileSync(join(udir, 'root.hints'), `.  3600000 NS a.root-servers.net.\na.root-servers.net. 3600000 A ${ip('tld')}\n`);
+      const uconf = [
+        'server:',
+        `  interface: ${ip(role)}`,
+        '  port: 53',
+        '  do-ip4: yes', '  do-ip6: no', '  do-udp: yes', '  do-tcp: yes',
+        '  access-control: 127.0.0.0/8 allow',
+        '  do-not-query-localhost: no',
+        `  num-threads: ${opts.resolverThreads ?? 2}`,
+        '  so-reuseport: yes',
+        '  num-queries-per-thread: 4096',
+        '  outgoing-range: 8192',
+        '  chroot: ""', '  username: ""',
+        `  directory: "${udir}"`,
+        `  pidfile: "${join(udir, 'unbound.pid')}"`,
+        '  use-syslog: no', '  logfile: ""', '  verbosity: 1', '  log-servfail: no',
+        `  root-hints: "${join(udir, 'root.hints')}"`,
+        ...anchors.map((a) => `  trust-anchor: "${a}"`),
+        ...opts.cases.flatMap(resolverDataConf),
+        ...extra,
+        '  module-config: "validator iterator"',
+        '  ede: yes',
+        '  val-log-level: 0',
+        '  qname-minimisation: no',
+        '  harden-referral-path: no',
+        '  aggressive-nsec: no',
+        '  prefetch: no',
+        '  minimal-responses: yes',
+        '  infra-cache-max-rtt: 1000',
+        '  infra-keep-probing: yes',
+        '  hide-identity: yes', '  hide-version: yes',
+        'remote-control:', '  control-enable: no', '',
+      ].join('\n');
+      const uconfPath = join(udir, 'unbound.conf');
+      writeFileSync(uconfPath, uconf);
+      const chk = spawnSync('/usr/sbin/unbound-checkconf', [uconfPath], { encoding: 'utf8' });
+      if (chk.status !== 0) throw new Error(`unbound-checkconf rejected the lab's config:\n${chk.stdout}${chk.stderr}`);
+      const u = spawnDaemon(role === 'resolver' ? 'unbound' : 'unbound (filtering)', UNBOUND_BIN, ['-d', '-c', uconfPath]);
+      procs.push(u);
+      await waitReady(u, ip(role), 'mx1.alwaysdata.com', RRType.A, { aa: false, rd: true, timeoutMs: 30_000 });
+    };
+    const filters = opts.cases.flatMap(filterConf);
+    await Promise.all([startUnbound('resolver', []), ...(filters.length ? [startUnbound('filteringResolver', filters)] : [])]);
 
     const resolverAddr = `${ip('resolver')}:53`;
     return {
       prefix, ip, resolver: resolverAddr, dir,
+      filteringResolver: filters.length ? `${ip('filteringResolver')}:53` : null,
       settings: (over = {}) => mxAuditSettings({ resolver: resolverAddr, timeout_ms: 1500, retries: 2, ...over }),
       output: () => procs.map((p) => `--- ${p.name}\n${p.out()}`).join('\n'),
       stop,
@@ -399,6 +424,28 @@ export async function startDnsLab(opts: DnsLabOptions): Promise<DnsLab> {
   } catch (e) {
     await stop();
     throw e;
+  }
+}
+
+/**
+ * Throws unless a result has the case's expected verdict and checks (each FAIL and WARN with a
+ * fix); the message shows the whole result.
+ */
+export function assertLabCase(c: LabCase, r: { verdict: string; checks: { check: string; verdict: string; evidence: string; fix: string | null }[] } | undefined): void {
+  if (!r) throw new Error(`${c.domain}: no result`);
+  const msg = JSON.stringify(r, null, 1);
+  if (r.verdict !== c.expect!.verdict) throw new Error(`${c.domain}: expected ${c.expect!.verdict}, got ${r.verdict}:\n${msg}`);
+  for (const ch of r.checks) {
+    if ((ch.verdict === 'FAIL' || ch.verdict === 'WARN') && typeof ch.fix !== 'string') throw new Error(`${c.domain}: ${ch.check} ${ch.verdict} without a fix:\n${msg}`);
+  }
+  for (const want of c.expect!.checks ?? []) {
+    const found = r.checks.filter((ch) => ch.check === want.check && ch.verdict === want.verdict);
+    const ok = found.some((ch) =>
+      (want.fix === undefined || ch.fix === want.fix) &&
+      (want.fix_contains === undefined || (ch.fix ?? '').includes(want.fix_contains)) &&
+      (want.evidence_contains === undefined || ch.evidence.includes(want.evidence_contains)) &&
+      (want.evidence_matches === undefined || new RegExp(want.evidence_matches).test(ch.evidence)));
+    if (!ok) throw new Error(`${c.domain}: expected check ${JSON.stringify(want)}\ngot ${msg}`);
   }
 }
 

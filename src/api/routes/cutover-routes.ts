@@ -13,6 +13,7 @@ import { Router, type Request, type Response } from 'express';
 import { HOST_NAME } from '../../core/inventory.js';
 import { isFinished, type Operation } from '../../core/operation.js';
 import { ServiceError, type CutoverService, type ServerStatus } from '../../controller/cutover-service.js';
+import type { MailAuditWarning } from '../../core/mail-audit.js';
 import type { DnsAnswer, DnsAnswerLookup } from '../../controller/overlay-composer.js';
 import { MigrationError } from '../../controller/migration-service.js';
 import type { AddressRouting } from '../../controller/route-reconciler.js';
@@ -176,7 +177,7 @@ function untilParam(req: Request): 'done' | 'propagated' {
  * until every secondary serves its DNS change); 202 while that has not happened, 200 once it has
  * (or when the operation was already there).
  */
-async function respondAccepted(res: Response, svc: CutoverService, op: Operation, created: boolean, wait: number, until: 'done' | 'propagated' = 'done') {
+async function respondAccepted(res: Response, svc: CutoverService, op: Operation, created: boolean, wait: number, until: 'done' | 'propagated' = 'done', extra: Record<string, unknown> = {}) {
   let out = op;
   let reached: boolean;
   if (until === 'propagated') {
@@ -188,11 +189,19 @@ async function respondAccepted(res: Response, svc: CutoverService, op: Operation
     reached = isFinished(out);
   }
   const status = !created || reached ? 200 : 202;
-  res.status(status).location(`/v1/operations/${out.id}`).json(operationJson(svc.withKnownPropagation(out)));
+  res.status(status).location(`/v1/operations/${out.id}`).json({ ...operationJson(svc.withKnownPropagation(out)), ...extra });
+}
+
+/** What a cutover of a server is warned about (the migration's MX audit: domains still sending mail to it). */
+export type CutoverWarnings = (server: string) => MailAuditWarning[];
+
+/** The API form of a cutover warning. */
+export function warningJson(w: MailAuditWarning) {
+  return { code: w.code, account: w.account, domain: w.domain, fixes: w.fixes, audited_at: new Date(w.auditedAt).toISOString(), message: w.message };
 }
 
 /** The router for cutover use cases. */
-export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: RoutingView): Router {
+export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: RoutingView, warnings?: CutoverWarnings): Router {
   const r = Router();
   const wrap = routeWith(fromService);
   r.post('/servers/:server/cutover', wrap(async (req, res) => {
@@ -203,7 +212,8 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
     if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${describeValue(transit)} is not a valid name`, 400);
     const until = untilParam(req);
     const { operation, created } = await svc.cutover(server, transit, { force: b.force === true });
-    await respondAccepted(res, svc, operation, created, wait, until);
+    // from the last MX audit recorded: never waits for DNS lookups, never refuses
+    await respondAccepted(res, svc, operation, created, wait, until, { warnings: (warnings?.(server) ?? []).map(warningJson) });
   }));
   r.post('/servers/:server/cutback', wrap(async (req, res) => {
     const server = nameParam(req, 'server');

@@ -1,7 +1,7 @@
 /**
  * Routes of the migration lifecycle:
  *   POST   /v1/servers/:server/migration      {"reinstall_at": ISO 8601}?   assign a transit or queue
- *   GET    /v1/servers/:server/migration      state, transit, queue position, billing, accounts
+ *   GET    /v1/servers/:server/migration      state, transit, queue position, billing, accounts, MX audit
  *   DELETE /v1/servers/:server/migration      cancel (409 while accounts are on the transit or a cutover is active)
  *   POST   /v1/servers/:server/reinstalled    from the reinstall job
  *   POST   /v1/accounts/:account/move         {"to":"transit"|"home","phase":"started"|"completed"|"failed"}
@@ -11,6 +11,7 @@
 import { Router, type Request, type Response } from 'express';
 import { HOST_NAME } from '../../core/inventory.js';
 import type { Migration } from '../../core/migration.js';
+import { mailAuditCounts, type MigrationMailAudit } from '../../core/mail-audit.js';
 import { MigrationError, type MigrationService, type MigrationView } from '../../controller/migration-service.js';
 import { ApiError, routeWith } from '../errors.js';
 import { describeValue, fieldName } from '../json-body.js';
@@ -68,8 +69,26 @@ export function migrationJson(m: Migration, v?: MigrationView) {
           : null,
       })),
     })),
+    mx_audit: m.mxAudit ? mxAuditJson(m.mxAudit) : null,
     allowed: v?.allowed ?? [],
     history: m.history.map((h) => ({ at: iso(h.at), event: h.event, from: h.from, to: h.to, ...(h.account ? { account: h.account } : {}), ...(h.forced ? { forced: true } : {}) })),
+  };
+}
+
+/**
+ * The API form of a migration's MX audit: the state of the latest audit started (running, done,
+ * missing with its reason) and the results of the last one that gave some, per domain in the
+ * audit's JSON shape with its account.
+ */
+export function mxAuditJson(a: MigrationMailAudit) {
+  return {
+    state: a.state,
+    trigger: a.trigger,
+    started_at: iso(a.startedAt),
+    reason: a.reason,
+    audited_at: iso(a.auditedAt),
+    counts: mailAuditCounts(a),
+    domains: a.domains.map((d) => ({ account: d.account, domain: d.domain, verdict: d.verdict, checks: d.checks, ...(d.error ? { error: d.error } : {}) })),
   };
 }
 
