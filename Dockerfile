@@ -3,7 +3,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 is compiled from source (no prebuilt binary is fetched)
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+# golang-github-osrg-gobgp-dev: GoBGP's API definitions (api/*.proto), copied into the runtime below
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ golang-github-osrg-gobgp-dev && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm_config_build_from_source=true npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
@@ -19,6 +20,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends conntrack fping
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# the bgp backend loads GoBGP's API definitions at run time, from where Debian's package puts them
+COPY --from=build /usr/share/gocode/src/github.com/osrg/gobgp/api/*.proto /usr/share/gocode/src/github.com/osrg/gobgp/api/
 COPY package.json ./
 COPY config ./config
 RUN mkdir -p /var/lib/failover && chown node:node /var/lib/failover

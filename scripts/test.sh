@@ -32,11 +32,17 @@ declare -A NEED=(
   [named]=bind9                    # secondaries: BIND as a secondary
   [etcd]=etcd-server               # state on etcd: a real cluster for the etcd StateStore
   [etcdctl]=etcd-client            # state on etcd: reading what the store wrote
+  [bird]=bird2                     # bgp lab: BIRD 2 as the provider's router
+  [birdc]=bird2                    # bgp lab: reading the router's table (verify)
+  [gobgpd]=gobgpd                  # bgp lab: the BGP daemon the bgp backend drives
 )
+# bgp backend: GoBGP's API definitions (api/*.proto), loaded at run time; a package without a command
+GOBGP_PROTO=/usr/share/gocode/src/github.com/osrg/gobgp/api/gobgp.proto
 missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${NEED[$cmd]}")
 done
+[ -f "$GOBGP_PROTO" ] || missing+=(golang-github-osrg-gobgp-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

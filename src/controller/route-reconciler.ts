@@ -17,7 +17,7 @@ import type { Operation } from '../core/operation.js';
 import type { ServerOverlay } from '../core/overlay.js';
 import { RouteError, type Clock, type CurrentRoute, type DesiredRoute, type RouteBackend, type StateStore } from '../core/ports.js';
 import {
-  afterFailedRepair, desiredRouting, judge, repairRoute,
+  afterFailedRepair, desiredRouting, judge, repairRoute, resumeRoutes,
   type DesiredAddress, type ReconcileMode, type ReconcileObserver, type ReconcilePass, type RepairBackoff, type RouteVerdict,
 } from '../core/routing-plan.js';
 import { CommitLane } from './commit-lane.js';
@@ -88,6 +88,8 @@ export class RouteReconciler {
   private stopped = false;
   private passes = 0;
   private last: ReconcilePass | null = null;
+  /** The last resume() of the backend's daemon (passes and the controller's applies wait for it). */
+  private resuming: Promise<void> = Promise.resolve();
   /** Set after a read failed with a final error: reads wait (one interval, doubling). */
   private readPause: { error: string; backoff: RepairBackoff } | null = null;
   private readonly log: Logger;
@@ -150,6 +152,45 @@ export class RouteReconciler {
       });
     }
     return this.queued;
+  }
+
+  /**
+   * Gives the backend's daemon the whole desired state (RouteBackend.resume, through the
+   * repairer), when the backend has one: `start` when this replica starts acting, `reset` when a
+   * read found the daemon reset. Logged and counted; resolves when it ended, never rejects.
+   * Passes wait for it.
+   */
+  resume(trigger: 'start' | 'reset', why?: string): Promise<void> {
+    const backend = this.deps.repairer;
+    if (!backend.resume) return this.resuming;
+    const run = async () => {
+      let routes: DesiredRoute[];
+      try {
+        const transits = [...this.deps.transits()];
+        const servers = [...this.deps.servers()].map((s) => s.name);
+        routes = resumeRoutes(this.desired(), this.readConfirmed(), (not) => [...transits, ...servers].find((h) => h !== not) ?? null);
+      } catch (err) {
+        this.log.error({ backend: backend.name, trigger, err: message(err) }, 'routing daemon not resumed: the desired state cannot be read');
+        this.deps.observer?.resumed?.(backend.name, trigger, 'failed');
+        return;
+      }
+      const t0 = this.deps.clock.monotonic();
+      try {
+        await backend.resume!(routes);
+        this.log.warn({ backend: backend.name, trigger, why, addresses: routes.length, ms: Math.round(this.deps.clock.monotonic() - t0) }, 'routing daemon resumed: the whole desired state replayed, its sessions enabled');
+        this.deps.observer?.resumed?.(backend.name, trigger, 'ok');
+      } catch (err) {
+        this.log.error({ backend: backend.name, trigger, why, err: message(err) }, 'routing daemon not resumed; tried again when a pass finds it still waiting');
+        this.deps.observer?.resumed?.(backend.name, trigger, 'failed');
+      }
+    };
+    this.resuming = this.resuming.then(run);
+    return this.resuming;
+  }
+
+  /** Resolves once the last resume() ended. */
+  resumed(): Promise<void> {
+    return this.resuming;
   }
 
   /** Every managed address: desired, last confirmed and observed delivery, drift, repairs. */
@@ -247,6 +288,7 @@ export class RouteReconciler {
       if (paused) {
         out.readError = `reads paused until ${new Date(paused.backoff.nextAttemptAt).toISOString()} after a final error: ${paused.error}`;
       } else if (wants.length > 0) {
+        await this.resuming;
         try {
           const list = await this.deps.reader.current(wants.map((w) => w.address));
           for (const c of list) seen.set(c.address, c);
@@ -257,6 +299,17 @@ export class RouteReconciler {
           const final = err instanceof RouteError && !err.retryable;
           if (final) this.readPause = { error: out.readError, backoff: afterFailedRepair(this.readPause?.backoff, clock.now(), this.deps.intervalMs, this.deps.maxBackoffMs) };
           this.log.warn({ backend, err: out.readError, final }, `reconcile: the routing state cannot be read; nothing is changed${final ? '; reads pause (one interval, doubling)' : ''}`);
+        }
+      }
+      // A daemon that lost its state (restarted) is given all of it again; what was read of it
+      // before the replay says nothing: read again at the next pass.
+      const reset = [...seen.values()].find((c) => c.needsResume !== undefined)?.needsResume;
+      if (reset !== undefined && out.readError === null) {
+        if (this.deps.mode === 'repair' && this.deps.repairer.resume) {
+          await this.resume('reset', reset);
+          out.readError = `the routing daemon was reset (${reset}): the desired state was replayed; read again at the next pass`;
+        } else {
+          this.log.error({ backend, why: reset, mode: this.deps.mode }, 'reconcile: the routing daemon was reset and waits for the desired state (report mode: not replayed)');
         }
       }
       out.checked = wants.length;

@@ -11,7 +11,7 @@ import { billableDays } from '../core/billing.js';
 import { profileOf, type Host, type Inventory } from '../core/inventory.js';
 import { mailAuditCounts } from '../core/mail-audit.js';
 import { isFinished as migrationFinished, MIGRATION_STATES } from '../core/migration.js';
-import { RouteError, type AccountProber, type Clock, type MailDomainAuditor, type DnsOverlayPort, type DowntimeMeter, type Leadership, type RouteBackend, type StateStore } from '../core/ports.js';
+import { RouteError, type AccountProber, type Clock, type DesiredRoute, type DnsOverlayPort, type DowntimeMeter, type Leadership, type MailDomainAuditor, type RouteBackend, type StateStore } from '../core/ports.js';
 import type { Operation } from '../core/operation.js';
 import { CutoverService } from './cutover-service.js';
 import { applyStoredEdits, InventoryService } from './inventory-service.js';
@@ -110,7 +110,7 @@ export function setupController(deps: {
     commits,
     inventory,
     store,
-    backend: leaderOnly(deps.routing.backend, leadership),
+    backend: leaderOnly(deps.routing.backend, leadership, () => reconciler.resumed()),
     overlays: composer,
     ttlCap: effective.cutoverTtl,
     clock,
@@ -149,15 +149,14 @@ export function setupController(deps: {
   mig.setActing(leadership.isLeader());
   cutover.restore();
   mig.resume();
-  if (leadership.isLeader()) cutover.resumeOperations();
   const cut = cutover;
-  const reconciler = new RouteReconciler({
+  const reconciler: RouteReconciler = new RouteReconciler({
     servers: () => inventory.servers.values(),
     transits: () => inventory.transits.keys(),
     overlays: () => cut.activeOverlays(),
     store,
     reader: deps.routing.reader,
-    repairer: leaderOnly(deps.routing.repairer, leadership),
+    repairer: leaderOnly(deps.routing.repairer, leadership, () => Promise.resolve()),
     lane,
     commits,
     clock,
@@ -167,6 +166,17 @@ export function setupController(deps: {
     maxBackoffMs: deps.routing.reconcile.maxBackoffMs,
     observer: deps.routing.reconcileObserver,
   });
+  // Before anything routes: the backend's daemon (bgp: gobgpd) is given the whole desired state
+  // (applies wait for it); again each time this replica starts leading.
+  let resumedAsLeader = false;
+  const resumeDaemon = () => {
+    resumedAsLeader = true;
+    void reconciler.resume('start');
+  };
+  if (leadership.isLeader()) {
+    resumeDaemon();
+    cutover.resumeOperations();
+  }
   const log = deps.logger.child({ component: 'replica' });
   /** Takes everything as stored (inventory edits, overlays, migrations, serial bumps) and publishes what DNS answers, when it changed. */
   const follow = () => commits.run(() => {
@@ -184,10 +194,12 @@ export function setupController(deps: {
       // a replica takes what the one before it committed (one process on SQLite has it all)
       if (store.onChange) await follow();
       mig.setActing(true);
+      if (!resumedAsLeader) resumeDaemon();
       cut.resumeOperations();
       await reconciler.start();
     } else {
       mig.setActing(false);
+      resumedAsLeader = false;
       await reconciler.stop();
     }
   };
@@ -215,15 +227,29 @@ export function setupController(deps: {
   };
 }
 
-/** The backend, refusing to act on a replica that does not lead (checked right before every change). */
-function leaderOnly(backend: RouteBackend, leadership: Leadership): RouteBackend {
+/**
+ * The backend, refusing to act on a replica that does not lead (checked right before every
+ * change); apply() first waits for `resumed` (the daemon's replay of the whole desired state).
+ */
+function leaderOnly(backend: RouteBackend, leadership: Leadership, resumed: () => Promise<void>): RouteBackend {
+  const notLeader = () => new RouteError(`${leadership.self.name} does not lead the replicas any more: routing left to the leader`, false);
   return {
     name: backend.name,
-    apply(desired) {
-      if (!leadership.isLeader()) return Promise.reject(new RouteError(`${leadership.self.name} does not lead the replicas any more: routing left to the leader`, false));
+    async apply(desired) {
+      await resumed();
+      if (!leadership.isLeader()) throw notLeader();
       return backend.apply(desired);
     },
     current: (addresses) => backend.current(addresses),
+    get resume() {
+      const resume = backend.resume;
+      return resume
+        ? (desired: DesiredRoute[]) => {
+            if (!leadership.isLeader()) return Promise.reject(notLeader());
+            return resume.call(backend, desired);
+          }
+        : undefined;
+    },
   };
 }
 

@@ -251,6 +251,11 @@ export interface CurrentRoute {
    * why. `to` and `problems` mean nothing then; nothing must be changed on such an address.
    */
   unknown?: string;
+  /**
+   * Set (on every entry) when the daemon the backend drives lost its state (restarted) and waits
+   * to be given it whole: why. The controller then calls resume() with the full desired state.
+   */
+  needsResume?: string;
 }
 
 /** What apply() did. */
@@ -271,7 +276,7 @@ export class RouteError extends Error {
 
 /** A routing backend. Implementations are named by technology: LinuxRouteBackend, HttpFailoverBackend. */
 export interface RouteBackend {
-  /** The backend's config name: linux-route, linux-address, http, dry-run. */
+  /** The backend's config name: linux-route, linux-address, http, bgp, dry-run. */
   readonly name: string;
   /** Makes every address in `desired` delivered to its `to` host. Throws RouteError. */
   apply(desired: DesiredRoute[]): Promise<ApplyResult>;
@@ -281,6 +286,13 @@ export interface RouteBackend {
    * be read (router unreachable) or the input is invalid.
    */
   current(addresses: string[]): Promise<CurrentRoute[]>;
+  /**
+   * For backends that drive a daemon keeping its own state (bgp: gobgpd): makes the daemon carry
+   * the whole desired state, then lets it speak (enables what waits for the replay). Called with
+   * the FULL desired state, when the controller starts acting and when current() reports
+   * `needsResume`. Throws RouteError. Absent: nothing to resume.
+   */
+  resume?(desired: DesiredRoute[]): Promise<void>;
 }
 
 // MX audit of the mail domains of a migrating server's accounts (adapter in src/audit).

@@ -103,6 +103,23 @@ export function repairRoute(want: DesiredAddress, seen: CurrentRoute | undefined
   return from === null ? null : { address: want.address, family: want.family, to: want.desired, from, repair: true };
 }
 
+/**
+ * The whole desired state for a backend's resume(): every address to its desired host, except one
+ * left to an operation (running or failed), which goes where it was last confirmed delivered (its
+ * other host when that is not known): the operation moves it itself, make-before-break. Addresses
+ * without a second host to name as `from` are left out.
+ */
+export function resumeRoutes(wants: DesiredAddress[], confirmed: ReadonlyMap<string, string>, fallback: (not: string) => string | null): DesiredRoute[] {
+  const out: DesiredRoute[] = [];
+  for (const w of wants) {
+    const seen = confirmed.get(w.address);
+    const to = !w.leftTo ? w.desired : seen !== undefined && (seen === w.desired || seen === w.other) ? seen : (w.other ?? w.desired);
+    const from = to !== w.desired ? w.desired : w.other && w.other !== to ? w.other : fallback(to);
+    if (from !== null && from !== to) out.push({ address: w.address, family: w.family, to, from });
+  }
+  return out;
+}
+
 export type ReconcileMode = 'repair' | 'report';
 
 /** The outcome of one pass. */
@@ -132,6 +149,8 @@ export interface ReconcileObserver {
   /** One current() read failed as a whole (count 1) or left `count` addresses unknown. */
   readFailed?(backend: string, count: number): void;
   repaired?(backend: string, result: 'ok' | 'failed', count: number): void;
+  /** The backend's daemon was given the whole desired state (resume()): when the controller started acting, or after a read found it reset. */
+  resumed?(backend: string, trigger: 'start' | 'reset', result: 'ok' | 'failed'): void;
   passEnded?(pass: ReconcilePass, oldestDriftMs: number): void;
 }
 

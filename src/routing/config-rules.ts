@@ -17,6 +17,7 @@ import {
 /** The hosts' settings each backend gets, by host name. */
 export interface HostSettings {
   linuxRoute?: { nextHops: Record<string, string[]>; hosts?: Record<string, string[]> };
+  bgp?: { nextHops: Record<string, string[]>; hosts?: Record<string, string[]> };
   linuxAddress?: { hosts: Record<string, { exec: string[]; device: string }> };
   http?: { serverIps: Record<string, string>; serverIpv6Nets: Record<string, string> };
 }
@@ -29,6 +30,7 @@ export interface RoutingConfig {
   readonly linuxRoute?: NonNullable<RoutingSection['linux_route']> & NonNullable<HostSettings['linuxRoute']>;
   readonly linuxAddress?: NonNullable<RoutingSection['linux_address']> & NonNullable<HostSettings['linuxAddress']>;
   readonly http?: NonNullable<RoutingSection['http']> & NonNullable<HostSettings['http']>;
+  readonly bgp?: NonNullable<RoutingSection['bgp']> & NonNullable<HostSettings['bgp']>;
 }
 
 /** The families of `addresses` that `hops` has no next hop for. */
@@ -96,10 +98,10 @@ export function checkHostRouting(args: {
     else fail(h.path, `no ${what} for ${h.name}: set ${ownKey} in its routing settings`, mapPath);
   };
 
-  if ((backend === 'linux-route' || r.linux_route !== undefined) && isMapping(r.linux_route)) {
-    const lr = r.linux_route;
-    const at: ConfigPath = ['routing', 'linux_route', 'next_hops'];
-    const nh = hostMap(at, lr.next_hops);
+  /** Next hops and command prefixes by host, for linux-route and bgp (their maps in `section`, the hosts' own settings). */
+  const nextHopHosts = (key: 'linux_route' | 'bgp', section: Record<string, unknown>, required: boolean) => {
+    const at: ConfigPath = ['routing', key, 'next_hops'];
+    const nh = hostMap(at, section.next_hops);
     const nextHops: Record<string, string[]> = {};
     const hopOwner = new Map<string, string>();
     for (const h of hosts) {
@@ -110,21 +112,29 @@ export function checkHostRouting(args: {
       });
       // the router's next hop tells where an address is delivered: one host per next hop
       for (const hop of hops ?? []) {
-        if (hopOwner.has(hop)) fail(nh?.get(h)?.[0] ?? [...h.path, 'routing', 'next_hops'], `${hop} is already the next hop of ${hopOwner.get(hop)}`, at);
+        // gobgpd replaces an unspecified next hop with its own session address (blackhole, or dropped by the router)
+        if (key === 'bgp' && (hop === '0.0.0.0' || hop === '::')) fail(nh?.get(h)?.[0] ?? [...h.path, 'routing', 'next_hops'], `${hop} is not a next hop (gobgpd would announce its own address instead)`, at);
+        else if (hopOwner.has(hop)) fail(nh?.get(h)?.[0] ?? [...h.path, 'routing', 'next_hops'], `${hop} is already the next hop of ${hopOwner.get(hop)}`, at);
         else hopOwner.set(hop, h.name);
       }
       if (hops) nextHops[h.name] = [...hops];
-      else if (backend === 'linux-route') missing(h, at, nh, 'next hop', 'next_hops');
+      else if (required) missing(h, at, nh, 'next hop', 'next_hops');
     }
-    const hostsAt: ConfigPath = ['routing', 'linux_route', 'hosts'];
-    const hm = hostMap(hostsAt, lr.hosts);
+    const hostsAt: ConfigPath = ['routing', key, 'hosts'];
+    const hm = hostMap(hostsAt, section.hosts);
     const prefixes: Record<string, string[]> = {};
     for (const h of hosts) {
       const exec = setting(h, h.routing?.exec, 'exec', hm, hostsAt, (path, v) => read(argv(), path, v, hostsAt));
       if (exec) prefixes[h.name] = [...exec];
     }
-    const anyHosts = lr.hosts !== undefined || Object.keys(prefixes).length > 0;
-    settings.linuxRoute = { nextHops, hosts: anyHosts ? prefixes : undefined };
+    const anyHosts = section.hosts !== undefined || Object.keys(prefixes).length > 0;
+    return { nextHops, hosts: anyHosts ? prefixes : undefined };
+  };
+  if ((backend === 'linux-route' || r.linux_route !== undefined) && isMapping(r.linux_route)) {
+    settings.linuxRoute = nextHopHosts('linux_route', r.linux_route, backend === 'linux-route');
+  }
+  if ((backend === 'bgp' || r.bgp !== undefined) && isMapping(r.bgp)) {
+    settings.bgp = nextHopHosts('bgp', r.bgp, backend === 'bgp');
   }
 
   if (backend === 'linux-address' || r.linux_address !== undefined) {
@@ -188,6 +198,7 @@ export function routingConfig(section: RoutingSection | undefined, hosts: HostSe
     ...(hosts.linuxRoute && section.linux_route ? { linuxRoute: { ...section.linux_route, ...hosts.linuxRoute } } : {}),
     ...(hosts.linuxAddress ? { linuxAddress: { ...(section.linux_address ?? LINUX_ADDRESS_DEFAULTS), ...hosts.linuxAddress } } : {}),
     ...(hosts.http && section.http ? { http: { ...section.http, ...hosts.http } } : {}),
+    ...(hosts.bgp && section.bgp ? { bgp: { ...section.bgp, ...hosts.bgp } } : {}),
   };
 }
 

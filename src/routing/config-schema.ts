@@ -8,7 +8,7 @@ import { parsePrefix } from '../core/addresses.js';
 import { argv, byName, envName, flag, httpUrl, int, ipAddress, nonEmptyList, oneOf, parsedBy, section, text, valid } from '../core/config-fields.js';
 import type { HostRouting } from '../core/inventory.js';
 
-export const BACKENDS = ['dry-run', 'linux-route', 'linux-address', 'http'] as const;
+export const BACKENDS = ['dry-run', 'linux-route', 'linux-address', 'http', 'bgp'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 const ONE_PER_FAMILY = 'must be a list of IP addresses (one per family)';
@@ -123,8 +123,27 @@ const httpSchema = section({
   server_ipv6_nets: byName().optional(),
 }).transform((h) => ({ baseUrl: h.base_url.replace(/\/+$/, ''), usernameEnv: h.username_env, passwordEnv: h.password_env, timeoutMs: h.timeout_ms }));
 
+/** routing.bgp: gobgpd's API and what every path carries; the hosts' next hops and command prefixes come from config-rules. */
+const bgpSchema = section({
+  /** gobgpd's gRPC API: HOST:PORT or unix:///PATH (plaintext; keep it on loopback). */
+  api: text().check(valid((v) => /^(unix:\/\/\/\S+|[^\s/]+:\d{1,5})$/.test(v), (v) => `${JSON.stringify(v)} is not HOST:PORT or unix:///PATH`)),
+  /** HOST: next hops, the older form of the hosts' own routing.next_hops. */
+  next_hops: byName().optional(),
+  /** Standard communities ASN:VALUE put on every path. */
+  communities: z
+    .array(text().check(valid((v) => /^(\d{1,5}):(\d{1,5})$/.test(v) && v.split(':').every((n) => Number(n) <= 65535), (v) => `${JSON.stringify(v)} is not a community ASN:VALUE (each 0-65535)`)), {
+      error: 'must be a list of communities ASN:VALUE',
+    })
+    .optional(),
+  /** HOST: command prefix, the older form of the hosts' own routing.exec (make-before-break). */
+  hosts: byName().optional(),
+  /** Command that reads the router's route for an address (appended): birdc -s SOCKET show route for. */
+  verify: argv().optional(),
+  verify_deadline_ms: int(100, 600_000).default(5000),
+}).transform((b) => ({ api: b.api, communities: b.communities ?? [], verify: b.verify, verifyDeadlineMs: b.verify_deadline_ms }));
+
 /** The backend's own section, required for the backends that cannot run without it. */
-const REQUIRED_SECTION: Partial<Record<BackendName, 'linux_route' | 'http'>> = { 'linux-route': 'linux_route', http: 'http' };
+const REQUIRED_SECTION: Partial<Record<BackendName, 'linux_route' | 'http' | 'bgp'>> = { 'linux-route': 'linux_route', http: 'http', bgp: 'bgp' };
 
 export const routingConfigSchema = section({
   backend: oneOf(BACKENDS),
@@ -133,6 +152,7 @@ export const routingConfigSchema = section({
   linux_route: linuxRouteSchema.optional(),
   linux_address: linuxAddressSchema.optional(),
   http: httpSchema.optional(),
+  bgp: bgpSchema.optional(),
 }).superRefine((r, ctx) => {
   const key = REQUIRED_SECTION[r.backend];
   if (key && r[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'is required' });

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError, type RoutingConfig } from '../config/config.js';
+import { BgpRouteBackend } from './bgp-backend.js';
 import { DryRunBackend } from './dry-run-backend.js';
 import { HttpFailoverBackend } from './http-failover-backend.js';
 import { LinuxAddressBackend } from './linux-address-backend.js';
@@ -49,6 +50,17 @@ export function createRouteBackend(routing: RoutingConfig, logger: Logger, env: 
         prefixLength: { 4: l.prefixLengthV4, 6: l.prefixLengthV6 },
         announceCount: l.announceCount,
         announceIntervalMs: l.announceIntervalMs,
+      });
+    }
+    case 'bgp': {
+      const b = routing.bgp!;
+      return new BgpRouteBackend({
+        api: b.api,
+        nextHops: Object.fromEntries(Object.entries(b.nextHops).map(([k, v]) => [k, [...v]])),
+        communities: [...b.communities],
+        hosts: b.hosts ? Object.fromEntries(Object.entries(b.hosts).map(([k, v]) => [k, [...v]])) : undefined,
+        verify: b.verify ? [...b.verify] : undefined,
+        verifyDeadlineMs: b.verifyDeadlineMs,
       });
     }
     default:

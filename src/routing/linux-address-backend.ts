@@ -11,7 +11,7 @@
  */
 import { parseAddress } from '../core/addresses.js';
 import { runCommand, type CommandResult, type CommandRunner } from './command-runner.js';
-import { checkDevice, checkPrefix, commandFailure, deviceAddresses, failedBatchLine, parseAddressCached } from './linux-route-backend.js';
+import { checkDevice, checkPrefix, commandFailure, deviceAddresses, failedBatchLine, parseAddressCached } from './host-addresses.js';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** One host of the segment. */

@@ -32,6 +32,7 @@
  */
 import { parseAddress } from '../core/addresses.js';
 import { runCommand, type CommandResult, type CommandRunner } from './command-runner.js';
+import { checkPrefix, commandFailure, failedBatchLine, HostAddresses, NextHops, parseAddressCached, type HostMove } from './host-addresses.js';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../core/ports.js';
 
 /** Options of LinuxRouteBackend. */
@@ -75,44 +76,17 @@ export const PIN_SETTLE_MS = 200;
 const DRAIN_POLL_MS = 50;
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 
-/**
- * parseAddress with a memory: ip-address takes tens of µs per IPv6 address, and a reconcile pass
- * reads the same thousands of addresses (asked, routes, device addresses) every time. Bounded:
- * emptied when it reaches PARSE_CACHE_MAX entries.
- */
-const parseCache = new Map<string, ReturnType<typeof parseAddress>>();
-const PARSE_CACHE_MAX = 100_000;
-export function parseAddressCached(text: string): ReturnType<typeof parseAddress> {
-  if (typeof text !== 'string') return parseAddress(text);
-  let r = parseCache.get(text);
-  if (r === undefined) {
-    if (parseCache.size >= PARSE_CACHE_MAX) parseCache.clear();
-    r = parseAddress(text);
-    parseCache.set(text, r);
-  }
-  return r;
-}
-
-/** One validated desired route. */
-interface Move {
-  address: string;
-  family: 4 | 6;
-  to: string;
-  from: string;
-  nextHop: string;
-  repair: boolean;
-}
+type Move = HostMove;
 
 /** Routes Linux-router host routes to the host that must receive each service address. */
 export class LinuxRouteBackend implements RouteBackend {
   readonly name = 'linux-route';
   private readonly router: string[];
+  private readonly nextHops: NextHops;
   /** host → family → normalised next hop */
-  private readonly hops = new Map<string, Map<4 | 6, string>>();
-  /** "family|next hop" → host */
-  private readonly hostByHop = new Map<string, string>();
-  private readonly hosts: Map<string, string[]>;
-  private readonly device: string;
+  private readonly hops: Map<string, Map<4 | 6, string>>;
+  /** Make-before-break on the hosts with a command prefix. */
+  private readonly hosts: HostAddresses;
   private readonly runner: CommandRunner;
   private readonly timeoutMs: number;
   private readonly pin: boolean;
@@ -125,26 +99,14 @@ export class LinuxRouteBackend implements RouteBackend {
 
   constructor(opts: LinuxRouteBackendOptions) {
     this.router = checkPrefix(opts.router, 'router');
-    for (const [host, list] of Object.entries(opts.nextHops ?? {})) {
-      if (!Array.isArray(list) || list.length === 0 || list.length > 2) throw new RouteError(`linux-route: nextHops.${host}: one next hop per family expected`, false);
-      const byFamily = new Map<4 | 6, string>();
-      for (const text of list) {
-        const ip = parseAddress(text);
-        if (typeof ip === 'string') throw new RouteError(`linux-route: nextHops.${host}: ${ip}`, false);
-        if (byFamily.has(ip.family)) throw new RouteError(`linux-route: nextHops.${host}: two IPv${ip.family} next hops`, false);
-        const key = `${ip.family}|${ip.address}`;
-        const other = this.hostByHop.get(key);
-        if (other !== undefined) throw new RouteError(`linux-route: next hop ${ip.address} is given for both ${other} and ${host}`, false);
-        byFamily.set(ip.family, ip.address);
-        this.hostByHop.set(key, host);
-      }
-      this.hops.set(host, byFamily);
-    }
-    if (this.hops.size === 0) throw new RouteError('linux-route: nextHops is empty', false);
-    this.hosts = new Map(Object.entries(opts.hosts ?? {}).map(([h, p]) => [h, checkPrefix(p, `hosts.${h}`)]));
-    this.device = checkDevice(opts.hostDevice ?? 'lo', 'hostDevice');
+    this.nextHops = new NextHops(opts.nextHops, 'linux-route');
+    this.hops = this.nextHops.byHost;
     this.runner = opts.runner ?? runCommand;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.hosts = new HostAddresses({
+      backend: 'linux-route', hosts: opts.hosts, device: opts.hostDevice, what: { hosts: 'hosts', device: 'hostDevice' },
+      switched: 'the routes are already switched', runner: this.runner, timeoutMs: this.timeoutMs,
+    });
     this.pin = opts.pinConnections === true;
     this.drainMs = checkNumber(opts.drainMs ?? 2000, 'drainMs', 0, 3_600_000);
     this.rulePriority = checkNumber(opts.pinRulePriority ?? 1000, 'pinRulePriority', 1, 32765);
@@ -162,15 +124,14 @@ export class LinuxRouteBackend implements RouteBackend {
    * reports for the same addresses and hosts.
    */
   async apply(desired: DesiredRoute[]): Promise<ApplyResult> {
-    const moves = this.validate(desired);
+    const moves = this.nextHops.validate(desired);
     const result: ApplyResult = { changed: [], unchanged: [] };
     if (moves.length === 0) return result;
 
-    const make = moves.filter((m) => this.hosts.has(m.to));
-    const mbb = make.filter((m) => this.hosts.has(m.from));
+    const { make, mbb } = this.hosts.sides(moves);
     const [{ routes, pin: pinned }, toState] = await Promise.all([
       this.readRouter([...new Set(moves.map((m) => m.family))]),
-      this.readHosts([...new Set(make.map((m) => m.to))]),
+      this.hosts.read([...new Set(make.map((m) => m.to))]),
     ]);
     const routeWrong = (m: Move) => routes.get(m.address) !== m.nextHop;
     const elemWrong = (m: Move) => pinned !== undefined && pinned.elements.get(m.address) !== this.markOf.get(m.to);
@@ -182,7 +143,7 @@ export class LinuxRouteBackend implements RouteBackend {
     const toChange = moves.filter((m) => routeWrong(m) || elemWrong(m));
 
     // 1. Make: the receiving host owns the address before any packet is routed to it.
-    await this.changeHosts(make.filter((m) => !toState.get(m.to)!.has(m.address)), (m) => m.to, 'replace', toState);
+    await this.hosts.change(make.filter((m) => !toState.get(m.to)!.has(m.address)), (m) => m.to, 'replace', toState);
     if (settle && toChange.length > 0) await sleep(PIN_SETTLE_MS);
 
     // 2. The switch. Pinning: the map elements (new connections), one atomic nft transaction.
@@ -207,15 +168,9 @@ export class LinuxRouteBackend implements RouteBackend {
     // 3. Break: the other host gives the address up (already gone is fine); with pinning, once
     //    the connections pinned to it have ended (or drainMs), and what is left of them is cut.
     if (mbb.length > 0) {
-      const fromState = new Map<string, Map<string, number>>();
-      for (const [host, read] of await this.readHostsSettled([...new Set(mbb.map((m) => m.from))])) {
-        if (!(read instanceof RouteError)) fromState.set(host, read);
-        // a repair leaves an unreachable other host as it is (it may be the one being reinstalled)
-        else if (!mbb.every((m) => m.from !== host || m.repair)) throw new RouteError(`${read.message} (the routes are already switched)`, read.retryable, read.address);
-      }
-      const leaving = mbb.filter((m) => fromState.get(m.from)?.has(m.address));
+      const { leaving, state } = await this.hosts.leaving(mbb);
       const left = this.pin && leaving.length > 0 ? await this.drain(leaving) : [];
-      await this.changeHosts(leaving, (m) => m.from, 'del', fromState);
+      await this.hosts.change(leaving, (m) => m.from, 'del', state);
       if (left.length > 0) await this.cutPinned(left);
     }
     return result;
@@ -244,10 +199,10 @@ export class LinuxRouteBackend implements RouteBackend {
     const { routes, pin } = await this.readRouter([...new Set(parsed.map((ip) => ip.family))]);
     const tos = parsed.map((ip) => {
       const gw = routes.get(ip.address);
-      return gw == null ? null : (this.hostByHop.get(`${ip.family}|${gw}`) ?? null);
+      return this.nextHops.hostOf(ip.family, gw);
     });
     const receiving = [...new Set(tos.filter((h): h is string => h !== null && this.hosts.has(h)))];
-    const held = await this.readHostsSettled(receiving);
+    const held = await this.hosts.readSettled(receiving);
     return parsed.map((ip, i) => {
       const to = tos[i];
       const out: CurrentRoute = { address: ip.address, to };
@@ -255,7 +210,7 @@ export class LinuxRouteBackend implements RouteBackend {
       const state = held.get(to);
       if (state instanceof RouteError) return { ...out, unknown: `${to} (receiving ${ip.address}) could not be read: ${state.message}` };
       const problems: string[] = [];
-      if (state !== undefined && !state.has(ip.address)) problems.push(`${to} does not hold ${ip.address} on ${this.device}`);
+      if (state !== undefined && !state.has(ip.address)) problems.push(`${to} does not hold ${ip.address} on ${this.hosts.device}`);
       if (pin) problems.push(...this.pinProblems(pin, ip, to));
       if (problems.length > 0) out.problems = problems;
       return out;
@@ -298,27 +253,6 @@ export class LinuxRouteBackend implements RouteBackend {
 
   private hasRule(p: PinState, family: 4 | 6, mark: number): boolean {
     return p.rules[family].some((r) => r?.priority === this.rulePriority && Number(r.fwmark) === mark && (r.fwmask === undefined || Number(r.fwmask) === 0xffffffff) && String(r.table) === String(mark));
-  }
-
-  /** Validates everything before any command runs: a mistake changes nothing. */
-  private validate(desired: DesiredRoute[]): Move[] {
-    if (!Array.isArray(desired)) throw new RouteError('linux-route: desired must be an array', false);
-    const seen = new Map<string, Move>();
-    for (const d of desired) {
-      const ip = parseAddressCached(d?.address);
-      if (typeof ip === 'string') throw new RouteError(`linux-route: ${ip}`, false, String(d?.address));
-      if (d.family !== undefined && d.family !== ip.family) throw new RouteError(`linux-route: ${ip.address} is not an IPv${d.family} address`, false, ip.address);
-      const hops = this.hops.get(d.to);
-      if (!hops) throw new RouteError(`linux-route: ${ip.address}: unknown host ${JSON.stringify(d.to)} (not in nextHops)`, false, ip.address);
-      if (!this.hops.has(d.from)) throw new RouteError(`linux-route: ${ip.address}: unknown host ${JSON.stringify(d.from)} (not in nextHops)`, false, ip.address);
-      if (d.from === d.to) throw new RouteError(`linux-route: ${ip.address}: from and to are both ${d.to}`, false, ip.address);
-      const nextHop = hops.get(ip.family);
-      if (!nextHop) throw new RouteError(`linux-route: ${ip.address}: ${d.to} has no IPv${ip.family} next hop`, false, ip.address);
-      const prev = seen.get(ip.address);
-      if (prev && (prev.to !== d.to || prev.from !== d.from)) throw new RouteError(`linux-route: ${ip.address} is asked twice with different hosts`, false, ip.address);
-      seen.set(ip.address, { address: ip.address, family: ip.family, to: d.to, from: d.from, nextHop, repair: d.repair === true });
-    }
-    return [...seen.values()];
   }
 
   /**
@@ -372,52 +306,6 @@ export class LinuxRouteBackend implements RouteBackend {
     return { routes, pin };
   }
 
-  /** `ip -j addr show dev DEV` on each host: host → address → prefix length. */
-  private async readHosts(hosts: string[], note = ''): Promise<Map<string, Map<string, number>>> {
-    const entries = await Promise.all(
-      hosts.map(async (host) => {
-        const r = await this.run(this.hosts.get(host)!, ['ip', '-j', 'addr', 'show', 'dev', this.device]);
-        if (r.code !== 0) throw commandFailure(`linux-route: ${host}: addr show dev ${this.device}${note}`, r);
-        try {
-          return [host, deviceAddresses(r.stdout)] as const;
-        } catch (err) {
-          throw new RouteError(`linux-route: ${host}: unreadable ip -j addr output: ${(err as Error).message}`, false);
-        }
-      }),
-    );
-    return new Map(entries);
-  }
-
-  /** Like readHosts, each host on its own: a host that cannot be read maps to its RouteError. */
-  private async readHostsSettled(hosts: string[]): Promise<Map<string, Map<string, number> | RouteError>> {
-    const settled = await Promise.allSettled(hosts.map((h) => this.readHosts([h])));
-    return new Map(
-      settled.map((s, i) => [hosts[i], s.status === 'fulfilled' ? s.value.get(hosts[i])! : s.reason instanceof RouteError ? s.reason : new RouteError(String(s.reason), true)]),
-    );
-  }
-
-  /** Adds (`addr replace`) or removes (`addr del`) addresses on their hosts, one batch per host. */
-  private async changeHosts(moves: Move[], hostOf: (m: Move) => string, op: 'replace' | 'del', state: Map<string, Map<string, number>>): Promise<void> {
-    const byHost = new Map<string, Move[]>();
-    for (const m of moves) byHost.set(hostOf(m), [...(byHost.get(hostOf(m)) ?? []), m]);
-    await Promise.all(
-      [...byHost].map(async ([host, list]) => {
-        const lines = list.map((m) => {
-          const full = m.family === 4 ? 32 : 128;
-          if (op === 'replace') return `addr replace ${m.address}/${full} dev ${this.device}${m.family === 6 ? ' nodad' : ''}`;
-          return `addr del ${m.address}/${state.get(host)!.get(m.address) ?? full} dev ${this.device}`;
-        });
-        // -force: every line is tried; for `del`, an address already gone is not an error.
-        const r = await this.run(this.hosts.get(host)!, ['ip', ...(op === 'del' ? ['-force'] : []), '-batch', '-'], lines.join('\n') + '\n');
-        if (r.code === 0 || (op === 'del' && onlyAlreadyGone(r.stderr))) return;
-        const line = failedBatchLine(r.stderr);
-        const m = line !== undefined ? list[line - 1] : undefined;
-        const what = op === 'replace' ? `addr replace${m ? ` ${m.address}` : ''} dev ${this.device}` : `addr del${m ? ` ${m.address}` : ''} dev ${this.device} (the routes are already switched)`;
-        throw commandFailure(`linux-route: ${host}: ${what}`, r, m?.address);
-      }),
-    );
-  }
-
   /**
    * Installs what pinning needs on the router (first apply of an instance, and again whenever
    * the read finds any part missing: a router reboot loses the table, the rules and the host
@@ -461,7 +349,7 @@ export class LinuxRouteBackend implements RouteBackend {
     const missing = moves.filter((m) => !pinned.elements.has(m.address));
     const init = missing.flatMap((m) => {
       const gw = routes.get(m.address);
-      const host = gw ? this.hostByHop.get(`${m.family}|${gw}`) : undefined;
+      const host = this.nextHops.hostOf(m.family, gw);
       return host ? [{ ...m, to: host }] : [];
     });
     // An address pinned just now where it is, and about to move: its flows in flight need the pause.
@@ -572,20 +460,6 @@ export function hostRoutes(list: unknown, family: 4 | 6): Map<string, string | n
   return new Map([...byDst].map(([a, rs]) => [a, pickGateway(rs, family)]));
 }
 
-/** Addresses on the device of `ip -j addr show dev DEV`: normalised address → prefix length. */
-export function deviceAddresses(stdout: string): Map<string, number> {
-  const out = new Map<string, number>();
-  const links = JSON.parse(stdout.trim() === '' ? '[]' : stdout) as { addr_info?: { local?: string; prefixlen?: number }[] }[];
-  if (!Array.isArray(links)) throw new Error('not a JSON array');
-  for (const link of links) {
-    for (const a of link.addr_info ?? []) {
-      const ip = typeof a.local === 'string' ? parseAddressCached(a.local) : 'none';
-      if (typeof ip !== 'string') out.set(ip.address, Number(a.prefixlen));
-    }
-  }
-  return out;
-}
-
 /** Splits the concatenated JSON documents `ip -j -batch` prints (one per command). */
 export function parseJsonStream(text: string): unknown[] {
   const out: unknown[] = [];
@@ -609,75 +483,6 @@ export function parseJsonStream(text: string): unknown[] {
   }
   if (depth !== 0 || inString) throw new Error('truncated JSON');
   return out;
-}
-
-/** The 1-based line of a failed `ip -batch` command ("Command failed -:3"). */
-export function failedBatchLine(stderr: string): number | undefined {
-  const m = /Command failed -:(\d+)/.exec(stderr);
-  return m ? Number(m[1]) : undefined;
-}
-
-/** True when every failure of an `ip -force -batch` of `addr del` was "address not there". */
-function onlyAlreadyGone(stderr: string): boolean {
-  const errors = stderr.split('\n').filter((l) => l.trim() !== '' && !/^Command failed -:\d+/.test(l));
-  return errors.length > 0 && errors.every((l) => /Cannot assign requested address/.test(l));
-}
-
-/** Failures that a configuration change must fix: retrying will not help. */
-const FINAL = [
-  /Network is unreachable/i,
-  /RTNETLINK answers: No route to host/i, // IPv6 next hop not on a connected network
-  /Nexthop has invalid gateway/i,
-  /invalid gateway/i,
-  /Invalid argument/i,
-  /prefix is expected/i,
-  /address is expected/i,
-  /is unknown, try "ip help"/i,
-  /Cannot find device/i,
-  /No such device/i,
-  /Operation not permitted/i,
-  /Permission denied/i,
-  /Error: ["a-z]/i, // iproute2 argument errors ("Error: either "local" is duplicate, or ...")
-];
-
-/** Failures that may pass: timeouts, missing commands, an unreachable host, a busy kernel. */
-const TRANSIENT = [/timed out/i, /Resource temporarily unavailable/i, /Device or resource busy/i, /No buffer space/i, /Connection (refused|reset|closed|timed out)/i, /Cannot open network namespace/i];
-
-/**
- * Whether a failed command may succeed if tried again. Timeouts (124), missing commands (127, or
- * `ip netns exec`'s "exec of ... failed") and ssh's own failures (255) are retryable; kernel and
- * argument errors (unreachable network, invalid next hop, unknown device) are not. Anything else
- * is treated as retryable: a transient fault misread as final would abort a failover.
- */
-export function isRetryable(r: CommandResult): boolean {
-  if (r.code === 124 || r.code === 127 || r.code === 255) return true;
-  if (/exec of ".*" failed|command not found/i.test(r.stderr)) return true;
-  if (TRANSIENT.some((re) => re.test(r.stderr))) return true;
-  if (FINAL.some((re) => re.test(r.stderr))) return false;
-  return true;
-}
-
-/** A RouteError for a failed command, with its stderr (or why it failed) in the message. */
-export function commandFailure(what: string, r: CommandResult, address?: string): RouteError {
-  const why = r.code === 124 ? 'timed out' : r.code === 127 ? 'command not found or not startable' : `exit ${r.code}`;
-  const text = r.stderr.trim().replace(/\s*\n\s*/g, ' / ');
-  return new RouteError(`${what}: ${why}${text ? `: ${text}` : ''}`, isRetryable(r), address);
-}
-
-/** A command prefix from the configuration: a non-empty array of non-empty strings. */
-export function checkPrefix(prefix: unknown, what: string): string[] {
-  if (!Array.isArray(prefix) || prefix.length === 0 || !prefix.every((p) => typeof p === 'string' && p !== '' && !p.includes('\0'))) {
-    throw new RouteError(`${what}: a command prefix (non-empty array of strings) is expected`, false);
-  }
-  return [...prefix];
-}
-
-/** A network device name as the kernel allows it (at most 15 characters, no spaces or slashes). */
-export function checkDevice(name: unknown, what: string): string {
-  if (typeof name !== 'string' || !/^[A-Za-z0-9_.@:][A-Za-z0-9_.@:-]{0,14}$/.test(name)) {
-    throw new RouteError(`${what}: ${JSON.stringify(name)} is not a device name`, false);
-  }
-  return name;
 }
 
 /** What the router has for pinning. */

@@ -10,6 +10,8 @@ export interface RoutingMetrics {
   /** Age of the oldest drift still present (0 when none). */
   driftOldestSeconds: Gauge;
   repairs: Counter<'backend' | 'result'>;
+  /** Replays of the whole desired state into the backend's daemon (bgp: gobgpd). */
+  daemonResumes: Counter<'backend' | 'trigger' | 'result'>;
   /** current() reads that failed: a whole call, or one address marked unknown. */
   readFailures: Counter<'backend'>;
   reconcileDuration: Histogram;
@@ -44,6 +46,12 @@ export function createRoutingMetrics(registry: Registry): RoutingMetrics {
       name: 'failover_routing_repairs_total',
       help: 'Drifted addresses the reconcile loop tried to repair, by backend and result (ok, failed).',
       labelNames: ['backend', 'result'] as const,
+      registers: [registry],
+    }),
+    daemonResumes: new Counter({
+      name: 'failover_routing_daemon_resumes_total',
+      help: 'Replays of the whole desired state into the routing daemon (bgp: gobgpd, then its admin-down neighbours enabled), by backend, trigger (start: the controller started acting; reset: a read found the daemon restarted) and result (ok, failed).',
+      labelNames: ['backend', 'trigger', 'result'] as const,
       registers: [registry],
     }),
     readFailures: new Counter({

@@ -59,6 +59,10 @@ export function withRetry(backend: RouteBackend, opts: RetryOptions): RouteBacke
     name: backend.name,
     apply: (desired: DesiredRoute[]): Promise<ApplyResult> => retrying(backend, 'apply', () => backend.apply(desired), opts),
     current: (addresses: string[]): Promise<CurrentRoute[]> => retrying(backend, 'current', () => backend.current(addresses), opts),
+    get resume() {
+      const resume = backend.resume;
+      return resume ? (desired: DesiredRoute[]): Promise<void> => retrying(backend, 'resume', () => resume.call(backend, desired), opts) : undefined;
+    },
   };
 }
 

@@ -61,6 +61,7 @@ export function setupRouting(deps: { config: RoutingConfig; registry: Registry; 
     reconcileObserver: {
       readFailed: (b, count) => metrics.readFailures.inc({ backend: b }, count),
       repaired: (b, result, count) => metrics.repairs.inc({ backend: b, result }, count),
+      resumed: (b, trigger, result) => metrics.daemonResumes.inc({ backend: b, trigger, result }),
       passEnded(pass, oldestDriftMs) {
         metrics.driftAddresses.set(pass.drifted);
         metrics.unknownAddresses.set(pass.unknown);

@@ -24,4 +24,10 @@ export class SwappableBackend implements RouteBackend {
   current(addresses: string[]): Promise<CurrentRoute[]> {
     return this.inner.current(addresses);
   }
+
+  /** The resume() of the backend in place now (absent when it has none). */
+  get resume(): ((desired: DesiredRoute[]) => Promise<void>) | undefined {
+    const inner = this.inner;
+    return inner.resume ? (desired) => inner.resume!(desired) : undefined;
+  }
 }

@@ -160,7 +160,50 @@ describe('config: inventory and routing', () => {
         '/etc/fc/config.yaml:16: routing.reconcile.mode: must be one of repair, report, not "fix"']],
     ['an unknown backend',
       INVENTORY.replace('backend: linux-route', 'backend: carrier-pigeon'),
-      ['/etc/fc/config.yaml:16: routing.backend: must be one of dry-run, linux-route, linux-address, http, not "carrier-pigeon"']],
+      ['/etc/fc/config.yaml:16: routing.backend: must be one of dry-run, linux-route, linux-address, http, bgp, not "carrier-pigeon"']],
+  ])('%s', (_n, text, expected) => {
+    expect(problems(text)).toEqual(expected);
+  });
+});
+
+/** The inventory with routing.backend bgp, as the README spells the section. */
+const BGP = INVENTORY.replace(/routing:\n[\s\S]*$/, `routing:
+  backend: bgp
+  bgp:
+    api: "127.0.0.1:50051"
+    next_hops:
+      srv-42: [192.0.2.2, "2001:db8:ffff::2"]
+      transit-3: [192.0.2.3, "2001:db8:ffff::3"]
+    communities: ["65000:100"]
+    hosts: {srv-42: ["ssh", "srv-42"]}
+    verify: ["birdc", "-s", "/run/bird/bird.ctl", "show", "route", "for"]
+    verify_deadline_ms: 5000
+`);
+
+describe('config: routing.bgp', () => {
+  test('the section as documented: api, next hops, communities, hosts, verify', () => {
+    const c = parseConfig(BGP, '/etc/fc/config.yaml');
+    expect(c.routing.backend).toBe('bgp');
+    expect(c.routing.bgp).toEqual({
+      api: '127.0.0.1:50051',
+      communities: ['65000:100'],
+      verify: ['birdc', '-s', '/run/bird/bird.ctl', 'show', 'route', 'for'],
+      verifyDeadlineMs: 5000,
+      nextHops: { 'srv-42': ['192.0.2.2', '2001:db8:ffff::2'], 'transit-3': ['192.0.2.3', '2001:db8:ffff::3'] },
+      hosts: { 'srv-42': ['ssh', 'srv-42'] },
+    });
+  });
+
+  test.each([
+    ['no bgp section', BGP.replace(/  bgp:\n[\s\S]*$/, ''), ['/etc/fc/config.yaml:16: routing.bgp: is required']],
+    ['a bad api, community and a missing next hop',
+      BGP.replace('"127.0.0.1:50051"', '"http://gobgp"').replace('"65000:100"', '"65000:70000"').replace('      transit-3: [192.0.2.3, "2001:db8:ffff::3"]\n', ''),
+      ['/etc/fc/config.yaml:18: routing.bgp.api: "http://gobgp" is not HOST:PORT or unix:///PATH',
+        '/etc/fc/config.yaml:20: routing.bgp.next_hops: no next hop for transit-3',
+        '/etc/fc/config.yaml:21: routing.bgp.communities[0]: "65000:70000" is not a community ASN:VALUE (each 0-65535)']],
+    ['an unspecified next hop', BGP.replace('transit-3: [192.0.2.3, "2001:db8:ffff::3"]', 'transit-3: [0.0.0.0, "::"]'),
+      ['/etc/fc/config.yaml:21: routing.bgp.next_hops.transit-3: 0.0.0.0 is not a next hop (gobgpd would announce its own address instead)',
+        '/etc/fc/config.yaml:21: routing.bgp.next_hops.transit-3: :: is not a next hop (gobgpd would announce its own address instead)']],
   ])('%s', (_n, text, expected) => {
     expect(problems(text)).toEqual(expected);
   });

@@ -345,3 +345,80 @@ describe('the reconcile loop', () => {
     expect(s.net.reads.length).toBe(n);
   });
 });
+
+/** A network driven through a daemon that can lose its state (bgp: gobgpd restarted). */
+class Daemon extends Network {
+  reset: string | undefined;
+  resumes: DesiredRoute[][] = [];
+  override async current(addresses: string[]): Promise<CurrentRoute[]> {
+    const list = await super.current(addresses);
+    return this.reset === undefined ? list : list.map((c) => ({ ...c, needsResume: this.reset }));
+  }
+  async resume(desired: DesiredRoute[]): Promise<void> {
+    this.resumes.push(desired);
+    for (const d of desired) this.at.set(d.address, d.to);
+    this.reset = undefined;
+  }
+}
+
+describe('a routing daemon that lost its state', () => {
+  function withDaemon(mode: ReconcileMode = 'repair') {
+    const s = setup({ mode });
+    const d = new Daemon();
+    for (const [a, h] of s.net.at) d.at.set(a, h);
+    const resumed: string[] = [];
+    const rec = new RouteReconciler({
+      servers: () => inventory.servers.values(),
+      transits: () => inventory.transits.keys(),
+      overlays: () => s.cutover.activeOverlays(),
+      store: s.store, reader: d, repairer: d, lane: new RoutingLane(), clock: { now: () => Date.now(), monotonic: () => performance.now() }, logger: pino({ level: 'silent' }),
+      intervalMs: 30_000, mode, maxBackoffMs: 600_000,
+      observer: { resumed: (b, trigger, result) => resumed.push(`${b} ${trigger} ${result}`) },
+    });
+    return { s, d, rec, resumed };
+  }
+
+  test('at start and when a read finds it reset: given the whole desired state (resume), counted; nothing repaired from the stale read', async () => {
+    const { s, d, rec, resumed } = withDaemon();
+    await cutOver(s);
+    await rec.resume('start');
+    const whole = [
+      { address: A, family: 4, to: 'transit-3', from: 'srv-42' },
+      { address: B, family: 4, to: 'transit-3', from: 'srv-42' },
+      { address: C, family: 4, to: 'srv-43', from: 'transit-3' },
+    ];
+    expect(d.resumes).toEqual([whole]);
+    d.reset = 'the neighbour is admin-down';
+    d.at.clear();
+    const pass = await rec.reconcile();
+    expect(pass.readError).toMatch(/the routing daemon was reset \(the neighbour is admin-down\): the desired state was replayed/);
+    expect(d.resumes).toEqual([whole, whole]);
+    expect(d.applies).toEqual([]);
+    expect(resumed).toEqual(['memory start ok', 'memory reset ok']);
+    expect((await rec.reconcile()).inSync).toBe(3);
+  });
+
+  test('an address left to a running operation is replayed where it was confirmed, not where the operation takes it', async () => {
+    const { s, d, rec } = withDaemon();
+    let release!: () => void;
+    s.net.duringApply = () => new Promise<void>((r) => (release = r));
+    const accepted = s.cutover.cutover('srv-42', 'transit-3');
+    await waitFor('the cutover routing', () => s.net.applies.length === 1);
+    await rec.resume('start');
+    expect(d.resumes[0].filter((r) => r.address !== C)).toEqual([
+      { address: A, family: 4, to: 'srv-42', from: 'transit-3' },
+      { address: B, family: 4, to: 'srv-42', from: 'transit-3' },
+    ]);
+    release();
+    await accepted;
+    await s.cutover.idle();
+  });
+
+  test('report mode: not replayed', async () => {
+    const { d, rec, resumed } = withDaemon('report');
+    d.reset = 'restarted';
+    await rec.reconcile();
+    expect(d.resumes).toEqual([]);
+    expect(resumed).toEqual([]);
+  });
+});

@@ -2,6 +2,7 @@
 import { rejection as rejectionOf } from '../support/rejection.js';
 import { describe, expect, test } from '@jest/globals';
 import { RetryGaveUpError, withRetry } from '../../src/routing/retrying-backend.js';
+import { SwappableBackend } from '../../src/routing/swappable-backend.js';
 import { RouteError, type ApplyResult, type CurrentRoute, type DesiredRoute, type RouteBackend } from '../../src/routing/route-backend.js';
 
 /**
@@ -52,6 +53,25 @@ describe('withRetry', () => {
       [3, 'FAILOVER_LOCKED #3'],
     ]);
     expect(seen.every((s) => typeof s.delayMs === 'number' && s.delayMs >= 4)).toBe(true);
+  });
+
+  test('resume() passes through when the backend has one (retried like the others), through a SwappableBackend too; absent otherwise', async () => {
+    const opts = { deadlineMs: 10_000, minTimeoutMs: 1, maxTimeoutMs: 1 };
+    expect(withRetry(new ScriptedBackend(() => undefined), opts).resume).toBeUndefined();
+    const resumed: DesiredRoute[][] = [];
+    const inner = Object.assign(new ScriptedBackend((n) => (n < 3 ? locked(n) : undefined)), {
+      async resume(this: ScriptedBackend, desired: DesiredRoute[]) {
+        await this.current([]);
+        resumed.push(desired);
+      },
+    });
+    const swappable = new SwappableBackend(new ScriptedBackend(() => undefined));
+    const b = withRetry(swappable, opts);
+    expect(b.resume).toBeUndefined();
+    swappable.swap(inner);
+    await b.resume!(D);
+    expect(inner.calls.length).toBe(3);
+    expect(resumed).toEqual([D]);
   });
 
   test('current() is retried too', async () => {

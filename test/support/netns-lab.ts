@@ -91,7 +91,7 @@ async function must(argv: string[], input?: string): Promise<CommandResult> {
 }
 
 /** Deletes lab namespaces (ours or stale ones): stops the processes in them first. */
-async function removeNamespaces(names: string[]): Promise<void> {
+export async function removeNamespaces(names: string[]): Promise<void> {
   if (names.length === 0) return;
   for (const name of names) {
     const r = await runCommand(['ip', 'netns', 'pids', name]);
