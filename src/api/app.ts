@@ -1,14 +1,18 @@
 /**
- * The HTTP API (express 5): /healthz, /readyz and /metrics without authentication; everything
- * under /v1 behind a bearer token compared in constant time. Errors are JSON with stable codes.
+ * The HTTP API (express 5): /healthz, /readyz, /metrics and /openapi.json without authentication; everything
+ * under /v1 behind bearer tokens with roles (compared in constant time; the role checked before a
+ * call is handed to the leader). Errors are JSON with stable codes.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { CutoverService } from '../controller/cutover-service.js';
 import { StateFencedError, StateUnavailableError } from '../core/ports.js';
 import { ApiError, errorBody, ERROR_STATUS } from './errors.js';
+import { authenticate, authorize, callerOf } from './auth.js';
+import type { ApiToken } from './config-schema.js';
+import { roleFor } from './route-catalog.js';
+import { openApiDocument } from './openapi.js';
 import { jsonBody } from './json-body.js';
 import { cutoverRoutes } from './routes/cutover-routes.js';
 import { mxAuditRoutes } from './routes/mx-audit-routes.js';
@@ -26,8 +30,8 @@ import { clusterRoutes, forwardToLeader, readyJson, type ClusterView } from './r
 export interface ApiDeps {
   registry: Registry;
   logger: Logger;
-  /** The bearer token required under /v1. */
-  token: string;
+  /** The bearer tokens accepted under /v1, with their names and roles. */
+  tokens: readonly ApiToken[];
   /** Ready: zones loaded and listeners bound. */
   ready(): boolean;
   /** Served zones, for GET /v1/zones. */
@@ -49,19 +53,20 @@ export interface ApiDeps {
   cluster?: ClusterView;
 }
 
-const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-
-/** Express middleware: 401 unless `Authorization: Bearer <token>` matches exactly. */
-export function bearerAuth(token: string) {
-  const expected = digest(token);
-  return (req: Request, _res: Response, next: NextFunction) => {
-    const h = req.headers.authorization;
-    const m = typeof h === 'string' ? /^Bearer ([^\s]+)$/.exec(h) : null;
-    // hash both sides so the comparison takes the same time whatever the length
-    if (!m || !timingSafeEqual(digest(m[1]), expected)) {
-      next(new ApiError('UNAUTHORIZED', 'a valid bearer token is required'));
-      return;
-    }
+/**
+ * Middleware: one log line per /v1 call once answered, with the token's name (never the token):
+ * `info` for calls that change state, `warn` for refusals (401, 403) and failures (5xx), `debug` for reads.
+ */
+function requestLog(logger: Logger) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const t0 = process.hrtime.bigint();
+    res.on('finish', () => {
+      const status = res.statusCode;
+      const level = status >= 500 || status === 401 || status === 403 ? 'warn' : roleFor(req.method, req.path) !== 'read' ? 'info' : 'debug';
+      const ms = Math.round(Number(process.hrtime.bigint() - t0) / 1e4) / 100;
+      const code = res.locals.errorCode as string | undefined;
+      logger[level]({ method: req.method, path: req.baseUrl + req.path, status, ...(code ? { code } : {}), token: callerOf(res)?.name ?? null, ms }, 'api request');
+    });
     next();
   };
 }
@@ -78,6 +83,9 @@ export function createApiApp(deps: ApiDeps): express.Express {
     const body = readyJson(deps.ready(), deps.cluster);
     res.status(body.status === 'ready' ? 200 : 503).json(body);
   });
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
   app.get('/metrics', async (_req, res, next) => {
     try {
       const body = await deps.registry.metrics();
@@ -88,7 +96,10 @@ export function createApiApp(deps: ApiDeps): express.Express {
   });
 
   const v1 = express.Router();
-  v1.use(bearerAuth(deps.token));
+  v1.use(requestLog(deps.logger));
+  v1.use(authenticate(deps.tokens));
+  // before a follower hands the call to the leader (which checks it again): a read token never changes state through a follower
+  v1.use(authorize(roleFor));
   // bodies: 1 MiB, except bulk MX audits (10,000 names); UTF-8, nesting checked before parsing
   const jsonSmall = jsonBody('1mb');
   const jsonLarge = jsonBody('4mb');
@@ -148,7 +159,7 @@ export function createApiApp(deps: ApiDeps): express.Express {
     } else {
       deps.logger.error({ err, method: req.method, path: req.path }, 'api internal error');
     }
-    if (status >= 500 || status === 401) deps.logger.warn({ method: req.method, path: req.path, status, code }, 'api request failed');
+    res.locals.errorCode = code; // for the request's log line
     res.status(status).json(errorBody(code, message, details));
   });
   return app;

@@ -14,7 +14,7 @@ import { formatPath, isMapping, problemsOf, type ConfigPath, type FieldProblem }
 import type { Account, Server, Transit } from '../core/inventory.js';
 import { accountProblems, inventoryProblems } from '../core/inventory-rules.js';
 import type { MxAuditSettings } from '../audit/audit-settings.js';
-import type { ApiSection } from '../api/config-schema.js';
+import { apiTokenProblems, type ApiSection } from '../api/config-schema.js';
 import type { BillingSection } from '../core/billing-schema.js';
 import { dnsSecretProblems, type DnsSection } from '../dns/config-schema.js';
 import type { HealthConfig } from '../health/config-schema.js';
@@ -100,7 +100,7 @@ function docLocator(doc: Document, lines: LineCounter): Locate {
 /** Options of {@link parseConfig} and {@link loadConfig}. */
 export interface ConfigLoadOptions {
   /**
-   * Whether the TSIG secrets' environment variables must be set (default true). False only for
+   * Whether the secrets (TSIG keys' environment variables, the API's tokens) must be readable (default true). False only for
    * commands that use no secret (`failoverctl secondaries-config`, `failoverctl mx-audit`); the
    * rest is validated all the same. A configuration loaded so cannot serve: the DNS setup reads the secrets and fails.
    */
@@ -154,7 +154,7 @@ function withoutNulls(v: unknown): unknown {
   return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, withoutNulls(x)]));
 }
 
-/** Validates config data: the file's, or the file's with stored inventory edits applied; `env` null: the TSIG secrets not checked. */
+/** Validates config data: the file's, or the file's with stored inventory edits applied; `env` null: the secrets (TSIG, API tokens) not read. */
 function validate(args: { root: Record<string, unknown>; locate: Locate; file: string; text: string; edits: InventoryEdit[]; seedNames: Set<string>; env: NodeJS.ProcessEnv | null }): Config {
   const { root, file, locate } = args;
   const data = withoutNulls(root) as Record<string, unknown>;
@@ -175,6 +175,7 @@ function validate(args: { root: Record<string, unknown>; locate: Locate; file: s
     ...accountProblems(accountViews(data.accounts), new Set(servers.map((s) => s.name))),
     ...routes.problems,
     ...(args.env ? dnsSecretProblems(data.dns, args.env) : []),
+    ...apiTokenProblems(data.api, args.env, dirname(resolve(file))),
     ...clusterProblems(data),
   ];
   if (problems.length > 0 || !parsed.success) {
@@ -188,7 +189,11 @@ function validate(args: { root: Record<string, unknown>; locate: Locate; file: s
     edits: args.edits.map((e) => ({ ...e })),
     raw: structuredClone(root),
     dns: { ...dns, zones: resolve(base, dns.zones), journalDir: resolve(base, dns.journalDir) },
-    api: { ...d.api, tokenFile: resolve(base, d.api.tokenFile) },
+    api: {
+      ...d.api,
+      tokenFile: resolve(base, d.api.tokenFile),
+      tokens: d.api.tokens && d.api.tokens.map((t) => ({ ...t, tokenFile: t.tokenFile && resolve(base, t.tokenFile) })),
+    },
     log: d.log,
     servers: d.servers,
     transits: d.transits,

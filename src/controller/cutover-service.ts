@@ -154,11 +154,11 @@ export class CutoverService {
   }
 
   /** Cuts a server over to a transit: DNS now (switched when this resolves), routing in the background. */
-  cutover(serverName: string, transitName: string, opts: { force?: boolean } = {}): Promise<Accepted> {
+  cutover(serverName: string, transitName: string, opts: { force?: boolean; requestedBy?: string } = {}): Promise<Accepted> {
     return this.commits.run(() => this.cutoverNow(serverName, transitName, opts));
   }
 
-  private async cutoverNow(serverName: string, transitName: string, opts: { force?: boolean }): Promise<Accepted> {
+  private async cutoverNow(serverName: string, transitName: string, opts: { force?: boolean; requestedBy?: string }): Promise<Accepted> {
     const t0 = this.deps.clock.monotonic();
     const server = this.server(serverName);
     const transit = this.deps.inventory.transits.get(transitName);
@@ -189,7 +189,7 @@ export class CutoverService {
     if (typeof pairs === 'string') throw new ServiceError('TRANSIT_TOO_SMALL', pairs);
     this.deps.hooks?.beforeCutover?.(serverName, transitName, opts.force === true);
     const now = this.deps.clock.now();
-    let op = newOperation({ id: this.newId(), server: serverName, transit: transitName, direction: 'cutover', backend: this.deps.backend.name, pairs, now });
+    let op = newOperation({ id: this.newId(), server: serverName, transit: transitName, direction: 'cutover', backend: this.deps.backend.name, pairs, now, requestedBy: opts.requestedBy });
     const overlay: ServerOverlay = { server: serverName, transit: transitName, operationId: op.id, since: now, pairs };
     // DNS first: durable (operation, overlay, serial bump and migration in one commit), then active, then answered
     op = { ...op, state: 'running', times: { ...op.times, dnsSwitched: now } };
@@ -214,11 +214,11 @@ export class CutoverService {
   }
 
   /** Routes a server's addresses back, then lifts the overlay. */
-  cutback(serverName: string): Promise<Accepted> {
-    return this.commits.run(() => this.cutbackNow(serverName));
+  cutback(serverName: string, opts: { requestedBy?: string } = {}): Promise<Accepted> {
+    return this.commits.run(() => this.cutbackNow(serverName, opts));
   }
 
-  private async cutbackNow(serverName: string): Promise<Accepted> {
+  private async cutbackNow(serverName: string, opts: { requestedBy?: string }): Promise<Accepted> {
     const t0 = this.deps.clock.monotonic();
     this.server(serverName);
     const active = this.overlays.get(serverName);
@@ -232,7 +232,7 @@ export class CutoverService {
     }
     if (last && last.direction === 'cutback' && last.state === 'failed') return { operation: await this.retryNow(last.id), created: true };
     const now = this.deps.clock.now();
-    let op = newOperation({ id: this.newId(), server: serverName, transit: active.transit, direction: 'cutback', backend: this.deps.backend.name, pairs: active.pairs, now });
+    let op = newOperation({ id: this.newId(), server: serverName, transit: active.transit, direction: 'cutback', backend: this.deps.backend.name, pairs: active.pairs, now, requestedBy: opts.requestedBy });
     op = { ...op, state: 'running', phase: 'routing' };
     op = this.startMeasurement(op, false);
     const accepted = op;

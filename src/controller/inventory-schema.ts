@@ -126,6 +126,9 @@ const accountSchema = section(accountShape).transform((a): Account => ({
 
 const list = <T extends z.ZodType>(entry: T) => z.array(entry, { error: 'must be a list' }).default(() => []);
 
+/** The schema of one entry of each inventory section (the API's PUT bodies are validated with it). */
+export const inventoryEntrySchemas = { servers: serverSchema, transits: transitSchema, accounts: accountSchema };
+
 /** The schemas of the inventory sections (absent: empty). */
 export const inventorySchemas = { servers: list(serverSchema), transits: list(transitSchema), accounts: list(accountSchema) };
 

@@ -67,11 +67,13 @@ export interface Operation {
   dnsPropagated?: Record<string, number | null>;
   attempts: number;
   error: OperationError | null;
+  /** The name of the API token that asked for it (never the token); absent: not known (stored before names were recorded, or not asked through the API). */
+  requestedBy?: string | null;
 }
 
 /** A new operation, pending. */
 export function newOperation(args: {
-  id: string; server: string; transit: string; direction: Direction; backend: string; pairs: AddressPair[]; now: number;
+  id: string; server: string; transit: string; direction: Direction; backend: string; pairs: AddressPair[]; now: number; requestedBy?: string | null;
 }): Operation {
   return {
     id: args.id,
@@ -87,6 +89,7 @@ export function newOperation(args: {
     measurement: null,
     attempts: 0,
     error: null,
+    requestedBy: args.requestedBy ?? null,
   };
 }
 

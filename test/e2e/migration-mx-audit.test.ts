@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { cutoverResponse, migrationResponse } from '../../src/api/schemas.js';
 import { CLI, REPO_ROOT, startController, type ControllerHandle } from '../support/controller.js';
 import { loadLabCases, MX_LAB_FIXTURES, startDnsLab, type DnsLab } from '../support/dns-lab.js';
 import { waitFor } from '../support/wait-for.js';
@@ -103,6 +104,9 @@ describe('the MX audit of a migration', () => {
     });
     expect(Date.parse(second!.audited_at!)).toBeGreaterThan(Date.parse(first!.audited_at!));
     expect(verdicts(second!)).toEqual([['acme', 'good.com', 'OK'], ['acme', 'forbidden-mx.com', 'FAIL'], ['shop', 'no-mx.com', 'FAIL'], ['shop', 'nx-domain.com', 'FAIL']]);
+    // the answers fit the schemas the API document is generated from
+    expect(cutoverResponse.safeParse(again.body).error?.issues).toBeUndefined();
+    expect(migrationResponse.safeParse((await get('/v1/servers/srv-42/migration')).body).error?.issues).toBeUndefined();
     expect(await metric(/^failover_mx_audit_domains\{server="srv-42",verdict="FAIL"\}/)).toBe('failover_mx_audit_domains{server="srv-42",verdict="FAIL"} 3');
 
     const status = await run(['status', 'srv-42', ...api]);

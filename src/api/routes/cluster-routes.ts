@@ -11,6 +11,7 @@ import { type NextFunction, type Request, type Response, Router } from 'express'
 import type { Logger } from 'pino';
 import type { Leadership, ReplicaInfo } from '../../core/ports.js';
 import { ApiError } from '../errors.js';
+import { routeOf } from '../route-catalog.js';
 
 /** What the API reads of the replicas. */
 export interface ClusterView {
@@ -41,15 +42,9 @@ export function readyJson(ready: boolean, cluster: ClusterView | undefined) {
   };
 }
 
-/** Calls that change nothing although they are not GET: served by any replica. */
-const READ_ONLY_POSTS = new Set(['/mx-audit']);
-/** Reads only the leader can answer: what its reconcile loop observed (it runs there only). */
-const LEADER_READS = new Set(['/routing']);
-
-/** Whether a call goes to the leader: it changes state, or reads what only the leader observes. */
+/** Whether a call goes to the leader: it changes state, or reads what only the leader observes (the route catalogue says; a call no route serves: unless it reads). */
 function forLeader(req: Request): boolean {
-  if (req.method === 'GET' || req.method === 'HEAD') return LEADER_READS.has(req.path);
-  return !READ_ONLY_POSTS.has(req.path);
+  return routeOf(req.method, req.path)?.leader ?? (req.method !== 'GET' && req.method !== 'HEAD');
 }
 
 /** Middleware (under /v1, after authentication and body parsing): hands calls that change state to the leader. */

@@ -18,9 +18,11 @@ import type { DnsAnswer, DnsAnswerLookup } from '../../controller/overlay-compos
 import { MigrationError } from '../../controller/migration-service.js';
 import type { AddressRouting } from '../../controller/route-reconciler.js';
 import { ApiError, routeWith } from '../errors.js';
+import { callerOf } from '../auth.js';
 import { waitParam } from '../params.js';
 import { addressRoutingJson } from './routing-routes.js';
-import { describeValue, fieldName } from '../json-body.js';
+import { describeValue } from '../json-body.js';
+import { cutoverBody, emptyBody, OPERATION_ID, parseBody } from '../schemas.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const round3 = (ms: number | null) => (ms === null ? null : Math.round(ms * 1000) / 1000);
@@ -55,6 +57,7 @@ export function operationJson(op: Operation) {
       ? { probe: op.measurement.probe, interval_ms: op.measurement.intervalMs, restarted: op.measurement.restarted, max_downtime_ms: round3(op.measurement.maxDowntimeMs) }
       : null,
     error: op.error,
+    requested_by: op.requestedBy ?? null,
     dns_propagated: op.dnsPropagated ? Object.fromEntries(Object.entries(op.dnsPropagated).map(([k, t]) => [k, iso(t)])) : null,
   };
 }
@@ -143,27 +146,6 @@ function nameParam(req: Request, key: string): string {
 }
 
 
-/**
- * Checks a JSON body: an object with only `allowed` keys of the given types; returns it or throws
- * 400 listing every problem. Looks at the top level only and describes values without walking them.
- */
-function body(req: Request, allowed: Record<string, 'string' | 'boolean'>, required: string[]): Record<string, unknown> {
-  const b: unknown = req.body ?? {};
-  const problems: string[] = [];
-  if (typeof b !== 'object' || b === null || Array.isArray(b)) {
-    throw new ApiError('BAD_REQUEST', 'the body must be a JSON object', 400);
-  }
-  const obj = b as Record<string, unknown>;
-  for (const k of required) if (obj[k] === undefined) problems.push(`${k}: is required`);
-  for (const [k, v] of Object.entries(obj)) {
-    const t = allowed[k];
-    if (!t) problems.push(`${fieldName(k)}: unknown field (allowed: ${Object.keys(allowed).join(', ') || 'none'})`);
-    else if (typeof v !== t) problems.push(`${k}: must be a ${t}, not ${describeValue(v)}`);
-  }
-  if (problems.length > 0) throw new ApiError('BAD_REQUEST', problems.join('; '), 400);
-  return obj;
-}
-
 /** ?until=: what ?wait= waits for: the operation's end (`done`, the default) or its DNS change served by every secondary (`propagated`). */
 function untilParam(req: Request): 'done' | 'propagated' {
   const u = req.query.until;
@@ -207,11 +189,9 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
   r.post('/servers/:server/cutover', wrap(async (req, res) => {
     const server = nameParam(req, 'server');
     const wait = waitParam(req);
-    const b = body(req, { transit: 'string', force: 'boolean' }, ['transit']);
-    const transit = b.transit as string;
-    if (!HOST_NAME.test(transit)) throw new ApiError('BAD_REQUEST', `transit: ${describeValue(transit)} is not a valid name`, 400);
+    const b = parseBody(req, cutoverBody);
     const until = untilParam(req);
-    const { operation, created } = await svc.cutover(server, transit, { force: b.force === true });
+    const { operation, created } = await svc.cutover(server, b.transit, { force: b.force === true, requestedBy: callerOf(res)?.name });
     // from the last MX audit recorded: never waits for DNS lookups, never refuses
     await respondAccepted(res, svc, operation, created, wait, until, { warnings: (warnings?.(server) ?? []).map(warningJson) });
   }));
@@ -219,8 +199,8 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
     const server = nameParam(req, 'server');
     const wait = waitParam(req);
     const until = untilParam(req);
-    body(req, {}, []);
-    const { operation, created } = await svc.cutback(server);
+    parseBody(req, emptyBody);
+    const { operation, created } = await svc.cutback(server, { requestedBy: callerOf(res)?.name });
     await respondAccepted(res, svc, operation, created, wait, until);
   }));
   r.get('/servers', wrap((_req, res) => {
@@ -233,14 +213,14 @@ export function cutoverRoutes(svc: CutoverService, dns?: DnsView, routing?: Rout
   }));
   r.get('/operations/:id', wrap((req, res) => {
     const id = String(req.params.id);
-    if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
+    if (!OPERATION_ID.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
     res.json(operationJson(svc.withKnownPropagation(svc.getOperation(id))));
   }));
   r.post('/operations/:id/retry', wrap(async (req, res) => {
     const id = String(req.params.id);
-    if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
+    if (!OPERATION_ID.test(id)) throw new ApiError('BAD_REQUEST', 'id is not a valid operation id', 400);
     const wait = waitParam(req);
-    body(req, {}, []);
+    parseBody(req, emptyBody);
     await respondAccepted(res, svc, await svc.retry(id), true, wait);
   }));
   return r;

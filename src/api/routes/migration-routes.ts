@@ -14,10 +14,8 @@ import type { Migration } from '../../core/migration.js';
 import { mailAuditCounts, type MigrationMailAudit } from '../../core/mail-audit.js';
 import { MigrationError, type MigrationService, type MigrationView } from '../../controller/migration-service.js';
 import { ApiError, routeWith } from '../errors.js';
-import { describeValue, fieldName } from '../json-body.js';
-
-/** Longest `error` text accepted on a failed move. */
-const MAX_MOVE_ERROR = 2000;
+import { describeValue } from '../json-body.js';
+import { emptyBody, migrationBody, moveBody, parseBody } from '../schemas.js';
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
@@ -98,15 +96,6 @@ function name(req: Request, key: string): string {
   return v;
 }
 
-/** A JSON body: an object with only `allowed` keys (top level only; values are checked by each route without walking them). */
-function fields(req: Request, allowed: string[]): Record<string, unknown> {
-  const b: unknown = req.body ?? {};
-  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ApiError('BAD_REQUEST', 'the body must be a JSON object', 400);
-  const unknown = Object.keys(b).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) throw new ApiError('BAD_REQUEST', unknown.map((k) => `${fieldName(k)}: unknown field (allowed: ${allowed.join(', ') || 'none'})`).join('; '), 400);
-  return b as Record<string, unknown>;
-}
-
 /** The router for the migration lifecycle. */
 export function migrationRoutes(svc: MigrationService): Router {
   const r = Router();
@@ -115,13 +104,8 @@ export function migrationRoutes(svc: MigrationService): Router {
 
   r.post('/servers/:server/migration', wrap(async (req, res) => {
     const server = name(req, 'server');
-    const b = fields(req, ['reinstall_at']);
-    let reinstallAt: number | null = null;
-    if (b.reinstall_at !== undefined && b.reinstall_at !== null) {
-      const t = typeof b.reinstall_at === 'string' && /^\d{4}-\d\d-\d\dT/.test(b.reinstall_at) ? Date.parse(b.reinstall_at) : NaN;
-      if (!Number.isFinite(t)) throw new ApiError('BAD_REQUEST', `reinstall_at: ${describeValue(b.reinstall_at)} is not an ISO 8601 date-time (e.g. 2026-12-01T06:00:00Z)`, 400);
-      reinstallAt = t;
-    }
+    const b = parseBody(req, migrationBody);
+    const reinstallAt = typeof b.reinstall_at === 'string' ? Date.parse(b.reinstall_at) : null;
     const { created } = await svc.request(server, reinstallAt);
     show(res, server, created ? 201 : 200);
   }));
@@ -135,20 +119,14 @@ export function migrationRoutes(svc: MigrationService): Router {
   }));
   r.post('/servers/:server/reinstalled', wrap(async (req, res) => {
     const server = name(req, 'server');
-    fields(req, []);
+    parseBody(req, emptyBody);
     await svc.reinstalled(server);
     show(res, server);
   }));
   r.post('/accounts/:account/move', wrap(async (req, res) => {
     const account = name(req, 'account');
-    const b = fields(req, ['to', 'phase', 'downtime_ms', 'error']);
-    const problems: string[] = [];
-    if (b.to !== 'transit' && b.to !== 'home') problems.push(`to: must be "transit" or "home", not ${describeValue(b.to)}`);
-    if (b.phase !== 'started' && b.phase !== 'completed' && b.phase !== 'failed') problems.push(`phase: must be "started", "completed" or "failed", not ${describeValue(b.phase)}`);
-    if (b.downtime_ms !== undefined && (typeof b.downtime_ms !== 'number' || !Number.isFinite(b.downtime_ms) || b.downtime_ms < 0)) problems.push(`downtime_ms: must be a number of milliseconds (0 or more), not ${describeValue(b.downtime_ms)}`);
-    if (b.error !== undefined && (typeof b.error !== 'string' || b.error.length > MAX_MOVE_ERROR)) problems.push(`error: must be a string of at most ${MAX_MOVE_ERROR} characters, not ${describeValue(b.error)}`);
-    if (problems.length > 0) throw new ApiError('BAD_REQUEST', problems.join('; '), 400);
-    const m = await svc.move(account, b.to as 'transit' | 'home', b.phase as 'started' | 'completed' | 'failed', { downtimeMs: b.downtime_ms as number | undefined, error: b.error as string | undefined });
+    const b = parseBody(req, moveBody);
+    const m = await svc.move(account, b.to, b.phase, { downtimeMs: b.downtime_ms, error: b.error });
     const entry = m.accounts.find((a) => a.name === account)!;
     res.json({ account, server: m.server, location: entry.location, migration_state: m.state, transit: m.transit });
   }));

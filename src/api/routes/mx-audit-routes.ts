@@ -11,9 +11,9 @@ import type { AuditResult, AuditVerdict, MxAuditor } from '../../audit/mx-audit.
 import { invalidResult, validateDomain } from '../../audit/mx-audit.js';
 import { ApiError } from '../errors.js';
 import { describeValue } from '../json-body.js';
+import { MAX_AUDIT_DOMAINS, mxAuditBody, parseBody } from '../schemas.js';
 
-/** Most domains accepted by one POST /v1/mx-audit. */
-export const MAX_AUDIT_DOMAINS = 10_000;
+export { MAX_AUDIT_DOMAINS } from '../schemas.js';
 
 /** The router; `onVerdict` is called once per audited (valid) domain, e.g. to count failover_mx_audits_total{verdict}. */
 export function mxAuditRoutes(auditor: MxAuditor, onVerdict?: (verdict: AuditVerdict) => void): Router {
@@ -32,16 +32,11 @@ export function mxAuditRoutes(auditor: MxAuditor, onVerdict?: (verdict: AuditVer
   });
 
   r.post('/mx-audit', async (req: Request, res: Response) => {
-    const body = req.body as unknown;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw new ApiError('BAD_REQUEST', 'the body must be a JSON object {"domains":[...]}');
+    const raw = (req.body as { domains?: unknown } | undefined)?.domains;
+    if (Array.isArray(raw) && raw.length > MAX_AUDIT_DOMAINS) {
+      throw new ApiError('PAYLOAD_TOO_LARGE', `at most ${MAX_AUDIT_DOMAINS} domains per request (got ${raw.length})`);
     }
-    const domains = (body as { domains?: unknown }).domains;
-    if (!Array.isArray(domains)) throw new ApiError('BAD_REQUEST', '"domains" must be an array of domain names');
-    if (domains.length === 0) throw new ApiError('BAD_REQUEST', '"domains" is empty');
-    if (domains.length > MAX_AUDIT_DOMAINS) {
-      throw new ApiError('PAYLOAD_TOO_LARGE', `at most ${MAX_AUDIT_DOMAINS} domains per request (got ${domains.length})`);
-    }
+    const { domains } = parseBody(req, mxAuditBody);
     // only strings are looked up; any other item is INVALID as it is, described without walking it
     const names = domains.filter((d): d is string => typeof d === 'string');
     const audited = await auditor.auditMany(names);

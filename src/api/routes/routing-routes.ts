@@ -5,9 +5,8 @@
  */
 import { Router } from 'express';
 import type { AddressRouting, ReconcilePass, RouteReconciler } from '../../controller/route-reconciler.js';
-import { ApiError } from '../errors.js';
 import { waitParam } from '../params.js';
-import { describeValue, fieldName } from '../json-body.js';
+import { emptyBody, parseBody } from '../schemas.js';
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 /** The API form of one pass. */
@@ -60,10 +59,7 @@ export function routingRoutes(reconciler: RouteReconciler): Router {
   });
   r.post('/routing/reconcile', async (req, res) => {
     const wait = waitParam(req);
-    const b: unknown = req.body ?? {};
-    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ApiError('BAD_REQUEST', 'the body must be a JSON object', 400);
-    const keys = Object.keys(b);
-    if (keys.length > 0) throw new ApiError('BAD_REQUEST', `${fieldName(keys[0])}: unknown field (allowed: none; got ${describeValue((b as Record<string, unknown>)[keys[0]])})`, 400);
+    parseBody(req, emptyBody);
     const pass = reconciler.reconcile('request');
     let done: ReconcilePass | null = null;
     if (wait > 0) {
