@@ -165,6 +165,10 @@ export class CutoverService {
     if (!transit) throw new ServiceError('TRANSIT_NOT_FOUND', `no transit named "${transitName}"`);
     const last = this.deps.store.listOperations(serverName, 1)[0];
     const active = this.overlays.get(serverName);
+    // also once a cutback has lifted the overlay and measures the way back: one operation per server at a time
+    if (last && last.direction === 'cutback' && !isFinished(last)) {
+      throw new ServiceError('OPERATION_IN_PROGRESS', `a cutback of ${serverName} is running (${last.id}, ${last.phase}); wait for it to finish`);
+    }
     if (active) {
       if (active.transit !== transitName) {
         throw new ServiceError('ALREADY_CUT_OVER', `${serverName} is cut over to ${active.transit}; cut back first`);
@@ -172,9 +176,6 @@ export class CutoverService {
       if (last && last.direction === 'cutover' && last.transit === transitName) {
         if (last.state === 'failed') return { operation: await this.retryNow(last.id), created: true };
         return { operation: last, created: false };
-      }
-      if (last && last.direction === 'cutback' && !isFinished(last)) {
-        throw new ServiceError('OPERATION_IN_PROGRESS', `a cutback of ${serverName} is running (${last.id})`);
       }
       if (last && last.direction === 'cutback' && last.state === 'failed') {
         throw new ServiceError('OPERATION_IN_PROGRESS', `the last cutback of ${serverName} failed (${last.id}); retry it or cut back again`);

@@ -11,7 +11,8 @@ import { ServiceError, CutoverService } from '../../src/controller/cutover-servi
 import { parseAddress, type IpAddress } from '../../src/core/addresses.js';
 import type { Inventory } from '../../src/core/inventory.js';
 import type { CompiledOverlay } from '../../src/core/overlay.js';
-import type { StateStore } from '../../src/core/ports.js';
+import type { AddressDowntime } from '../../src/core/operation.js';
+import type { DowntimeMeter, StateStore } from '../../src/core/ports.js';
 import { RouteError, type DesiredRoute, type RouteBackend } from '../../src/routing/route-backend.js';
 import { openSqliteStore, StateLockedError } from '../../src/store/sqlite-store.js';
 import { OverlayComposer } from '../../src/controller/overlay-composer.js';
@@ -65,7 +66,7 @@ afterEach(() => {
 });
 
 /** `commitDelayMs`: every commit resolves that much later (a store across the network, as etcd). */
-function setup(path?: string, opts: { commitDelayMs?: number } = {}) {
+function setup(path?: string, opts: { commitDelayMs?: number; meter?: DowntimeMeter } = {}) {
   const file = path ?? join(mkdtempSync(join(tmpdir(), 'fc-svc-')), 'state.db');
   if (!path) dirs.push(join(file, '..'));
   const sqlite = openSqliteStore(file);
@@ -86,6 +87,7 @@ function setup(path?: string, opts: { commitDelayMs?: number } = {}) {
     inventory, store, backend,
     overlays: composer,
     ttlCap: 60,
+    meter: opts.meter,
     clock: { now: () => (t += 10), monotonic: () => t },
     logger: pino({ level: 'silent' }),
   });
@@ -201,6 +203,36 @@ describe('cutover service', () => {
     expect(store.load().overlays).toEqual([]);
     expect(backend.calls[1].every((d) => d.to === 'srv-42' && d.from === 'transit-3')).toBe(true);
     expect(svc.status('srv-42').overlay).toEqual({ active: false });
+  });
+
+  test('a cutback still measuring the way back (overlay lifted): a cutover is refused until it ends', async () => {
+    /** A meter whose measurements end when released (each run waits for the next release). */
+    let release = (): void => undefined;
+    const meter: DowntimeMeter = {
+      description: 'held', intervalMs: 10,
+      start: ({ addresses }) => {
+        const result: AddressDowntime[] = addresses.map((a) => ({ address: a.address, downtimeMs: 0, recovered: true, waitedMs: 0, probesSent: 1, probesFailed: 0 }));
+        const ended = new Promise<void>((r) => (release = r));
+        return { routed: () => undefined, done: () => ended.then(() => result), stop: async () => result };
+      },
+    };
+    const { svc, dnsAnswer } = setup(undefined, { meter });
+    const first = (await svc.cutover('srv-42', 'transit-3')).operation;
+    await waitFor('the cutover to measure', () => svc.getOperation(first.id).phase === 'measuring');
+    release();
+    await svc.idle();
+    expect(svc.getOperation(first.id).state).toBe('succeeded');
+    const { operation } = await svc.cutback('srv-42');
+    await waitFor('the cutback to lift the overlay and measure', () => dnsAnswer('203.0.113.10') === null && svc.getOperation(operation.id).phase === 'measuring');
+    expect(await codeOf(() => svc.cutover('srv-42', 'transit-3'))).toBe('OPERATION_IN_PROGRESS');
+    release();
+    await svc.idle();
+    expect(svc.getOperation(operation.id).state).toBe('succeeded');
+    const again = await svc.cutover('srv-42', 'transit-3');
+    expect(again.created).toBe(true);
+    await waitFor('the second cutover to measure', () => svc.getOperation(again.operation.id).phase === 'measuring');
+    release();
+    await svc.idle();
   });
 
   test('a failed cutback keeps the overlay; cutback again retries it', async () => {
