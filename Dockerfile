@@ -20,6 +20,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends conntrack fping
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# the page at /ui: static files served as they are
+COPY --from=build /app/src/ui ./src/ui
 # the bgp backend loads GoBGP's API definitions at run time, from where Debian's package puts them
 COPY --from=build /usr/share/gocode/src/github.com/osrg/gobgp/api/*.proto /usr/share/gocode/src/github.com/osrg/gobgp/api/
 COPY package.json ./

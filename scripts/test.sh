@@ -35,6 +35,7 @@ declare -A NEED=(
   [bird]=bird2                     # bgp lab: BIRD 2 as the provider's router
   [birdc]=bird2                    # bgp lab: reading the router's table (verify)
   [gobgpd]=gobgpd                  # bgp lab: the BGP daemon the bgp backend drives
+  [chromium]=chromium              # the page at /ui in a real browser (playwright-core drives it)
 )
 # bgp backend: GoBGP's API definitions (api/*.proto), loaded at run time; a package without a command
 GOBGP_PROTO=/usr/share/gocode/src/github.com/osrg/gobgp/api/gobgp.proto

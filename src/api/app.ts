@@ -1,5 +1,5 @@
 /**
- * The HTTP API (express 5): /healthz, /readyz, /metrics and /openapi.json without authentication; everything
+ * The HTTP API (express 5): /healthz, /readyz, /metrics, /openapi.json and the page at /ui without authentication; everything
  * under /v1 behind bearer tokens with roles (compared in constant time; the role checked before a
  * call is handed to the leader). Errors are JSON with stable codes.
  */
@@ -25,6 +25,7 @@ import type { DnsAnswerLookup } from '../controller/overlay-composer.js';
 import type { RouteReconciler } from '../controller/route-reconciler.js';
 import { routingRoutes } from './routes/routing-routes.js';
 import { clusterRoutes, forwardToLeader, readyJson, type ClusterView } from './routes/cluster-routes.js';
+import { uiRoutes } from './ui.js';
 
 /** What the API reads from the running controller. */
 export interface ApiDeps {
@@ -95,6 +96,9 @@ export function createApiApp(deps: ApiDeps): express.Express {
     }
   });
 
+  // the page: static files, no token (its data comes from /v1 with the user's token)
+  app.use('/ui', uiRoutes());
+
   const v1 = express.Router();
   v1.use(requestLog(deps.logger));
   v1.use(authenticate(deps.tokens));
@@ -108,6 +112,9 @@ export function createApiApp(deps: ApiDeps): express.Express {
     v1.use(forwardToLeader(deps.cluster, deps.logger.child({ component: 'api' })));
     v1.use(clusterRoutes(deps.cluster, deps.ready));
   }
+  v1.get('/whoami', (_req, res) => {
+    res.json(callerOf(res));
+  });
   v1.get('/zones', (_req, res) => {
     res.json({ zones: deps.zones(), errors: deps.zoneErrors() });
   });

@@ -7,7 +7,7 @@ import { inventoryEntrySchemas } from '../controller/inventory-schema.js';
 import { ERROR_STATUS } from './errors.js';
 import { MAX_WAIT_S } from './params.js';
 import { commonErrors, ROUTES, type RouteSpec } from './route-catalog.js';
-import { cutoverResponse, migrationResponse, moveResponse, operationResponse, PATH_PARAMS } from './schemas.js';
+import { cutoverResponse, migrationResponse, moveResponse, operationResponse, PATH_PARAMS, whoamiResponse } from './schemas.js';
 
 type Json = Record<string, unknown>;
 
@@ -89,7 +89,7 @@ function operation(r: RouteSpec): Json {
 }
 
 /** The answers documented with a schema, by their component name. */
-const ANSWERS = new Map<z.ZodType, string>([[operationResponse, 'Operation'], [cutoverResponse, 'Cutover'], [migrationResponse, 'Migration'], [moveResponse, 'AccountMove']]);
+const ANSWERS = new Map<z.ZodType, string>([[operationResponse, 'Operation'], [cutoverResponse, 'Cutover'], [migrationResponse, 'Migration'], [moveResponse, 'AccountMove'], [whoamiResponse, 'Caller']]);
 
 function answerName(schema: z.ZodType): string {
   const name = ANSWERS.get(schema);

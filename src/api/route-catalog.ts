@@ -7,7 +7,7 @@
  */
 import type { z } from 'zod';
 import type { Role } from './config-schema.js';
-import { cutoverBody, cutoverResponse, emptyBody, migrationBody, migrationResponse, moveBody, moveResponse, mxAuditBody, operationResponse } from './schemas.js';
+import { cutoverBody, cutoverResponse, emptyBody, migrationBody, migrationResponse, moveBody, moveResponse, mxAuditBody, operationResponse, whoamiResponse } from './schemas.js';
 
 export type Method = 'get' | 'post' | 'put' | 'delete';
 export type QueryParam = 'wait' | 'until';
@@ -49,6 +49,7 @@ const CUTOVER_ERRORS = ['SERVER_NOT_FOUND', 'TRANSIT_NOT_FOUND', 'ALREADY_CUT_OV
 
 /** The routes, in the README's order. */
 export const ROUTES: readonly RouteSpec[] = [
+  route('get', '/whoami', 'read', 'tokens', "The caller's token: its name and role", { answer: whoamiResponse }),
   route('get', '/cluster', 'read', 'replicas', 'This replica, the leader and every replica (state on etcd)'),
   route('get', '/zones', 'read', 'dns', 'The served zones and the zone files that failed at the last load'),
   route('post', '/servers/:server/cutover', 'operate', 'operations', 'Cut a server over to a transit: DNS before the answer, routing after',

@@ -190,6 +190,9 @@ export const migrationResponse = z.strictObject({
   })),
 });
 
+/** GET /v1/whoami's answer: the caller's token name and role. */
+export const whoamiResponse = z.strictObject({ name: z.string(), role: z.enum(['read', 'operate', 'admin']) });
+
 /** POST /v1/accounts/{account}/move's answer. */
 export const moveResponse = z.strictObject({
   account: z.string(), server: z.string(), location, migration_state: migrationState, transit: z.string().nullable(),

@@ -91,6 +91,7 @@ describe('each route returns each error code it documents', () => {
 
   test('refusals before anything exists, along a migration, a cutover and a cutback', async () => {
     await run(ctl, [
+      ['GET', '/v1/whoami', undefined, null],
       ['GET', '/v1/servers/srv-99', undefined, 'SERVER_NOT_FOUND'],
       ['POST', '/v1/servers/srv-99/cutover', { transit: 'transit-3' }, 'SERVER_NOT_FOUND'],
       ['POST', '/v1/servers/srv-42/cutover', { transit: 'transit-9' }, 'TRANSIT_NOT_FOUND'],

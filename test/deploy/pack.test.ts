@@ -87,12 +87,13 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 describe('npm pack + npm install --global', () => {
   test('the tarball holds the program, the example config and the README, and bin names a file in it', async () => {
     const entries = (await mustRun('tar', ['-tzf', tarball], tmp, 60_000)).split('\n').filter(Boolean);
-    const allowed = /^package\/(package\.json|README\.md|config\/example\.yaml|config\/zones\/[^/]+\.zone|dist\/src\/.+\.js)$/;
+    const allowed = /^package\/(package\.json|README\.md|config\/example\.yaml|config\/zones\/[^/]+\.zone|dist\/src\/.+\.js|src\/ui\/[^/]+\.(html|js|css))$/;
     expect(entries.filter((e) => !allowed.test(e))).toEqual([]);
     const packed = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { bin: Record<string, string> };
     expect(Object.keys(packed.bin)).toEqual(['failoverctl']);
     expect(entries).toContain(`package/${packed.bin.failoverctl}`);
     expect(entries).toContain('package/config/example.yaml');
+    expect(entries).toEqual(expect.arrayContaining(['package/src/ui/index.html', 'package/src/ui/app.js']));
   });
 
   test('better-sqlite3 took the local prebuild instead of compiling', () => {
@@ -121,7 +122,7 @@ describe('npm pack + npm install --global', () => {
     expect(example.code).toBe(0);
   });
 
-  test('failoverctl serve from the prefix answers DNS and cuts a server over (state in SQLite)', async () => {
+  test('failoverctl serve from the prefix answers DNS, serves the page at /ui and cuts a server over (state in SQLite)', async () => {
     const zones = join(tmp, 'zones-serve');
     mkdirSync(zones);
     writeFileSync(join(zones, 'pack.test.zone'), '$ORIGIN pack.test.\n$TTL 300\n@ SOA ns host 1 3600 600 86400 60\n@ NS ns\nns A 192.0.2.1\nwww A 192.0.2.10\n');
@@ -137,6 +138,9 @@ describe('npm pack + npm install --global', () => {
     const www = async () => decode((await udpExchange(ctl.dnsPort, buildQuery('www.pack.test')))!).answers.map((a) => a.rdata.toString('hex'));
     try {
       expect(await www()).toEqual(['c000020a']);
+      // the page at /ui, from the package's src/ui
+      const page = await fetch(`http://127.0.0.1:${ctl.apiPort}/ui/`);
+      expect([page.status, (await page.text()).includes('<script type="module" src="/ui/app.js">')]).toEqual([200, true]);
       const started = await ctl.post('/v1/servers/srv-1/cutover', { transit: 'transit-1' });
       expect([200, 202]).toContain(started.status);
       const op = await ctl.waitOperation(JSON.parse(started.body).id);
