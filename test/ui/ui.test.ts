@@ -1,19 +1,23 @@
 /**
  * The page at /ui in a real browser: playwright-core driving Debian's chromium (headless;
  * `--no-sandbox` as root) against the built controller, with the MX lab's DNS (NSD + unbound on
- * loopback, test/support/dns-lab.ts) so that audit verdicts are real, and TCP probes of the
- * server's and transit's addresses (loopback listeners) so that a cutover is measured. Tokens:
- * ops (admin), jobs (operate), support (read). Every browser context lets only the controller's
+ * loopback, test/support/dns-lab.ts) so that audit verdicts are real. The cutover from the server
+ * page runs against a second controller in the namespace lab (test/support/netns-lab.ts: routes
+ * really flip with linux-route, HTTP probes measure the downtime from the client namespace); its
+ * API listens inside the client namespace, so a second chromium runs there too (`ip netns exec`
+ * through a generated wrapper: playwright talks to it over a pipe). Tokens on both controllers:
+ * ops (admin), jobs (operate), support (read). Every browser context lets only its controller's
  * origin through (the page works offline: no CDN). Screenshots of each view go to `.tmp/ui/`.
- * Debian packages: chromium, nsd, unbound, ldnsutils.
+ * Debian packages: chromium, nsd, unbound, ldnsutils, iproute2, curl.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { freePort, REPO_ROOT, startController, type ControllerHandle } from '../support/controller.js';
 import { loadLabCases, MX_LAB_FIXTURES, startDnsLab, type DnsLab } from '../support/dns-lab.js';
+import { createLab, labSections, ORIGIN, SERVICE_ADDRESSES, TRANSIT, urlOf, type Lab } from '../support/netns-lab.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(REPO_ROOT, '.tmp', 'ui');
@@ -28,14 +32,28 @@ const AUDIT: [string, string, string | null][] = [
   // not a domain name: never looked up; in the CSV its cell must not start a formula
   ['=1+2', 'INVALID', null],
 ];
-const SRV42 = ['127.0.0.10', '127.0.0.11'];
-const T3 = ['127.0.0.20', '127.0.0.21'];
+/** The api section of both controllers: the three tokens (from FC_TEST_TOKEN, FC_JOBS_TOKEN, FC_SUPPORT_TOKEN). */
+const apiSection = (port: number) => ({
+  listen: `127.0.0.1:${port}`,
+  tokens: [
+    { name: 'ops', role: 'admin', token_env: 'FC_TEST_TOKEN' },
+    { name: 'jobs', role: 'operate', token_env: 'FC_JOBS_TOKEN' },
+    { name: 'support', role: 'read', token_env: 'FC_SUPPORT_TOKEN' },
+  ],
+});
+const launch = (executablePath: string) => chromium.launch({ executablePath, headless: true, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
+
+/** A browser and the origin of the controller it may reach. */
+interface Target {
+  browser: Browser;
+  base: string;
+}
 
 let lab: DnsLab;
 let ctl: ControllerHandle;
 let browser: Browser;
 let base: string;
-const listeners: Server[] = [];
+let loopback: Target;
 const contexts: BrowserContext[] = [];
 /** Requests the browser made to anything but the controller (must stay empty). */
 const elsewhere: string[] = [];
@@ -45,12 +63,6 @@ const visited: string[] = [];
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install the Debian package chromium (scripts/test.sh installs it as root)`);
   mkdirSync(SHOTS, { recursive: true });
-  const probePort = await freePort();
-  for (const host of [...SRV42, ...T3]) {
-    const s = createServer((c) => c.end());
-    await new Promise<void>((res, rej) => { s.once('error', rej); s.listen(probePort, host, () => res()); });
-    listeners.push(s);
-  }
   lab = await startDnsLab({ cases: loadLabCases(join(MX_LAB_FIXTURES, 'cases.yaml')).filter((c) => AUDIT.some(([d]) => d === c.domain)), resolverThreads: 1 });
   const apiPort = await freePort();
   ctl = await startController({
@@ -59,31 +71,24 @@ beforeAll(async () => {
     token: TOKENS.ops,
     env: { FC_JOBS_TOKEN: TOKENS.jobs, FC_SUPPORT_TOKEN: TOKENS.support },
     sections: {
-      api: {
-        listen: `127.0.0.1:${apiPort}`,
-        tokens: [
-          { name: 'ops', role: 'admin', token_env: 'FC_TEST_TOKEN' },
-          { name: 'jobs', role: 'operate', token_env: 'FC_JOBS_TOKEN' },
-          { name: 'support', role: 'read', token_env: 'FC_SUPPORT_TOKEN' },
-        ],
-      },
+      api: apiSection(apiPort),
       servers: [
-        { name: 'srv-42', profile: 'vps', addresses: SRV42 },
+        { name: 'srv-42', profile: 'vps', addresses: ['127.0.0.10', '127.0.0.11'] },
         { name: 'srv-43', profile: 'small', addresses: ['203.0.113.30'] },
       ],
       transits: [
-        { name: 'transit-3', profile: 'vps', addresses: T3 },
+        { name: 'transit-3', profile: 'vps', addresses: ['127.0.0.20', '127.0.0.21'] },
         { name: 'transit-4', profile: 'small', addresses: ['198.51.100.40'] },
       ],
       accounts: [{ name: 'acme', server: 'srv-42', zones: ['acme.test'] }, { name: 'shop', server: 'srv-43', zones: ['shop.test'] }],
-      health: { interval_ms: 20, timeout_ms: 500, deadline_s: 30, recovery_probes: 3, probe: { type: 'tcp', port: probePort } },
       mx_audit: { resolver: lab.resolver, timeout_ms: 1000, retries: 2 },
       state: { path: './state.db' },
       routing: { backend: 'dry-run' },
     },
   });
   base = `http://127.0.0.1:${apiPort}`;
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
+  browser = await launch(CHROMIUM);
+  loopback = { browser, base };
 }, 180_000);
 
 afterAll(async () => {
@@ -91,22 +96,21 @@ afterAll(async () => {
   await browser?.close();
   await ctl?.stop();
   await lab?.stop();
-  for (const s of listeners) await new Promise((res) => s.close(res));
 });
 
-/** A fresh context (nothing stored) that lets only the controller through. */
-async function open(hash = ''): Promise<Page> {
-  const context = await browser.newContext({ acceptDownloads: true });
+/** A fresh context (nothing stored) that lets only the target's controller through (default: the loopback one). */
+async function open(hash = '', target: Target = loopback): Promise<Page> {
+  const context = await target.browser.newContext({ acceptDownloads: true });
   contexts.push(context);
   await context.route('**/*', (route) => {
     const url = route.request().url();
     visited.push(url);
-    if (url.startsWith(`${base}/`)) return route.continue();
+    if (url.startsWith(`${target.base}/`)) return route.continue();
     elsewhere.push(url);
     return route.abort();
   });
   const page = await context.newPage();
-  await page.goto(`${base}/ui/${hash}`);
+  await page.goto(`${target.base}/ui/${hash}`);
   return page;
 }
 
@@ -218,31 +222,72 @@ describe('the page at /ui', () => {
     expect(csv.filter(Boolean)).toHaveLength(AUDIT.length + 1);
   });
 
-  test('an operator cuts srv-42 over from its page: confirmation, succeeded, the downtime bars', async () => {
-    const page = await open('#/servers/srv-42');
-    await signIn(page, TOKENS.jobs, 'jobs', 'operate');
-    await page.getByRole('heading', { name: 'Server srv-42' }).waitFor();
-    await page.getByRole('table', { name: 'Addresses' }).getByRole('rowheader', { name: SRV42[0] }).waitFor();
-    await page.getByLabel('Transit').selectOption('transit-3');
-    await page.getByRole('button', { name: 'Cut over', exact: true }).click();
-    const dialog = page.getByRole('dialog');
-    await dialog.getByText('Cut srv-42 over to transit-3?').waitFor();
-    expect(await unnamedControls(page)).toEqual([]);
-    await page.screenshot({ path: join(SHOTS, 'server-confirm.png') });
-    await dialog.getByRole('button', { name: 'Cut srv-42 over' }).click();
-    await page.locator('#operation-status').getByText(/: succeeded$/).waitFor({ timeout: 60_000 });
-    const id = (await page.locator('#operation-status').textContent())!.split(' ')[1];
-    const op = await (await api(`/v1/operations/${id}`, TOKENS.support)).json() as { state: string; requested_by: string; addresses: { address: string; downtime_ms: number }[] };
-    expect(op).toMatchObject({ state: 'succeeded', requested_by: 'jobs' });
-    // one bar per address, with the measured value the API reports
-    const chart = page.locator(`figure[data-operation="${id}"]`);
-    await chart.getByRole('img', { name: `Measured downtime per address of operation ${id}` }).waitFor();
-    const bars = await chart.locator('rect').evaluateAll((rs) => rs.map((r) => [r.getAttribute('data-address'), r.getAttribute('data-downtime-ms')]));
-    expect(bars).toEqual(op.addresses.map((a) => [a.address, String(a.downtime_ms)]));
-    for (const a of op.addresses) await chart.getByRole('table').getByRole('row').filter({ hasText: a.address }).getByText(`${a.downtime_ms} ms`).waitFor();
-    await page.getByText('Cut over to transit-3 since').waitFor();
-    await page.getByRole('button', { name: 'Cut back' }).waitFor();
-    await page.screenshot({ path: join(SHOTS, 'server.png'), fullPage: true });
+  describe('in the namespace lab', () => {
+    let nsLab: Lab;
+    let labCtl: ControllerHandle;
+    let wrapperDir: string | undefined;
+    let inLab: Target;
+    beforeAll(async () => {
+      nsLab = await createLab();
+      const apiPort = await freePort();
+      labCtl = await startController({
+        netns: nsLab.ns.client,
+        zonesDir: join(REPO_ROOT, 'test', 'fixtures', 'cutover'),
+        apiPort,
+        token: TOKENS.ops,
+        env: { FC_JOBS_TOKEN: TOKENS.jobs, FC_SUPPORT_TOKEN: TOKENS.support },
+        sections: {
+          ...labSections(nsLab),
+          api: apiSection(apiPort),
+          health: { interval_ms: 20, timeout_ms: 500, deadline_s: 30, recovery_probes: 3, probe: { type: 'http', port: 80, path: '/', identity_header: 'x-served-by' } },
+        },
+      });
+      // chromium in the client namespace, where the controller's API listens
+      wrapperDir = mkdtempSync(join(tmpdir(), 'fc-ui-'));
+      const wrapper = join(wrapperDir, 'chromium-in-netns');
+      writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${nsLab.ns.client} ${CHROMIUM} "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      inLab = { browser: await launch(wrapper), base: `http://127.0.0.1:${apiPort}` };
+    }, 120_000);
+    afterAll(async () => {
+      await inLab?.browser.close();
+      await labCtl?.stop();
+      await nsLab?.destroy();
+      if (wrapperDir) rmSync(wrapperDir, { recursive: true, force: true });
+    });
+
+    test('an operator cuts srv-42 over from its page: confirmation, routes flip, succeeded, the downtime bars', async () => {
+      const addresses = SERVICE_ADDRESSES[ORIGIN];
+      expect(await Promise.all(addresses.map((a) => nsLab.httpFrom(nsLab.ns.client, urlOf(a), 1000)))).toEqual(addresses.map(() => ORIGIN));
+      const page = await open('#/servers/srv-42', inLab);
+      await signIn(page, TOKENS.jobs, 'jobs', 'operate');
+      await page.getByRole('heading', { name: 'Server srv-42' }).waitFor();
+      await page.getByRole('table', { name: 'Addresses' }).getByRole('rowheader', { name: addresses[0] }).waitFor();
+      await page.getByLabel('Transit').selectOption(TRANSIT);
+      await page.getByRole('button', { name: 'Cut over', exact: true }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.getByText('Cut srv-42 over to transit-3?').waitFor();
+      expect(await unnamedControls(page)).toEqual([]);
+      await page.screenshot({ path: join(SHOTS, 'server-confirm.png') });
+      await dialog.getByRole('button', { name: 'Cut srv-42 over' }).click();
+      await page.locator('#operation-status').getByText(/: succeeded$/).waitFor({ timeout: 60_000 });
+      const id = (await page.locator('#operation-status').textContent())!.split(' ')[1];
+      const op = JSON.parse((await labCtl.get(`/v1/operations/${id}`)).body) as { state: string; backend: string; requested_by: string; addresses: { address: string; downtime_ms: number }[] };
+      expect(op).toMatchObject({ state: 'succeeded', backend: 'linux-route', requested_by: 'jobs' });
+      console.log(`cutover ${id} from the page (${op.backend}): ${op.addresses.map((a) => `${a.address} ${a.downtime_ms} ms`).join(', ')}`);
+      // the routes really moved: the client now reaches the transit at the server's addresses
+      expect(await Promise.all(addresses.map((a) => nsLab.httpFrom(nsLab.ns.client, urlOf(a), 1000)))).toEqual(addresses.map(() => TRANSIT));
+      // one bar per address, with the measured value the API reports
+      expect(op.addresses.map((a) => a.address).sort()).toEqual([...addresses].sort());
+      const chart = page.locator(`figure[data-operation="${id}"]`);
+      await chart.getByRole('img', { name: `Measured downtime per address of operation ${id}` }).waitFor();
+      const bars = await chart.locator('rect').evaluateAll((rs) => rs.map((r) => [r.getAttribute('data-address'), r.getAttribute('data-downtime-ms')]));
+      expect(bars).toEqual(op.addresses.map((a) => [a.address, String(a.downtime_ms)]));
+      for (const a of op.addresses) await chart.getByRole('table').getByRole('row').filter({ hasText: a.address }).getByText(`${a.downtime_ms} ms`).waitFor();
+      await page.getByText('Cut over to transit-3 since').waitFor();
+      await page.getByRole('button', { name: 'Cut back' }).waitFor();
+      await page.screenshot({ path: join(SHOTS, 'server.png'), fullPage: true });
+    });
   });
 
   test('a read token sees no cutover button; a forged cutover from the page is 403', async () => {
