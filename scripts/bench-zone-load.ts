@@ -773,7 +773,7 @@ async function main(): Promise<number> {
         log(`  probe's longest pause    ${ms(sendGap)} between two queries sent (without tcpdump the probe's own pauses read as the server's gaps)`);
       }
       log(`  when, main thread CPU    from +${f(gap!.at - hup)} after the SIGHUP; ${gapCpuMs} ms on a CPU in it (near the gap: the thread was working; far below it: waiting for a CPU)`);
-      if (gapWho) log(`  who had the CPUs         main thread ${gapWho.mainMs} ms (waiting runnable ${gapWho.mainWaitMs} ms), other controller threads ${gapWho.otherMs} ms, parser ${gapWho.parserMs} ms, steal cpu0 ${gapWho.steal0Ms} ms / cpu1 ${gapWho.steal1Ms} ms`);
+      if (gapWho) log(`  who had the CPUs         main thread ${gapWho.mainMs} ms (waiting runnable ${gapWho.mainWaitMs} ms), other controller threads ${gapWho.otherMs} ms, parser ${gapWho.parserMs >= 0 ? `${gapWho.parserMs} ms` : "(exited in the gap)"}, steal cpu0 ${gapWho.steal0Ms} ms / cpu1 ${gapWho.steal1Ms} ms`);
       log(`RSS after reload           ${m(afterReload.rss)}  (peak ${m(afterReload.hwm)})`);
     }
     if (badSamples.length) log(`wrong answers, first ${badSamples.length}:\n  ${badSamples.join('\n  ')}`);
