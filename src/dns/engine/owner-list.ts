@@ -33,11 +33,6 @@ export class OwnerList {
     return this.bytes.subarray(this.starts[k], this.ends[k]);
   }
 
-  /** Bytes in owner `k`'s key. */
-  lengthAt(k: number): number {
-    return this.ends[k] - this.starts[k];
-  }
-
   /** Whether owner `k`'s key is `key`, compared in place. */
   is(k: number, key: string): boolean {
     const start = this.starts[k];
@@ -98,17 +93,6 @@ export class OwnerListBuilder {
     source.copy(this.bytes, this.length, start, end);
     const at = this.length;
     this.length += end - start;
-    this.add(at, this.length);
-  }
-
-  /** Appends owner `k` of `list`. */
-  pushFrom(list: OwnerList, k: number): void {
-    this.own();
-    const key = list.bytesAt(k);
-    this.reserve(key.length);
-    key.copy(this.bytes, this.length);
-    const at = this.length;
-    this.length += key.length;
     this.add(at, this.length);
   }
 

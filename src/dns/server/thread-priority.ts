@@ -29,6 +29,11 @@ export interface ThreadPriorityOutcome {
  * the priority of the thread that started them: call again after work that may start some).
  */
 export function yieldToServingThread(nice: number = HELPER_THREAD_NICE): ThreadPriorityOutcome {
+  return setThreadsNice(nice, true);
+}
+
+/** Sets every thread of this process (but the main one when `keepMain`) to `nice`, best effort. */
+export function setThreadsNice(nice: number, keepMain: boolean): ThreadPriorityOutcome {
   let tids: string[];
   try {
     tids = readdirSync('/proc/self/task');
@@ -39,7 +44,7 @@ export function yieldToServingThread(nice: number = HELPER_THREAD_NICE): ThreadP
   let failed = 0;
   for (const tid of tids) {
     const id = Number(tid);
-    if (!Number.isInteger(id) || id === process.pid) continue;
+    if (!Number.isInteger(id) || (keepMain && id === process.pid)) continue;
     try {
       if (getPriority(id) === nice) continue;
       setPriority(id, nice);

@@ -12,10 +12,10 @@
  * 1,000,000-record zone those chunks cost the serving thread five major collections in a row).
  * Exits 0 after the last frame.
  */
-import { closeSync, openSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setPriority } from 'node:os';
+import { HELPER_THREAD_NICE, setThreadsNice } from '../server/thread-priority.js';
 import { describeLoadError, loadZoneFile } from './zone-file.js';
 import { packZone, type PackedZone } from './zone-transfer.js';
 
@@ -45,7 +45,7 @@ export type FramedReply =
 const MAX_WARNINGS = 100;
 
 /** Nice value of the parser during a reload: when CPUs are scarce, the process that answers goes first. */
-export const PARSER_NICE = 10;
+export const PARSER_NICE = HELPER_THREAD_NICE;
 
 /** The typed arrays of a packed zone, in frame order, with their element types. */
 const ARRAYS = [
@@ -158,23 +158,8 @@ export class FrameReader {
   }
 }
 
-/** Every thread of this process at `nice` (on Linux a nice value is per thread): best effort. */
-function lowerPriority(nice: number): void {
-  let tids: string[];
-  try {
-    tids = readdirSync('/proc/self/task');
-  } catch {
-    tids = [String(process.pid)];
-  }
-  for (const tid of tids) {
-    try {
-      setPriority(Number(tid), nice);
-    } catch { /* not allowed here: parse at the normal priority */ }
-  }
-}
-
 function parseAll(req: ParseRequest): void {
-  if (req.background) lowerPriority(PARSER_NICE);
+  if (req.background) setThreadsNice(PARSER_NICE, false); // every thread: on Linux a nice value is per thread
   req.jobs.forEach((job, i) => {
     let reply: FramedReply;
     try {
