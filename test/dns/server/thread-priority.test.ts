@@ -31,4 +31,17 @@ describe.each([process.platform === 'linux' ? 'linux' : 'skip'])('yieldToServing
     expect(Object.values(others).length).toBe(r.first.changed);
     expect(new Set(Object.values(others))).toEqual(new Set([HELPER_THREAD_NICE]));
   });
+
+  run('setThreadsNice without keeping the main thread (the zone parser process): every thread, the main one included', () => {
+    const mod = JSON.stringify(new URL('../../../dist/src/dns/server/thread-priority.js', import.meta.url).pathname);
+    const r = inProcess(`
+      import { readdirSync } from 'node:fs';
+      import { getPriority } from 'node:os';
+      const { setThreadsNice } = await import(${mod});
+      const out = setThreadsNice(${HELPER_THREAD_NICE}, false);
+      console.log(JSON.stringify({ out, nice: readdirSync('/proc/self/task').map((t) => getPriority(Number(t))) }));
+    `) as { out: { failed: number }; nice: number[] };
+    expect(r.out.failed).toBe(0);
+    expect(new Set(r.nice)).toEqual(new Set([HELPER_THREAD_NICE]));
+  });
 });
