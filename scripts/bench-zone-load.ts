@@ -251,10 +251,6 @@ function joinCpuGroup(name: string): { leave(): void } {
   const path = join(root, name);
   mkdirSync(path, { recursive: true });
   writeFileSync(join(path, 'cpu.shares'), '262144');
-  try {
-    // the probe runs SCHED_FIFO (chrt): a group needs real-time time of its own for that
-    writeFileSync(join(path, 'cpu.rt_runtime_us'), '900000');
-  } catch { /* no real-time group scheduling here: the probe runs at the normal policy */ }
   writeFileSync(join(path, 'tasks'), String(process.pid));
   return {
     leave() {
