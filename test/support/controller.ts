@@ -18,14 +18,17 @@ export const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'failoverctl.js');
 /** A port free for both UDP and TCP on the given loopback address. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await new Promise<number>((res, rej) => {
+    const port = await new Promise<number>((res) => {
       const s = createServer();
-      s.once('error', rej);
-      s.listen(0, host, () => {
+      s.once('error', () => res(0));
+      // below the kernel's ephemeral range (32768-60999): a port handed out by listen(0) can be
+      // taken by another process's outgoing connection before the server meant for it binds it
+      s.listen(20000 + Math.floor(Math.random() * 12000), host, () => {
         const p = (s.address() as { port: number }).port;
         s.close(() => res(p));
       });
     });
+    if (port === 0) continue; // taken: another try
     const udpFree = await new Promise<boolean>((res) => {
       const u = createSocket(host.includes(':') ? 'udp6' : 'udp4');
       u.once('error', () => res(false));
